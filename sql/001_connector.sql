@@ -1,0 +1,45 @@
+-- The connector's own state, in a schema of its own. Applied by `slotline setup`
+-- (and by `run` when SLOTLINE_AUTO_SETUP is on); every statement is idempotent.
+CREATE SCHEMA IF NOT EXISTS slotline;
+
+-- One row per (slot, sink). `lsn` is the position up to which that sink holds
+-- every change durably: the end LSN of the last transaction it committed, or
+-- the server's WAL end acknowledged while idle. It is written in the same sink
+-- transaction as the rows it covers, and never moves backwards.
+CREATE TABLE IF NOT EXISTS slotline.checkpoints (
+  slot         text        NOT NULL,
+  sink         text        NOT NULL,
+  lsn          pg_lsn,
+  -- pending_snapshot: slot made by `setup`, initial copy still to do
+  -- snapshotting:     initial copy under way (a restart redoes it)
+  -- streaming:        `lsn` is valid; replication resumes there
+  state        text        NOT NULL CHECK (state IN ('pending_snapshot', 'snapshotting', 'streaming')),
+  snapshot_lsn pg_lsn,
+  commit_time  timestamptz,
+  updated_at   timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (slot, sink)
+);
+
+-- Rows that could not be mapped. Nothing is dropped silently: the reason, the
+-- LSN and the raw column values (as text) are kept for an operator.
+CREATE TABLE IF NOT EXISTS slotline.dead_letters (
+  id           bigserial   PRIMARY KEY,
+  slot         text        NOT NULL,
+  source_table text        NOT NULL,
+  operation    text        NOT NULL CHECK (operation IN ('insert', 'update', 'delete', 'snapshot')),
+  row_key      text        NOT NULL,
+  -- commit LSN of the source transaction (the slot's consistent point for snapshot rows)
+  lsn          pg_lsn      NOT NULL,
+  commit_time  timestamptz,
+  raw          jsonb       NOT NULL,
+  reason_code  text        NOT NULL,
+  reason       text        NOT NULL,
+  state        text        NOT NULL DEFAULT 'pending'
+                           CHECK (state IN ('pending', 'retried', 'resolved', 'discarded')),
+  attempts     integer     NOT NULL DEFAULT 1,
+  first_seen   timestamptz NOT NULL DEFAULT now(),
+  last_seen    timestamptz NOT NULL DEFAULT now(),
+  note         text,
+  UNIQUE (slot, source_table, row_key, lsn)
+);
+CREATE INDEX IF NOT EXISTS dead_letters_state_idx ON slotline.dead_letters (state, reason_code);

@@ -1,0 +1,40 @@
+-- Sink tables, created in SLOTLINE_SINK_SCHEMA (the connector sets search_path
+-- to it before applying this file). Prices and quantities are raw uint256
+-- amounts: unconstrained numeric, never floating point.
+CREATE TABLE IF NOT EXISTS analytics_trades (
+  trade_id       text        NOT NULL,
+  time           timestamptz NOT NULL,
+  chain_id       integer     NOT NULL,
+  pool_id        text        NOT NULL,
+  symbol         text,
+  side           text        NOT NULL,
+  price          numeric     NOT NULL,
+  quantity       numeric     NOT NULL,
+  -- price × quantity, exact
+  volume         numeric     NOT NULL,
+  transaction_id text,
+  -- commit LSN of the source transaction that wrote this version of the row;
+  -- an older change never overwrites a newer one
+  source_lsn     pg_lsn      NOT NULL,
+  -- A hypertable's unique keys must contain its time column.
+  PRIMARY KEY (trade_id, time)
+);
+CREATE INDEX IF NOT EXISTS analytics_trades_pool_time_idx ON analytics_trades (pool_id, time DESC);
+
+-- A mirror of the source's pools, kept current by the stream.
+CREATE TABLE IF NOT EXISTS pools (
+  id              text PRIMARY KEY,
+  chain_id        integer,
+  coin            text,
+  order_book      text,
+  base_currency   text,
+  quote_currency  text,
+  base_decimals   integer,
+  quote_decimals  integer,
+  volume          numeric,
+  volume_in_quote numeric,
+  price           numeric,
+  timestamp       integer,
+  source_lsn      pg_lsn NOT NULL
+);
+CREATE INDEX IF NOT EXISTS pools_order_book_idx ON pools (order_book);

@@ -1,0 +1,112 @@
+#!/usr/bin/env node
+import { configMarkdown, loadConfig, type Config } from './config.js';
+import { ConfigError, SlotlineError } from './errors.js';
+import { createLogger, type Logger } from './log.js';
+import { runConnector } from './main.js';
+import { runSetup } from './setup.js';
+
+const USAGE = `usage: slotline <command>
+
+commands:
+  setup [--resnapshot]   check the source, create publication and slot, apply the sink schema (idempotent)
+  run                    stream changes into the sinks until SIGTERM/SIGINT
+  config                 print the configuration variables as a Markdown table
+
+Configuration comes from SLOTLINE_* environment variables (see README).`;
+
+function secretsOf(cfg: Config): string[] {
+  const out: string[] = [];
+  for (const url of [cfg.sourceUrl, cfg.sinkUrl]) {
+    try {
+      const p = decodeURIComponent(new URL(url).password);
+      if (p) out.push(p);
+    } catch {
+      // validated already
+    }
+  }
+  if (cfg.adminToken) out.push(cfg.adminToken);
+  return out;
+}
+
+function report(log: Logger | null, err: unknown): number {
+  if (err instanceof ConfigError) {
+    process.stderr.write(`slotline: ${err.message}\n`);
+    return 2;
+  }
+  const e =
+    err instanceof SlotlineError
+      ? err
+      : new SlotlineError('unexpected', String((err as Error)?.stack ?? err));
+  if (log) log.fatal({ code: e.code }, e.message);
+  else process.stderr.write(`slotline: ${e.message}\n`);
+  return 1;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
+    process.stdout.write(`${USAGE}\n`);
+    return command === undefined ? 2 : 0;
+  }
+  if (command === 'config') {
+    process.stdout.write(`${configMarkdown()}\n`);
+    return 0;
+  }
+  if (command !== 'setup' && command !== 'run') {
+    process.stderr.write(`slotline: unknown command ${JSON.stringify(command)}\n${USAGE}\n`);
+    return 2;
+  }
+  const unknown = rest.filter((a) => !(command === 'setup' && a === '--resnapshot'));
+  if (unknown.length > 0) {
+    process.stderr.write(`slotline ${command}: unknown argument ${JSON.stringify(unknown[0])}\n`);
+    return 2;
+  }
+
+  let log: Logger | null = null;
+  try {
+    const cfg = loadConfig(process.env);
+    log = createLogger({ level: cfg.logLevel, secrets: secretsOf(cfg) });
+    if (command === 'setup') {
+      const r = await runSetup(cfg, log.child({ component: 'setup' }), {
+        create: true,
+        resnapshot: rest.includes('--resnapshot'),
+      });
+      log.info(r, 'setup complete');
+      return 0;
+    }
+    const shutdown = new AbortController();
+    let signals = 0;
+    const onSignal = (sig: NodeJS.Signals) => {
+      signals += 1;
+      if (signals > 1) {
+        log?.warn({ signal: sig }, 'second signal: exiting now');
+        process.exit(130);
+      }
+      log?.info({ signal: sig }, 'shutting down');
+      shutdown.abort();
+      // Hard deadline: whatever is not flushed by then is replayed on the next start.
+      setTimeout(() => {
+        log?.error('shutdown deadline passed; exiting');
+        process.exit(1);
+      }, cfg.shutdownTimeoutMs).unref();
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+    await runConnector(cfg, { shutdown: shutdown.signal, log });
+    return 0;
+  } catch (err) {
+    return report(log, err);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+    // Nothing may keep a finished command alive (a stray socket or timer).
+    setImmediate(() => process.exit(code));
+  },
+  (err: unknown) => {
+    process.stderr.write(`slotline: ${String(err)}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,263 @@
+import { z } from 'zod';
+import { ConfigError } from './errors.js';
+
+/**
+ * Every setting is a SLOTLINE_* environment variable, parsed once at start.
+ * A bad value stops start-up with a message naming the variable. The README's
+ * configuration table is generated from the descriptions here
+ * (`slotline config --markdown`), so this file is the single source of truth.
+ */
+
+const identifier = z
+  .string()
+  .regex(
+    /^[A-Za-z_][A-Za-z0-9_]{0,62}$/,
+    'must be an SQL identifier: letters, digits, _; at most 63 characters',
+  );
+const slotName = z
+  .string()
+  .regex(
+    /^[a-z0-9_]{1,63}$/,
+    'must be lower-case letters, digits and _, at most 63 characters (a PostgreSQL slot name)',
+  );
+const postgresUrl = z
+  .string()
+  .min(1, 'must not be empty')
+  .refine((s) => {
+    try {
+      const u = new URL(s);
+      return u.protocol === 'postgres:' || u.protocol === 'postgresql:';
+    } catch {
+      return false;
+    }
+  }, 'must be a postgres:// or postgresql:// URL');
+const int = (min: number, max: number) =>
+  z
+    .string()
+    .regex(/^\d+$/, 'must be a whole number')
+    .transform(Number)
+    .pipe(z.number().int().min(min).max(max));
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'], { message: 'must be true or false' })
+  .transform((s) => s === 'true' || s === '1' || s === 'yes');
+
+interface Setting<T extends z.ZodTypeAny> {
+  schema: T;
+  default?: string;
+  description: string;
+}
+
+function setting<T extends z.ZodTypeAny>(schema: T, description: string, def?: string): Setting<T> {
+  return def === undefined ? { schema, description } : { schema, description, default: def };
+}
+
+export const SETTINGS = {
+  SLOTLINE_SOURCE_URL: setting(
+    postgresUrl,
+    'Connection URL of the Ponder (source) database. The role needs REPLICATION and SELECT on the tables.',
+  ),
+  SLOTLINE_SINK_URL: setting(
+    postgresUrl,
+    'Connection URL of the TimescaleDB (or plain PostgreSQL) sink database.',
+  ),
+  SLOTLINE_SOURCE_SCHEMA: setting(
+    identifier,
+    'Schema of the Ponder tables on the source.',
+    'public',
+  ),
+  SLOTLINE_SINK_SCHEMA: setting(
+    identifier,
+    'Schema of `analytics_trades` and `pools` on the sink.',
+    'public',
+  ),
+  SLOTLINE_SLOT: setting(slotName, 'Logical replication slot name.', 'slotline'),
+  SLOTLINE_PUBLICATION: setting(
+    identifier,
+    'Publication name (covers `order_book_trades` and `pools`).',
+    'slotline',
+  ),
+  SLOTLINE_POOL_JOIN_COLUMN: setting(
+    z.enum(['order_book', 'id'], { message: 'must be order_book or id' }),
+    "Column of `pools` that a trade's `pool_id` refers to.",
+    'order_book',
+  ),
+  SLOTLINE_KAFKA_BROKERS: setting(
+    z.string().optional(),
+    'Comma-separated Kafka brokers; unset disables Kafka entirely.',
+  ),
+  SLOTLINE_HTTP_PORT: setting(
+    int(0, 65535),
+    'Port of the HTTP server (health, metrics, status, admin); 0 disables it.',
+    '8080',
+  ),
+  SLOTLINE_ADMIN_TOKEN: setting(
+    z.string().min(16, 'must be at least 16 characters').optional(),
+    'Bearer token for admin actions; unset disables them.',
+  ),
+  SLOTLINE_LOG_LEVEL: setting(
+    z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], {
+      message: 'must be one of fatal, error, warn, info, debug, trace, silent',
+    }),
+    'pino log level. Row payloads are only logged at debug and below.',
+    'info',
+  ),
+  SLOTLINE_BATCH_MAX_ROWS: setting(
+    int(1, 1_000_000),
+    'Most changes written to the sink in one transaction. An idle sink takes whatever is waiting, so batches grow only under load.',
+    '5000',
+  ),
+  SLOTLINE_INFLIGHT_MAX_ROWS: setting(
+    int(1, 100_000_000),
+    'Changes decoded but not yet durable in every sink; above it the connector stops reading the replication socket.',
+    '50000',
+  ),
+  SLOTLINE_INFLIGHT_MAX_BYTES: setting(
+    int(1024, 2 ** 40),
+    'Same bound in bytes of decoded values.',
+    String(64 * 1024 * 1024),
+  ),
+  SLOTLINE_STATUS_INTERVAL_MS: setting(
+    int(100, 3_600_000),
+    'Interval of standby status updates to the server (must be well under its wal_sender_timeout).',
+    '10000',
+  ),
+  SLOTLINE_IDLE_ACK_INTERVAL_MS: setting(
+    int(0, 3_600_000),
+    "When nothing is in flight, the server's WAL end is checkpointed and acknowledged at most this often, so an idle slot holds no WAL.",
+    '1000',
+  ),
+  SLOTLINE_HEARTBEAT_INTERVAL_MS: setting(
+    int(0, 3_600_000),
+    'Interval of heartbeat messages (pg_logical_emit_message) written to the source; 0 disables them.',
+    '10000',
+  ),
+  SLOTLINE_RETRY_INITIAL_MS: setting(
+    int(1, 600_000),
+    'First delay of the capped exponential backoff (with jitter) for connections and sink writes.',
+    '500',
+  ),
+  SLOTLINE_RETRY_MAX_MS: setting(int(1, 3_600_000), 'Cap of that backoff.', '30000'),
+  SLOTLINE_SHUTDOWN_TIMEOUT_MS: setting(
+    int(0, 600_000),
+    'On SIGTERM, how long to flush and acknowledge before exiting anyway.',
+    '25000',
+  ),
+  SLOTLINE_AUTO_SETUP: setting(
+    bool,
+    "`run` first applies `setup` (idempotent). Turn off when the connector's role may not create publications or DDL.",
+    'true',
+  ),
+  SLOTLINE_SNAPSHOT: setting(
+    z.enum(['initial', 'never'], { message: 'must be initial or never' }),
+    "On first start, copy existing rows in the slot's exported snapshot (`initial`) or stream only new changes (`never`).",
+    'initial',
+  ),
+  SLOTLINE_APPLY_TRUNCATE: setting(
+    bool,
+    'Apply TRUNCATE of a source table to its sink table.',
+    'true',
+  ),
+} as const;
+
+type Settings = typeof SETTINGS;
+type Parsed = { [K in keyof Settings]: z.output<Settings[K]['schema']> };
+
+export interface Config {
+  sourceUrl: string;
+  sinkUrl: string;
+  sourceSchema: string;
+  sinkSchema: string;
+  slot: string;
+  publication: string;
+  poolJoinColumn: 'order_book' | 'id';
+  kafkaBrokers: string[] | null;
+  httpPort: number;
+  adminToken: string | null;
+  logLevel: Parsed['SLOTLINE_LOG_LEVEL'];
+  batchMaxRows: number;
+  inflightMaxRows: number;
+  inflightMaxBytes: number;
+  statusIntervalMs: number;
+  idleAckIntervalMs: number;
+  heartbeatIntervalMs: number;
+  retryInitialMs: number;
+  retryMaxMs: number;
+  shutdownTimeoutMs: number;
+  autoSetup: boolean;
+  snapshot: 'initial' | 'never';
+  applyTruncate: boolean;
+}
+
+/** Parses the environment; throws ConfigError listing every bad variable by name. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const problems: string[] = [];
+  const out: Record<string, unknown> = {};
+  for (const [name, s] of Object.entries(SETTINGS) as [keyof Settings, Setting<z.ZodTypeAny>][]) {
+    const raw = env[name];
+    const value = raw === undefined || raw === '' ? s.default : raw;
+    if (value === undefined && !s.schema.safeParse(undefined).success) {
+      problems.push(`${name} is required: ${s.description}`);
+      continue;
+    }
+    const r = s.schema.safeParse(value);
+    if (!r.success) {
+      const shown =
+        name === 'SLOTLINE_ADMIN_TOKEN' || name.endsWith('_URL')
+          ? '(value hidden)'
+          : JSON.stringify(value);
+      problems.push(`${name} ${shown}: ${r.error.issues.map((i) => i.message).join('; ')}`);
+      continue;
+    }
+    out[name] = r.data;
+  }
+  if (problems.length > 0)
+    throw new ConfigError(`invalid configuration:\n  ${problems.join('\n  ')}`);
+  const p = out as Parsed;
+  if (p.SLOTLINE_RETRY_MAX_MS < p.SLOTLINE_RETRY_INITIAL_MS) {
+    throw new ConfigError(
+      'invalid configuration:\n  SLOTLINE_RETRY_MAX_MS must be at least SLOTLINE_RETRY_INITIAL_MS',
+    );
+  }
+  if (p.SLOTLINE_INFLIGHT_MAX_ROWS < p.SLOTLINE_BATCH_MAX_ROWS) {
+    throw new ConfigError(
+      'invalid configuration:\n  SLOTLINE_INFLIGHT_MAX_ROWS must be at least SLOTLINE_BATCH_MAX_ROWS',
+    );
+  }
+  const brokers = p.SLOTLINE_KAFKA_BROKERS?.split(',')
+    .map((b) => b.trim())
+    .filter((b) => b.length > 0);
+  return {
+    sourceUrl: p.SLOTLINE_SOURCE_URL,
+    sinkUrl: p.SLOTLINE_SINK_URL,
+    sourceSchema: p.SLOTLINE_SOURCE_SCHEMA,
+    sinkSchema: p.SLOTLINE_SINK_SCHEMA,
+    slot: p.SLOTLINE_SLOT,
+    publication: p.SLOTLINE_PUBLICATION,
+    poolJoinColumn: p.SLOTLINE_POOL_JOIN_COLUMN,
+    kafkaBrokers: brokers && brokers.length > 0 ? brokers : null,
+    httpPort: p.SLOTLINE_HTTP_PORT,
+    adminToken: p.SLOTLINE_ADMIN_TOKEN ?? null,
+    logLevel: p.SLOTLINE_LOG_LEVEL,
+    batchMaxRows: p.SLOTLINE_BATCH_MAX_ROWS,
+    inflightMaxRows: p.SLOTLINE_INFLIGHT_MAX_ROWS,
+    inflightMaxBytes: p.SLOTLINE_INFLIGHT_MAX_BYTES,
+    statusIntervalMs: p.SLOTLINE_STATUS_INTERVAL_MS,
+    idleAckIntervalMs: p.SLOTLINE_IDLE_ACK_INTERVAL_MS,
+    heartbeatIntervalMs: p.SLOTLINE_HEARTBEAT_INTERVAL_MS,
+    retryInitialMs: p.SLOTLINE_RETRY_INITIAL_MS,
+    retryMaxMs: p.SLOTLINE_RETRY_MAX_MS,
+    shutdownTimeoutMs: p.SLOTLINE_SHUTDOWN_TIMEOUT_MS,
+    autoSetup: p.SLOTLINE_AUTO_SETUP,
+    snapshot: p.SLOTLINE_SNAPSHOT,
+    applyTruncate: p.SLOTLINE_APPLY_TRUNCATE,
+  };
+}
+
+/** The configuration table for the README. */
+export function configMarkdown(): string {
+  const rows = Object.entries(SETTINGS).map(
+    ([name, s]) =>
+      `| \`${name}\` | ${'default' in s && s.default !== undefined ? `\`${s.default}\`` : '—'} | ${s.description} |`,
+  );
+  return ['| variable | default | meaning |', '| --- | --- | --- |', ...rows].join('\n');
+}

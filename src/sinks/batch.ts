@@ -1,0 +1,55 @@
+import type { Lsn } from '../checkpoint/lsn.js';
+import type { Pool, RejectCode, Trade } from '../trades/map.js';
+
+/**
+ * What the router hands the sinks: mapped changes in stream order. `lsn` is the
+ * commit LSN of the source transaction (for snapshot rows, the slot's
+ * consistent point), so "newer" is well defined across transactions.
+ */
+export type Change =
+  | { kind: 'trade_upsert'; lsn: Lsn; op: 'insert' | 'update' | 'snapshot'; trade: Trade }
+  | { kind: 'trade_delete'; lsn: Lsn; tradeId: string }
+  | { kind: 'pool_upsert'; lsn: Lsn; op: 'insert' | 'update' | 'snapshot'; pool: Pool }
+  | { kind: 'pool_delete'; lsn: Lsn; poolId: string }
+  | { kind: 'truncate'; lsn: Lsn; tables: ('trades' | 'pools')[] }
+  | { kind: 'dead_letter'; lsn: Lsn; letter: DeadLetter };
+
+export interface DeadLetter {
+  sourceTable: string;
+  operation: 'insert' | 'update' | 'delete' | 'snapshot';
+  rowKey: string;
+  /** microseconds since 2000-01-01 (PostgreSQL epoch); null for snapshot rows */
+  commitTime: bigint | null;
+  raw: Record<string, string | null>;
+  code: RejectCode;
+  reason: string;
+}
+
+/**
+ * A run of changes a sink writes in one transaction. It may end in the middle
+ * of a source transaction: `checkpoint` is then the end of the last
+ * transaction that committed inside the batch (or null), so the sink's
+ * checkpoint only ever moves at a commit.
+ */
+export class Batch {
+  readonly changes: Change[] = [];
+  /** decoded bytes held, for the in-flight bound */
+  bytes = 0;
+  /** End LSN up to which this batch completes the stream (commit end or idle WAL end). */
+  checkpoint: Lsn | null = null;
+  /** Commit time (µs since 2000-01-01) of the last commit covered. */
+  commitTime: bigint | null = null;
+  /** Source transactions committed inside this batch. */
+  commits = 0;
+
+  constructor(readonly seq: number) {}
+
+  get rows(): number {
+    return this.changes.length;
+  }
+
+  /** Nothing to write and no checkpoint to move. */
+  get empty(): boolean {
+    return this.changes.length === 0 && this.checkpoint === null;
+  }
+}

@@ -1,0 +1,178 @@
+import type { Lsn } from '../checkpoint/lsn.js';
+import { Batch, type Change } from './batch.js';
+
+export interface InflightOptions {
+  /** Most changes in one batch (SLOTLINE_BATCH_MAX_ROWS, default 5000). */
+  batchMaxRows: number;
+  /** Bound on changes held until every sink has them (SLOTLINE_INFLIGHT_MAX_ROWS, default 50000). */
+  maxRows: number;
+  /** The same bound in decoded bytes (SLOTLINE_INFLIGHT_MAX_BYTES, default 64 MiB). */
+  maxBytes: number;
+}
+
+/**
+ * The bounded queue between the replication stream and the sinks. The stream
+ * appends to an open batch; a batch is sealed when it is full or when a sink
+ * that has nothing else to do takes it (so batches stay small when the sinks
+ * keep up and grow to batchMaxRows when they do not). Each sink reads every
+ * batch in order through its own cursor; a batch is dropped once all have
+ * written it. `full` tells the stream to stop reading the socket; `onDrain`
+ * fires when the queue is back under half of its bounds.
+ */
+export class InflightQueue {
+  private readonly sealed: Batch[] = [];
+  private open: Batch;
+  private nextSeq = 0;
+  private readonly cursors = new Map<string, number>();
+  private readonly waiters = new Map<string, () => void>();
+  private heldRows = 0;
+  private heldBytes = 0;
+  private drainListeners: (() => void)[] = [];
+  private idleListeners: (() => void)[] = [];
+
+  constructor(
+    private readonly opts: InflightOptions,
+    sinks: readonly string[],
+  ) {
+    this.open = new Batch(this.nextSeq++);
+    for (const s of sinks) this.cursors.set(s, 0);
+  }
+
+  get rows(): number {
+    return this.heldRows;
+  }
+
+  get bytes(): number {
+    return this.heldBytes;
+  }
+
+  get full(): boolean {
+    return this.heldRows >= this.opts.maxRows || this.heldBytes >= this.opts.maxBytes;
+  }
+
+  /** Nothing is held: every change and checkpoint has been written by every sink. */
+  get idle(): boolean {
+    return this.sealed.length === 0 && this.open.empty;
+  }
+
+  push(change: Change, bytes: number): void {
+    this.open.changes.push(change);
+    this.open.bytes += bytes;
+    this.heldRows += 1;
+    this.heldBytes += bytes;
+    if (this.open.changes.length >= this.opts.batchMaxRows) {
+      this.seal();
+      this.wake();
+    }
+  }
+
+  /** A source transaction (or an idle stretch of WAL) ends at `lsn`. */
+  commit(lsn: Lsn, commitTime: bigint | null, isTransaction: boolean): void {
+    const b = this.open;
+    if (b.checkpoint === null || lsn > b.checkpoint) b.checkpoint = lsn;
+    if (commitTime !== null) b.commitTime = commitTime;
+    if (isTransaction) b.commits += 1;
+    this.wake();
+  }
+
+  /** The next batch for `sink`, waiting until there is one or the signal aborts. */
+  async next(sink: string, signal: AbortSignal): Promise<Batch | null> {
+    for (;;) {
+      if (signal.aborted) return null;
+      const b = this.peek(sink);
+      if (b) return b;
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          signal.removeEventListener('abort', done);
+          this.waiters.delete(sink);
+          resolve();
+        };
+        this.waiters.set(sink, done);
+        signal.addEventListener('abort', done, { once: true });
+      });
+    }
+  }
+
+  /** A batch for `sink` if one is ready now; seals the open batch when it holds a commit. */
+  peek(sink: string): Batch | null {
+    const cursor = this.cursor(sink);
+    const first = this.sealed[0];
+    const index = first ? cursor - first.seq : 0;
+    if (index < this.sealed.length) return this.sealed[index] ?? null;
+    // Take the open batch only at a commit: a transaction still arriving is
+    // better written in one piece, unless it fills a batch by itself.
+    if (this.open.checkpoint !== null && cursor === this.open.seq) {
+      this.seal();
+      return this.sealed[this.sealed.length - 1] ?? null;
+    }
+    return null;
+  }
+
+  /** `sink` has durably written `batch`. */
+  release(sink: string, batch: Batch): void {
+    const cursor = this.cursor(sink);
+    if (batch.seq !== cursor)
+      throw new Error(`sink ${sink} released batch ${batch.seq} out of order (expected ${cursor})`);
+    this.cursors.set(sink, cursor + 1);
+    const wasFull = this.full;
+    let minCursor = Infinity;
+    for (const c of this.cursors.values()) minCursor = Math.min(minCursor, c);
+    while (this.sealed.length > 0 && (this.sealed[0] as Batch).seq < minCursor) {
+      const done = this.sealed.shift() as Batch;
+      this.heldRows -= done.rows;
+      this.heldBytes -= done.bytes;
+    }
+    if (wasFull || this.drainListeners.length > 0) {
+      if (this.heldRows <= this.opts.maxRows / 2 && this.heldBytes <= this.opts.maxBytes / 2) {
+        const listeners = this.drainListeners;
+        this.drainListeners = [];
+        for (const l of listeners) l();
+      }
+    }
+    if (this.idle) {
+      const listeners = this.idleListeners;
+      this.idleListeners = [];
+      for (const l of listeners) l();
+    }
+  }
+
+  /** Resolves once the queue is back under half its bounds. */
+  drained(): Promise<void> {
+    if (!this.full) return Promise.resolve();
+    return new Promise((resolve) => this.drainListeners.push(resolve));
+  }
+
+  /** Seals what is open (even mid-transaction) and resolves when every sink has written everything. */
+  flushAll(): Promise<void> {
+    if (!this.open.empty) {
+      this.seal();
+      this.wake();
+    }
+    if (this.idle) return Promise.resolve();
+    return new Promise((resolve) => this.idleListeners.push(resolve));
+  }
+
+  /** Drops everything not yet taken; used when the stream restarts from the durable checkpoint. */
+  discardOpen(): void {
+    const b = this.open;
+    this.heldRows -= b.rows;
+    this.heldBytes -= b.bytes;
+    this.open = new Batch(b.seq);
+  }
+
+  private seal(): void {
+    const b = this.open;
+    this.sealed.push(b);
+    this.open = new Batch(this.nextSeq++);
+  }
+
+  private cursor(sink: string): number {
+    const c = this.cursors.get(sink);
+    if (c === undefined) throw new Error(`unknown sink ${sink}`);
+    return c;
+  }
+
+  private wake(): void {
+    for (const w of [...this.waiters.values()]) w();
+  }
+}

@@ -1,0 +1,169 @@
+import { readFile } from 'node:fs/promises';
+import pg from 'pg';
+import { SinkSchemaError } from '../errors.js';
+import type { Logger } from '../log.js';
+
+export interface SinkSchemaOptions {
+  url: string;
+  /** SLOTLINE_SINK_SCHEMA */
+  schema: string;
+  log: Logger;
+}
+
+export interface SinkSchemaReport {
+  timescale: string | null;
+}
+
+const SQL_DIR = new URL('../../sql/', import.meta.url);
+const ident = (s: string) => `"${s.replace(/"/g, '""')}"`;
+
+/** Columns the connector writes; a sink table without them is a schema mismatch. */
+const REQUIRED_COLUMNS: Record<string, string[]> = {
+  analytics_trades: [
+    'trade_id',
+    'time',
+    'chain_id',
+    'pool_id',
+    'symbol',
+    'side',
+    'price',
+    'quantity',
+    'volume',
+    'transaction_id',
+    'source_lsn',
+  ],
+  pools: ['id', 'coin', 'order_book', 'source_lsn'],
+};
+
+/**
+ * Applies sql/ to the sink, idempotently: the connector's schema, the sink
+ * tables, and OHLCV aggregates (continuous aggregates with TimescaleDB, plain
+ * views without). Serialised by an advisory lock so two replicas starting at
+ * once do not race.
+ */
+export async function applySinkSchema(opts: SinkSchemaOptions): Promise<SinkSchemaReport> {
+  const client = new pg.Client({ connectionString: opts.url, application_name: 'slotline-setup' });
+  await client.connect();
+  try {
+    await client.query(`SELECT pg_advisory_lock(hashtext('slotline.setup'))`);
+    await client.query(`CREATE SCHEMA IF NOT EXISTS ${ident(opts.schema)}`);
+    await client.query(`SET search_path TO ${ident(opts.schema)}, public`);
+    const timescale = await ensureTimescale(client, opts.log);
+    for (const file of [
+      '001_connector.sql',
+      '002_sink_tables.sql',
+      timescale ? '003_ohlcv_timescale.sql' : '003_ohlcv_plain.sql',
+    ]) {
+      const text = await readFile(new URL(file, SQL_DIR), 'utf8');
+      for (const stmt of splitSql(text)) {
+        try {
+          await client.query(stmt);
+        } catch (err) {
+          throw new SinkSchemaError(
+            `sink: applying sql/${file} failed: ${(err as Error).message}`,
+            err,
+          );
+        }
+      }
+    }
+    await verifySinkColumns(client, opts.schema);
+    opts.log.info({ timescale: timescale ?? 'absent', schema: opts.schema }, 'sink schema applied');
+    return { timescale };
+  } finally {
+    await client
+      .query(`SELECT pg_advisory_unlock(hashtext('slotline.setup'))`)
+      .catch(() => undefined);
+    await client.end();
+  }
+}
+
+async function ensureTimescale(client: pg.Client, log: Logger): Promise<string | null> {
+  const installed = await client.query<{ extversion: string }>(
+    `SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'`,
+  );
+  if (installed.rows[0]) return installed.rows[0].extversion;
+  const available = await client.query(
+    `SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'`,
+  );
+  if (available.rowCount === 0) {
+    log.info('TimescaleDB is not available on the sink: using plain tables and views');
+    return null;
+  }
+  try {
+    await client.query('CREATE EXTENSION IF NOT EXISTS timescaledb');
+  } catch (err) {
+    log.warn(
+      { err },
+      'TimescaleDB is installed on the sink server but CREATE EXTENSION failed (preload or privileges?): using plain tables',
+    );
+    return null;
+  }
+  const v = await client.query<{ extversion: string }>(
+    `SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'`,
+  );
+  return v.rows[0]?.extversion ?? null;
+}
+
+export async function verifySinkColumns(
+  client: Pick<pg.ClientBase, 'query'>,
+  schema: string,
+): Promise<void> {
+  const { rows } = await client.query<{ table_name: string; column_name: string }>(
+    `SELECT table_name, column_name FROM information_schema.columns
+      WHERE table_schema = $1 AND table_name = ANY($2::text[])`,
+    [schema, Object.keys(REQUIRED_COLUMNS)],
+  );
+  const have = new Set(rows.map((r) => `${r.table_name}.${r.column_name}`));
+  const missing = Object.entries(REQUIRED_COLUMNS).flatMap(([t, cols]) =>
+    cols.filter((c) => !have.has(`${t}.${c}`)).map((c) => `${schema}.${t}.${c}`),
+  );
+  if (missing.length > 0) {
+    throw new SinkSchemaError(
+      `sink schema mismatch: missing ${missing.join(', ')}; run \`slotline setup\` or check SLOTLINE_SINK_SCHEMA`,
+    );
+  }
+}
+
+/**
+ * Splits a file into statements at top-level semicolons, respecting quotes,
+ * dollar quoting and comments. Needed because some DDL (continuous
+ * aggregates) may not run inside the implicit transaction of a multi-statement
+ * query.
+ */
+export function splitSql(text: string): string[] {
+  const out: string[] = [];
+  let start = 0;
+  let i = 0;
+  while (i < text.length) {
+    const ch = text[i];
+    if (ch === '-' && text[i + 1] === '-') {
+      const nl = text.indexOf('\n', i);
+      i = nl < 0 ? text.length : nl + 1;
+    } else if (ch === '/' && text[i + 1] === '*') {
+      const end = text.indexOf('*/', i + 2);
+      i = end < 0 ? text.length : end + 2;
+    } else if (ch === "'" || ch === '"') {
+      let j = i + 1;
+      while (j < text.length && !(text[j] === ch && text[j + 1] !== ch))
+        j += text[j] === ch ? 2 : 1;
+      i = j + 1;
+    } else if (ch === '$') {
+      const m = /^\$[A-Za-z_]*\$/.exec(text.slice(i));
+      if (m) {
+        const end = text.indexOf(m[0], i + m[0].length);
+        i = end < 0 ? text.length : end + m[0].length;
+      } else i++;
+    } else if (ch === ';') {
+      push(text.slice(start, i));
+      start = i + 1;
+      i++;
+    } else i++;
+  }
+  push(text.slice(start));
+  return out;
+
+  function push(s: string) {
+    const stripped = s.replace(/--[^\n]*/g, '').trim();
+    if (stripped.length > 0) out.push(s.trim());
+  }
+}

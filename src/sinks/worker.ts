@@ -1,0 +1,63 @@
+import type { Lsn } from '../checkpoint/lsn.js';
+import { classifyError, type SlotlineError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { type BackoffOptions, retry } from '../retry.js';
+import type { InflightQueue } from './inflight.js';
+import type { Sink } from './sink.js';
+
+export interface SinkWorkerOptions {
+  /** Aborted only after the graceful flush (or at the hard deadline). */
+  signal: AbortSignal;
+  backoff: BackoffOptions;
+  log: Logger;
+  /** The sink now holds everything up to `lsn`. */
+  onDurable(lsn: Lsn): void;
+  onRetry?(err: SlotlineError): void;
+}
+
+/**
+ * Feeds one sink from the in-flight queue, batch by batch and in order. A
+ * failed write is retried with backoff (the batch stays queued, the queue
+ * fills, the stream pauses, the slot is not acknowledged meanwhile); an error
+ * that is not retriable ends the worker and, with it, the connector.
+ */
+export async function runSinkWorker(
+  sink: Sink,
+  queue: InflightQueue,
+  opts: SinkWorkerOptions,
+): Promise<void> {
+  let failing = false;
+  for (;;) {
+    const batch = await queue.next(sink.name, opts.signal);
+    if (!batch) return;
+    const started = Date.now();
+    const ok = await retry(
+      () => sink.write(batch),
+      (e) => classifyError(e, sink.name),
+      {
+        ...opts.backoff,
+        signal: opts.signal,
+        onRetry: (err, attempt, delayMs) => {
+          failing = true;
+          opts.onRetry?.(err);
+          // One line per attempt, and attempts back off: no log flood.
+          opts.log.warn(
+            { code: err.code, attempt, delayMs, rows: batch.rows },
+            `write failed: ${err.message}; retrying`,
+          );
+        },
+      },
+    );
+    if (ok === undefined && opts.signal.aborted) return;
+    if (failing) {
+      failing = false;
+      opts.log.info('writes succeed again');
+    }
+    queue.release(sink.name, batch);
+    opts.log.debug(
+      { rows: batch.rows, commits: batch.commits, ms: Date.now() - started },
+      'batch written',
+    );
+    if (batch.checkpoint !== null) opts.onDurable(batch.checkpoint);
+  }
+}

@@ -1,0 +1,146 @@
+import type pg from 'pg';
+import { PublicationMissingError, SourceSetupError } from '../errors.js';
+import type { Logger } from '../log.js';
+
+export const TRADES_TABLE = 'order_book_trades';
+export const POOLS_TABLE = 'pools';
+export const SOURCE_TABLES = [TRADES_TABLE, POOLS_TABLE] as const;
+
+type Queryable = Pick<pg.ClientBase, 'query'>;
+const ident = (s: string) => `"${s.replace(/"/g, '""')}"`;
+
+export interface SourceCheckOptions {
+  schema: string;
+  publication: string;
+}
+
+/**
+ * Checks that the source can feed a logical slot, and says how to fix what
+ * cannot. Each failure is a SourceSetupError whose message names the fix.
+ */
+export async function checkSource(db: Queryable, opts: SourceCheckOptions): Promise<void> {
+  const wal = await db.query<{ wal_level: string }>('SHOW wal_level');
+  const level = wal.rows[0]?.wal_level;
+  if (level !== 'logical') {
+    throw new SourceSetupError(
+      'wal_level',
+      `source: wal_level is '${level}', logical decoding needs 'logical'. Fix: ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL`,
+    );
+  }
+  const slots = await db.query<{ setting: string }>(
+    `SELECT setting FROM pg_settings WHERE name = 'max_replication_slots'`,
+  );
+  if (Number(slots.rows[0]?.setting ?? '0') < 1) {
+    throw new SourceSetupError(
+      'max_replication_slots',
+      'source: max_replication_slots is 0. Fix: ALTER SYSTEM SET max_replication_slots = 10; then restart PostgreSQL',
+    );
+  }
+  const role = await db.query<{ rolname: string; rolreplication: boolean; rolsuper: boolean }>(
+    'SELECT rolname, rolreplication, rolsuper FROM pg_roles WHERE rolname = current_user',
+  );
+  const r = role.rows[0];
+  if (!r || !(r.rolreplication || r.rolsuper)) {
+    throw new SourceSetupError(
+      'replication_privilege',
+      `source: role ${r?.rolname ?? '(unknown)'} lacks the REPLICATION attribute. Fix: ALTER ROLE ${r?.rolname ?? '<role>'} WITH REPLICATION`,
+    );
+  }
+  for (const table of SOURCE_TABLES) {
+    const qualified = `${opts.schema}.${table}`;
+    const t = await db.query<{
+      oid: number | null;
+      relreplident: string | null;
+      has_pk: boolean;
+      can_select: boolean;
+    }>(
+      `SELECT c.oid, c.relreplident,
+              EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) AS has_pk,
+              has_table_privilege(c.oid, 'SELECT') AS can_select
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')`,
+      [opts.schema, table],
+    );
+    const row = t.rows[0];
+    if (!row) {
+      throw new SourceSetupError(
+        'source_table_missing',
+        `source: table ${qualified} does not exist. Fix: check SLOTLINE_SOURCE_SCHEMA (Ponder writes into the schema chosen at deploy time) and that the indexer has started`,
+      );
+    }
+    if (!row.can_select) {
+      throw new SourceSetupError(
+        'select_privilege',
+        `source: no SELECT privilege on ${qualified}. Fix: GRANT SELECT ON ${qualified} TO <connector role>`,
+      );
+    }
+    if (row.relreplident === 'n' || (row.relreplident === 'd' && !row.has_pk)) {
+      throw new SourceSetupError(
+        'replica_identity',
+        `source: ${qualified} has no replica identity, so its updates and deletes cannot be replicated. Fix: add a primary key, or ALTER TABLE ${qualified} REPLICA IDENTITY FULL`,
+      );
+    }
+  }
+}
+
+/** Creates the publication if missing, and adds any table it lacks. Idempotent. */
+export async function ensurePublication(
+  db: Queryable,
+  opts: SourceCheckOptions,
+  log: Logger,
+): Promise<void> {
+  const pub = await db.query<{
+    pubinsert: boolean;
+    pubupdate: boolean;
+    pubdelete: boolean;
+    puballtables: boolean;
+  }>(
+    'SELECT pubinsert, pubupdate, pubdelete, puballtables FROM pg_publication WHERE pubname = $1',
+    [opts.publication],
+  );
+  const tables = SOURCE_TABLES.map((t) => `${ident(opts.schema)}.${ident(t)}`);
+  const p = pub.rows[0];
+  if (!p) {
+    await db.query(`CREATE PUBLICATION ${ident(opts.publication)} FOR TABLE ${tables.join(', ')}`);
+    log.info({ publication: opts.publication }, 'publication created');
+    return;
+  }
+  if (!p.pubinsert || !p.pubupdate || !p.pubdelete) {
+    throw new PublicationMissingError(
+      `source: publication ${opts.publication} does not publish inserts, updates and deletes. Fix: ALTER PUBLICATION ${opts.publication} SET (publish = 'insert, update, delete, truncate')`,
+    );
+  }
+  if (p.puballtables) return;
+  const missing = await missingTables(db, opts);
+  for (const t of missing) {
+    await db.query(
+      `ALTER PUBLICATION ${ident(opts.publication)} ADD TABLE ${ident(opts.schema)}.${ident(t)}`,
+    );
+    log.info({ publication: opts.publication, table: t }, 'table added to publication');
+  }
+}
+
+/** For `run` without auto-setup: the publication must exist and cover both tables. */
+export async function verifyPublication(db: Queryable, opts: SourceCheckOptions): Promise<void> {
+  const pub = await db.query('SELECT 1 FROM pg_publication WHERE pubname = $1', [opts.publication]);
+  if (pub.rowCount === 0) {
+    throw new PublicationMissingError(
+      `source: publication ${opts.publication} does not exist. Fix: run \`slotline setup\`, or check SLOTLINE_PUBLICATION`,
+    );
+  }
+  const missing = await missingTables(db, opts);
+  if (missing.length > 0) {
+    throw new PublicationMissingError(
+      `source: publication ${opts.publication} lacks ${missing.map((t) => `${opts.schema}.${t}`).join(', ')}. Fix: run \`slotline setup\``,
+    );
+  }
+}
+
+async function missingTables(db: Queryable, opts: SourceCheckOptions): Promise<string[]> {
+  const have = await db.query<{ tablename: string }>(
+    'SELECT tablename FROM pg_publication_tables WHERE pubname = $1 AND schemaname = $2',
+    [opts.publication, opts.schema],
+  );
+  const names = new Set(have.rows.map((r) => r.tablename));
+  return SOURCE_TABLES.filter((t) => !names.has(t));
+}

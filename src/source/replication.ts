@@ -1,0 +1,176 @@
+import pg from 'pg';
+import { type Lsn, formatLsn, maxLsn } from '../checkpoint/lsn.js';
+import { classifyError, ConnectionError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { connectionOf, CopyOutQuery, type PgConnection } from './copy-both.js';
+import { buildStandbyStatusUpdate, parseReplicationFrame, unixMsToPgMicros } from './wire.js';
+
+export interface ReplicationOptions {
+  url: string;
+  slot: string;
+  publication: string;
+  /** Where to start; the server starts at the slot's confirmed flush if that is later. */
+  startLsn: Lsn;
+  /** Standby status update interval (SLOTLINE_STATUS_INTERVAL_MS, default 10 s). */
+  statusIntervalMs: number;
+  /** One pgoutput message: `chunk[offset..]`, valid only during the call. */
+  onMessage(dataStart: Lsn, chunk: Buffer, offset: number): void;
+  /** Keepalive from the server: all WAL up to `walEnd` has been sent. */
+  onKeepalive(walEnd: Lsn): void;
+  /** The durable LSN to report as flushed (the acker's). */
+  flushLsn(): Lsn;
+  log: Logger;
+}
+
+/**
+ * The copy-both loop of one replication connection. It never acknowledges
+ * on receipt: the flush LSN in every status update comes from `flushLsn()`.
+ * `pause()` stops reading the socket (TCP backpressure) while status updates
+ * keep going out on their timer, so the server does not time us out.
+ */
+export class ReplicationStream {
+  private client: pg.Client | null = null;
+  private conn: PgConnection | null = null;
+  private query: CopyOutQuery | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private received: Lsn = 0n;
+  private paused = false;
+  private stopping = false;
+  private endedWith: ((err: Error | null) => void) | null = null;
+  /** Settles when the stream ends: resolves on stop(), rejects on any failure. */
+  readonly ended: Promise<void>;
+  lastStatusAt = 0;
+  lastMessageAt = 0;
+
+  constructor(private readonly opts: ReplicationOptions) {
+    this.ended = new Promise((resolve, reject) => {
+      this.endedWith = (err) => (err ? reject(err) : resolve());
+    });
+    this.ended.catch(() => undefined);
+    this.received = opts.startLsn;
+  }
+
+  get isPaused(): boolean {
+    return this.paused;
+  }
+
+  /** Connects and issues START_REPLICATION; resolves once the server streams. */
+  async start(): Promise<void> {
+    const o = this.opts;
+    const client = new pg.Client({
+      connectionString: o.url,
+      replication: 'database',
+      application_name: 'slotline',
+    } as pg.ClientConfig);
+    this.client = client;
+    client.on('error', (err) => this.fail(err));
+    client.on('end', () =>
+      this.fail(new ConnectionError('source: replication connection closed by the server')),
+    );
+    await client.connect();
+    this.conn = connectionOf(client);
+
+    // Identifiers were validated by the config schema; double quotes keep case.
+    const sql =
+      `START_REPLICATION SLOT "${o.slot}" LOGICAL ${formatLsn(o.startLsn)} ` +
+      `("proto_version" '1', "publication_names" '"${o.publication}"', "messages" 'true')`;
+    const query = new CopyOutQuery(sql, (chunk) => this.onCopyData(chunk));
+    this.query = query;
+    const started = new Promise<void>((resolve) => this.conn?.once('replicationStart', resolve));
+    client.query(query);
+    query.done.then(
+      () =>
+        this.fail(
+          this.stopping ? null : new ConnectionError('source: replication ended by the server'),
+        ),
+      (err: unknown) => this.fail(err as Error),
+    );
+    await Promise.race([started, this.ended]);
+    this.timer = setInterval(() => this.sendStatus(false), o.statusIntervalMs);
+    this.timer.unref();
+    o.log.info({ slot: o.slot, startLsn: formatLsn(o.startLsn) }, 'replication started');
+  }
+
+  private onCopyData(chunk: Buffer): void {
+    const frame = parseReplicationFrame(chunk);
+    this.lastMessageAt = Date.now();
+    if (frame.tag === 'xlog') {
+      this.received = maxLsn(this.received, frame.dataStart);
+      this.opts.onMessage(frame.dataStart, chunk, frame.payloadOffset);
+    } else {
+      this.received = maxLsn(this.received, frame.walEnd);
+      this.opts.onKeepalive(frame.walEnd);
+      if (frame.replyRequested) this.sendStatus(false);
+    }
+  }
+
+  /** Stops reading the socket: the server blocks once the TCP window fills. */
+  pause(): void {
+    if (this.paused || !this.conn) return;
+    this.paused = true;
+    this.conn.stream.pause();
+  }
+
+  resume(): void {
+    if (!this.paused || !this.conn) return;
+    this.paused = false;
+    this.conn.stream.resume();
+  }
+
+  /** Sends a standby status update: written = received, flushed = applied = durable. */
+  sendStatus(replyRequested: boolean): void {
+    const conn = this.conn;
+    if (!conn || conn.stream.destroyed) return;
+    const flush = this.opts.flushLsn();
+    const write = maxLsn(this.received, flush);
+    try {
+      conn.sendCopyFromChunk(
+        buildStandbyStatusUpdate(write, flush, flush, unixMsToPgMicros(Date.now()), replyRequested),
+      );
+      this.lastStatusAt = Date.now();
+    } catch (err) {
+      this.fail(err as Error);
+    }
+  }
+
+  /**
+   * Ends streaming: a last status update with the durable LSN, CopyDone, and
+   * the connection closed. Waits at most `timeoutMs` for the server's answer.
+   */
+  async stop(timeoutMs = 5000): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    if (this.timer) clearInterval(this.timer);
+    const client = this.client;
+    const conn = this.conn;
+    if (!client || !conn) return this.fail(null);
+    try {
+      this.sendStatus(false);
+      conn.endCopyFrom();
+      conn.stream.resume();
+      await Promise.race([this.query?.done, new Promise((r) => setTimeout(r, timeoutMs).unref())]);
+    } catch {
+      // the connection may already be gone; closing below is all that is left
+    }
+    await client.end().catch(() => undefined);
+    this.fail(null);
+  }
+
+  /** Tears the connection down without a goodbye (after a failure). */
+  destroy(): void {
+    this.stopping = true;
+    if (this.timer) clearInterval(this.timer);
+    const s = this.conn?.stream as unknown as { destroy?: () => void } | undefined;
+    s?.destroy?.();
+    this.client?.end().catch(() => undefined);
+    this.fail(null);
+  }
+
+  private fail(err: Error | null): void {
+    const done = this.endedWith;
+    if (!done) return;
+    this.endedWith = null;
+    if (this.timer) clearInterval(this.timer);
+    done(err === null ? null : classifyError(err, 'source'));
+  }
+}

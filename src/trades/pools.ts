@@ -1,0 +1,57 @@
+/**
+ * The symbol of each pool, keyed by the column trades join on
+ * (SLOTLINE_POOL_JOIN_COLUMN: `order_book`, as the old service did, or `id`).
+ * Loaded at start and kept current by the stream, in stream order, so a trade
+ * sees the pool as of its own transaction.
+ */
+export class PoolCache {
+  private readonly symbols = new Map<string, string | null>();
+  /** pool id → its join value, to forget the old key when a pool changes. */
+  private readonly refs = new Map<string, string>();
+
+  constructor(readonly joinColumn: 'order_book' | 'id') {}
+
+  get size(): number {
+    return this.symbols.size;
+  }
+
+  /** undefined: no such pool; null: the pool exists without a coin. */
+  symbolOf(ref: string): string | null | undefined {
+    return this.symbols.get(ref);
+  }
+
+  has(ref: string): boolean {
+    return this.symbols.has(ref);
+  }
+
+  set(pool: { id: string; orderBook: string | null; coin: string | null }): void {
+    const ref = this.joinColumn === 'id' ? pool.id : pool.orderBook;
+    const old = this.refs.get(pool.id);
+    if (old !== undefined && old !== ref) this.symbols.delete(old);
+    if (ref === null) {
+      this.refs.delete(pool.id);
+      return;
+    }
+    this.refs.set(pool.id, ref);
+    this.symbols.set(ref, pool.coin);
+  }
+
+  /** Adds a pool only if its join value is unknown (start-up fill from a second source). */
+  setIfAbsent(pool: { id: string; orderBook: string | null; coin: string | null }): void {
+    if (this.refs.has(pool.id)) return;
+    const ref = this.joinColumn === 'id' ? pool.id : pool.orderBook;
+    if (ref !== null && this.symbols.has(ref)) return;
+    this.set(pool);
+  }
+
+  delete(id: string): void {
+    const ref = this.refs.get(id);
+    if (ref !== undefined) this.symbols.delete(ref);
+    this.refs.delete(id);
+  }
+
+  clear(): void {
+    this.symbols.clear();
+    this.refs.clear();
+  }
+}
