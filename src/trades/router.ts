@@ -70,6 +70,8 @@ export class ChangeRouter {
   private tx: { finalLsn: Lsn; commitTime: bigint; skip: boolean } | null = null;
   private lastIdleAt = 0;
   private lastQueued: Lsn = 0n;
+  private pendingIdle: Lsn | null = null;
+  private idleTimer: NodeJS.Timeout | null = null;
   private readonly now: () => number;
   private readonly symbolOf: (ref: string) => string | null | undefined;
 
@@ -91,6 +93,9 @@ export class ChangeRouter {
   reset(): void {
     this.targets.clear();
     this.tx = null;
+    this.pendingIdle = null;
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = null;
   }
 
   onMessage(msg: PgoutputMessage, bytes: number): void {
@@ -163,10 +168,33 @@ export class ChangeRouter {
    * idle slot stops holding WAL. Throttled to one per idleAckIntervalMs.
    */
   onKeepalive(walEnd: Lsn): void {
+    // Inside a transaction its commit will carry the checkpoint further.
     if (this.tx !== null || walEnd <= this.lastQueued || walEnd < this.skipBefore) return;
-    const now = this.now();
-    if (now - this.lastIdleAt < this.opts.idleAckIntervalMs) return;
-    this.lastIdleAt = now;
+    const wait = this.opts.idleAckIntervalMs - (this.now() - this.lastIdleAt);
+    if (wait <= 0) {
+      this.queueIdle(walEnd);
+      return;
+    }
+    // Keep the latest and try again when the interval has passed: the server
+    // sends no further keepalive until we answer, so dropping it would leave
+    // the slot holding WAL until its next timeout.
+    this.pendingIdle = walEnd;
+    if (!this.idleTimer) {
+      this.idleTimer = setTimeout(
+        () => {
+          this.idleTimer = null;
+          const pending = this.pendingIdle;
+          this.pendingIdle = null;
+          if (pending !== null) this.onKeepalive(pending);
+        },
+        Math.max(wait, 10),
+      );
+      this.idleTimer.unref();
+    }
+  }
+
+  private queueIdle(walEnd: Lsn): void {
+    this.lastIdleAt = this.now();
     this.lastQueued = walEnd;
     this.queue.commit(walEnd, null, false);
   }
