@@ -4,13 +4,16 @@
 
 -- A plain-PostgreSQL install may have left ordinary views of the same names.
 DO $$
+DECLARE
+  v text;
 BEGIN
-  IF EXISTS (SELECT 1 FROM pg_views WHERE viewname = 'ohlcv_1h' AND schemaname = current_schema()) THEN
-    EXECUTE 'DROP VIEW ohlcv_1h';
-  END IF;
-  IF EXISTS (SELECT 1 FROM pg_views WHERE viewname = 'ohlcv_1m' AND schemaname = current_schema()) THEN
-    EXECUTE 'DROP VIEW ohlcv_1m';
-  END IF;
+  FOREACH v IN ARRAY ARRAY['ohlcv_1h', 'ohlcv_1m'] LOOP
+    IF EXISTS (SELECT 1 FROM pg_views WHERE viewname = v AND schemaname = current_schema())
+       AND NOT EXISTS (SELECT 1 FROM timescaledb_information.continuous_aggregates
+                        WHERE view_name = v AND view_schema = current_schema()) THEN
+      EXECUTE format('DROP VIEW %I', v);
+    END IF;
+  END LOOP;
 END $$;
 
 SELECT create_hypertable('analytics_trades', 'time',

@@ -8,6 +8,7 @@ import { classifyError, SlotlineError } from './errors.js';
 import type { Logger } from './log.js';
 import { backoffDelay, retry, sleep } from './retry.js';
 import { foreignSlot, runSetup, slotGone, slotLost } from './setup.js';
+import { createSinks } from './sinks/index.js';
 import { InflightQueue } from './sinks/inflight.js';
 import type { Sink } from './sinks/sink.js';
 import { TIMESCALE_SINK, TimescaleSink } from './sinks/timescale.js';

@@ -11,15 +11,6 @@ import {
   UINT256_MAX,
 } from '../harness/ponder.js';
 
-/** Settings that make a test run take seconds, not minutes. */
-export const FAST = {
-  SLOTLINE_STATUS_INTERVAL_MS: '500',
-  SLOTLINE_IDLE_ACK_INTERVAL_MS: '100',
-  SLOTLINE_HEARTBEAT_INTERVAL_MS: '0',
-  SLOTLINE_RETRY_INITIAL_MS: '100',
-  SLOTLINE_RETRY_MAX_MS: '1000',
-};
-
 describe('core pipeline', () => {
   it('delivers many small and a few large transactions exactly once, values identical, symbols resolved', async () => {
     await using ctx = await createTestContext('pipeline');

@@ -1,0 +1,228 @@
+import { describe, expect, it } from 'vitest';
+import type { Change } from './batch.js';
+import { InflightQueue, type InflightOptions } from './inflight.js';
+
+const NEVER = new AbortController().signal;
+
+function del(id: number, lsn = 1n): Change {
+  return { kind: 'trade_delete', lsn, tradeId: String(id) };
+}
+
+function queue(opts: Partial<InflightOptions> = {}, sinks = ['timescale']): InflightQueue {
+  return new InflightQueue({ batchMaxRows: 3, maxRows: 100, maxBytes: 1 << 20, ...opts }, sinks);
+}
+
+/** Whether a promise has settled after pending microtasks ran. */
+async function settled(p: Promise<unknown>): Promise<boolean> {
+  let done = false;
+  void p.then(() => (done = true));
+  await new Promise((r) => setImmediate(r));
+  return done;
+}
+
+describe('InflightQueue', () => {
+  it('seals a batch at batchMaxRows', () => {
+    const q = queue({ batchMaxRows: 3 });
+    for (let i = 0; i < 4; i++) q.push(del(i), 10);
+    const b = q.peek('timescale');
+    expect(b?.changes.map((c) => (c.kind === 'trade_delete' ? c.tradeId : ''))).toEqual([
+      '0',
+      '1',
+      '2',
+    ]);
+    expect(b?.checkpoint).toBeNull();
+    expect(b?.bytes).toBe(30);
+    expect(q.rows).toBe(4);
+    expect(q.bytes).toBe(40);
+  });
+
+  it('does not hand out an open batch mid-transaction, only once it holds a commit', () => {
+    const q = queue({ batchMaxRows: 10 });
+    q.push(del(1), 1);
+    q.push(del(2), 1);
+    expect(q.peek('timescale')).toBeNull();
+    q.commit(500n, 7n, true);
+    const b = q.peek('timescale');
+    expect(b?.rows).toBe(2);
+    expect(b?.checkpoint).toBe(500n);
+    expect(b?.commitTime).toBe(7n);
+    expect(b?.commits).toBe(1);
+    // The same batch again until released; nothing after it.
+    expect(q.peek('timescale')).toBe(b);
+    q.release('timescale', b!);
+    expect(q.peek('timescale')).toBeNull();
+    expect(q.idle).toBe(true);
+  });
+
+  it('next() waits for a commit, then resolves with the batch', async () => {
+    const q = queue({ batchMaxRows: 10 });
+    q.push(del(1), 1);
+    const p = q.next('timescale', NEVER);
+    expect(await settled(p)).toBe(false);
+    q.push(del(2), 1);
+    expect(await settled(p)).toBe(false);
+    q.commit(9n, null, true);
+    const b = await p;
+    expect(b?.rows).toBe(2);
+    expect(b?.checkpoint).toBe(9n);
+  });
+
+  it('a transaction of 3×batchMaxRows spans several batches; only the last carries the checkpoint', () => {
+    const q = queue({ batchMaxRows: 4 });
+    for (let i = 0; i < 12; i++) q.push(del(i, 100n), 1);
+    q.commit(200n, 5n, true);
+    const batches = [];
+    for (;;) {
+      const b = q.peek('timescale');
+      if (!b) break;
+      batches.push(b);
+      q.release('timescale', b);
+    }
+    expect(batches.length).toBeGreaterThanOrEqual(3);
+    expect(batches.reduce((n, b) => n + b.rows, 0)).toBe(12);
+    expect(batches.every((b) => b.rows <= 4)).toBe(true);
+    expect(batches.map((b) => b.checkpoint)).toEqual([
+      ...batches.slice(0, -1).map(() => null),
+      200n,
+    ]);
+    expect(batches.map((b) => b.seq)).toEqual(batches.map((_, i) => batches[0]!.seq + i));
+    expect(q.idle).toBe(true);
+    expect(q.rows).toBe(0);
+  });
+
+  it('two sinks each see every batch in order; a batch is dropped after both released it', () => {
+    const q = queue({ batchMaxRows: 2 }, ['timescale', 'kafka']);
+    for (let i = 0; i < 4; i++) q.push(del(i), 10);
+    q.commit(50n, null, true);
+    q.push(del(4), 10);
+    q.commit(60n, null, true);
+    expect(q.rows).toBe(5);
+
+    const drain = (sink: string) => {
+      const out = [];
+      for (let b = q.peek(sink); b; b = q.peek(sink)) {
+        out.push(b);
+        q.release(sink, b);
+      }
+      return out;
+    };
+    const t = drain('timescale');
+    // kafka has written nothing yet: nothing may be dropped
+    expect(q.rows).toBe(5);
+    expect(q.bytes).toBe(50);
+    expect(q.idle).toBe(false);
+
+    const k1 = q.peek('kafka')!;
+    expect(k1).toBe(t[0]);
+    q.release('kafka', k1);
+    expect(q.rows).toBe(3);
+    expect(q.bytes).toBe(30);
+    const k = [k1, ...drain('kafka')];
+    expect(k).toEqual(t);
+    expect(k.map((b) => b.seq)).toEqual([...k.map((b) => b.seq)].sort((a, b) => a - b));
+    const ids = k.flatMap((b) =>
+      b.changes.map((c) => (c.kind === 'trade_delete' ? c.tradeId : '')),
+    );
+    expect(ids).toEqual(['0', '1', '2', '3', '4']);
+    expect(k.at(-1)?.checkpoint).toBe(60n);
+    expect(q.rows).toBe(0);
+    expect(q.bytes).toBe(0);
+    expect(q.idle).toBe(true);
+  });
+
+  it('full at maxRows; drained() resolves once back under half', async () => {
+    const q = queue({ batchMaxRows: 2, maxRows: 8, maxBytes: 1 << 20 });
+    for (let i = 0; i < 7; i++) q.push(del(i), 1);
+    expect(q.full).toBe(false);
+    expect(await settled(q.drained())).toBe(true);
+    q.push(del(7), 1);
+    expect(q.full).toBe(true);
+    q.commit(10n, null, true);
+    const drained = q.drained();
+    q.release('timescale', q.peek('timescale')!); // 6 held
+    expect(await settled(drained)).toBe(false);
+    q.release('timescale', q.peek('timescale')!); // 4 held: half
+    expect(await settled(drained)).toBe(true);
+    expect(q.full).toBe(false);
+  });
+
+  it('full at maxBytes; drained() waits until bytes are under half', async () => {
+    const q = queue({ batchMaxRows: 1, maxRows: 1000, maxBytes: 100 });
+    q.push(del(1), 60);
+    q.push(del(2), 40);
+    expect(q.full).toBe(true);
+    const drained = q.drained();
+    q.release('timescale', q.peek('timescale')!); // 40 bytes left
+    expect(await settled(drained)).toBe(true);
+  });
+
+  it('flushAll() seals a mid-transaction batch and resolves after every sink released everything', async () => {
+    const q = queue({ batchMaxRows: 10 }, ['timescale', 'kafka']);
+    q.push(del(1), 1);
+    q.push(del(2), 1);
+    const flushed = q.flushAll();
+    expect(await settled(flushed)).toBe(false);
+    const t = q.peek('timescale')!;
+    expect(t.rows).toBe(2);
+    q.release('timescale', t);
+    expect(await settled(flushed)).toBe(false);
+    q.release('kafka', q.peek('kafka')!);
+    expect(await settled(flushed)).toBe(true);
+    expect(q.idle).toBe(true);
+  });
+
+  it('flushAll() on an idle queue resolves at once', async () => {
+    expect(await settled(queue().flushAll())).toBe(true);
+  });
+
+  it('next() returns null when the signal aborts', async () => {
+    const q = queue();
+    const ac = new AbortController();
+    const p = q.next('timescale', ac.signal);
+    expect(await settled(p)).toBe(false);
+    ac.abort();
+    expect(await p).toBeNull();
+    expect(await q.next('timescale', ac.signal)).toBeNull();
+  });
+
+  it('releasing out of order throws and changes nothing', () => {
+    const q = queue({ batchMaxRows: 1 });
+    q.push(del(1), 1);
+    q.push(del(2), 1);
+    const first = q.peek('timescale')!;
+    q.release('timescale', first);
+    const second = q.peek('timescale')!;
+    expect(() => q.release('timescale', first)).toThrow(/out of order/);
+    expect(q.rows).toBe(1);
+    expect(q.peek('timescale')).toBe(second);
+  });
+
+  it('unknown sink throws', () => {
+    expect(() => queue().peek('nope')).toThrow(/unknown sink/);
+  });
+
+  it('an idle checkpoint without rows yields an empty batch carrying it', async () => {
+    const q = queue();
+    q.commit(0x1234n, null, false);
+    const b = await q.next('timescale', NEVER);
+    expect(b?.rows).toBe(0);
+    expect(b?.checkpoint).toBe(0x1234n);
+    expect(b?.commits).toBe(0);
+    expect(b?.commitTime).toBeNull();
+    q.release('timescale', b!);
+    expect(q.idle).toBe(true);
+  });
+
+  it('a later commit in the same open batch raises its checkpoint, never lowers it', () => {
+    const q = queue({ batchMaxRows: 10 });
+    q.push(del(1), 1);
+    q.commit(300n, 1n, true);
+    q.push(del(2), 1);
+    q.commit(400n, 2n, true);
+    q.commit(350n, null, false);
+    const b = q.peek('timescale')!;
+    expect(b.rows).toBe(2);
+    expect(b.checkpoint).toBe(400n);
+    expect(b.commits).toBe(2);
+  });
+});
