@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
-import { startConnector, type ConnectorProcess } from '../harness/connector.js';
+import { startConnector } from '../harness/connector.js';
 import { createTestContext } from '../harness/context.js';
 import { expectSinkEqualsSource, expectSlotAtCheckpoint, positions } from '../harness/compare.js';
 import {
@@ -44,10 +44,9 @@ describe('crash safety', () => {
     })();
 
     const kills = 6;
-    let c: ConnectorProcess | null = null;
     try {
       for (let k = 0; k < kills; k++) {
-        c = startConnector(env);
+        const c = startConnector(env);
         await sleep(300 + Math.floor(Math.random() * 1200));
         c.kill('SIGKILL');
         const exit = await c.exited;
@@ -57,7 +56,7 @@ describe('crash safety', () => {
       writing = false;
       await writer;
     }
-    c = startConnector(env);
+    const c = startConnector(env);
     try {
       await expectSinkEqualsSource(ctx, { timeoutMs: 90_000 });
       const p = await expectSlotAtCheckpoint(ctx);

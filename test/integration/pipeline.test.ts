@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { startConnector } from '../harness/connector.js';
 import { createTestContext } from '../harness/context.js';
+import { FAST } from '../harness/settings.js';
 import { expectSinkEqualsSource, expectSlotAtCheckpoint } from '../harness/compare.js';
 import {
   createPonderTables,
