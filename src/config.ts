@@ -40,6 +40,11 @@ const int = (min: number, max: number) =>
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'], { message: 'must be true or false' })
   .transform((s) => s === 'true' || s === '1' || s === 'yes');
+/** Kafka's own rule for topic names (legal characters, at most 249 of them). */
+const topicName = z
+  .string()
+  .regex(/^[A-Za-z0-9._-]{1,249}$/, 'must be a Kafka topic name: letters, digits, . _ -')
+  .refine((s) => s !== '.' && s !== '..', 'must not be . or ..');
 
 interface Setting<T extends z.ZodTypeAny> {
   schema: T;
@@ -83,7 +88,62 @@ export const SETTINGS = {
   ),
   SLOTLINE_KAFKA_BROKERS: setting(
     z.string().optional(),
-    'Comma-separated Kafka brokers; unset disables Kafka entirely.',
+    'Comma-separated Kafka brokers (host:port); unset disables Kafka entirely. When set, the slot is acknowledged only as far as Kafka has acknowledged.',
+  ),
+  SLOTLINE_KAFKA_CLIENT_ID: setting(
+    z.string().min(1).max(255),
+    'Kafka client id (shows in broker logs and quotas).',
+    'slotline',
+  ),
+  SLOTLINE_KAFKA_TOPIC_TRADES: setting(
+    topicName,
+    'Topic of `order_book_trades` changes, keyed by pool id (`{"pool_id": …}`), so each pool keeps its order. Must not be compacted.',
+    'ponder.order_book_trades',
+  ),
+  SLOTLINE_KAFKA_TOPIC_POOLS: setting(
+    topicName,
+    'Topic of `pools` changes, keyed by pool id (`{"id": …}`); may be compacted.',
+    'ponder.pools',
+  ),
+  SLOTLINE_KAFKA_CREATE_TOPICS: setting(
+    bool,
+    'Create missing topics at connect (needs the CREATE ACL). Existing topics are used as they are.',
+    'true',
+  ),
+  SLOTLINE_KAFKA_TOPIC_PARTITIONS: setting(
+    int(1, 10_000),
+    'Partitions of topics the connector creates.',
+    '6',
+  ),
+  SLOTLINE_KAFKA_REPLICATION_FACTOR: setting(
+    int(1, 32_767).optional(),
+    "Replication factor of topics the connector creates; unset uses the brokers' `default.replication.factor`.",
+  ),
+  SLOTLINE_KAFKA_TOMBSTONES: setting(
+    bool,
+    'Follow each pool delete with a tombstone (null value), for compacted pool topics. Trade deletes never get one: trades are keyed by pool, and a tombstone would erase the whole pool.',
+    'false',
+  ),
+  SLOTLINE_KAFKA_SSL: setting(bool, 'Connect to the brokers with TLS.', 'false'),
+  SLOTLINE_KAFKA_SSL_CA_FILE: setting(
+    z.string().min(1).optional(),
+    'PEM file of the CA that signed the brokers\' certificates (default: the system CAs). Needs SLOTLINE_KAFKA_SSL=true.',
+  ),
+  SLOTLINE_KAFKA_SASL_MECHANISM: setting(
+    z
+      .enum(['plain', 'scram-sha-256', 'scram-sha-512'], {
+        message: 'must be plain, scram-sha-256 or scram-sha-512',
+      })
+      .optional(),
+    'SASL mechanism; unset: no SASL. Use with SLOTLINE_KAFKA_SSL=true unless the network is trusted (PLAIN sends the password as is).',
+  ),
+  SLOTLINE_KAFKA_SASL_USERNAME: setting(
+    z.string().min(1).optional(),
+    'SASL user name (required with a mechanism).',
+  ),
+  SLOTLINE_KAFKA_SASL_PASSWORD: setting(
+    z.string().min(1).optional(),
+    'SASL password (required with a mechanism); a secret, never logged.',
   ),
   SLOTLINE_HTTP_PORT: setting(
     int(0, 65535),
@@ -109,7 +169,7 @@ export const SETTINGS = {
   SLOTLINE_INFLIGHT_MAX_ROWS: setting(
     int(1, 100_000_000),
     'Changes decoded but not yet durable in every sink; above it the connector stops reading the replication socket.',
-    '50000',
+    '20000',
   ),
   SLOTLINE_INFLIGHT_MAX_BYTES: setting(
     int(1024, 2 ** 40),
@@ -171,6 +231,17 @@ export interface Config {
   publication: string;
   poolJoinColumn: 'order_book' | 'id';
   kafkaBrokers: string[] | null;
+  kafkaClientId: string;
+  kafkaTopicTrades: string;
+  kafkaTopicPools: string;
+  kafkaCreateTopics: boolean;
+  kafkaTopicPartitions: number;
+  /** null: the brokers' default.replication.factor */
+  kafkaReplicationFactor: number | null;
+  kafkaTombstones: boolean;
+  kafkaSsl: boolean;
+  kafkaSslCaFile: string | null;
+  kafkaSasl: KafkaSasl | null;
   httpPort: number;
   adminToken: string | null;
   logLevel: Parsed['SLOTLINE_LOG_LEVEL'];
@@ -188,6 +259,12 @@ export interface Config {
   applyTruncate: boolean;
 }
 
+export interface KafkaSasl {
+  mechanism: 'plain' | 'scram-sha-256' | 'scram-sha-512';
+  username: string;
+  password: string;
+}
+
 /** Parses the environment; throws ConfigError listing every bad variable by name. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const problems: string[] = [];
@@ -202,7 +279,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     const r = s.schema.safeParse(value);
     if (!r.success) {
       const shown =
-        name === 'SLOTLINE_ADMIN_TOKEN' || name.endsWith('_URL')
+        name === 'SLOTLINE_ADMIN_TOKEN' || name.endsWith('_URL') || name.endsWith('_PASSWORD')
           ? '(value hidden)'
           : JSON.stringify(value);
       problems.push(`${name} ${shown}: ${r.error.issues.map((i) => i.message).join('; ')}`);
@@ -223,6 +300,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       'invalid configuration:\n  SLOTLINE_INFLIGHT_MAX_ROWS must be at least SLOTLINE_BATCH_MAX_ROWS',
     );
   }
+  const kafkaProblems = kafkaCombinations(p);
+  if (kafkaProblems.length > 0)
+    throw new ConfigError(`invalid configuration:\n  ${kafkaProblems.join('\n  ')}`);
   const brokers = p.SLOTLINE_KAFKA_BROKERS?.split(',')
     .map((b) => b.trim())
     .filter((b) => b.length > 0);
@@ -235,6 +315,23 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     publication: p.SLOTLINE_PUBLICATION,
     poolJoinColumn: p.SLOTLINE_POOL_JOIN_COLUMN,
     kafkaBrokers: brokers && brokers.length > 0 ? brokers : null,
+    kafkaClientId: p.SLOTLINE_KAFKA_CLIENT_ID,
+    kafkaTopicTrades: p.SLOTLINE_KAFKA_TOPIC_TRADES,
+    kafkaTopicPools: p.SLOTLINE_KAFKA_TOPIC_POOLS,
+    kafkaCreateTopics: p.SLOTLINE_KAFKA_CREATE_TOPICS,
+    kafkaTopicPartitions: p.SLOTLINE_KAFKA_TOPIC_PARTITIONS,
+    kafkaReplicationFactor: p.SLOTLINE_KAFKA_REPLICATION_FACTOR ?? null,
+    kafkaTombstones: p.SLOTLINE_KAFKA_TOMBSTONES,
+    kafkaSsl: p.SLOTLINE_KAFKA_SSL,
+    kafkaSslCaFile: p.SLOTLINE_KAFKA_SSL_CA_FILE ?? null,
+    kafkaSasl:
+      p.SLOTLINE_KAFKA_SASL_MECHANISM === undefined
+        ? null
+        : {
+            mechanism: p.SLOTLINE_KAFKA_SASL_MECHANISM,
+            username: p.SLOTLINE_KAFKA_SASL_USERNAME as string,
+            password: p.SLOTLINE_KAFKA_SASL_PASSWORD as string,
+          },
     httpPort: p.SLOTLINE_HTTP_PORT,
     adminToken: p.SLOTLINE_ADMIN_TOKEN ?? null,
     logLevel: p.SLOTLINE_LOG_LEVEL,
@@ -251,6 +348,30 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     snapshot: p.SLOTLINE_SNAPSHOT,
     applyTruncate: p.SLOTLINE_APPLY_TRUNCATE,
   };
+}
+
+/** Kafka settings that only make sense together; each problem names its variables. */
+function kafkaCombinations(p: Parsed): string[] {
+  const problems: string[] = [];
+  const mechanism = p.SLOTLINE_KAFKA_SASL_MECHANISM;
+  if (mechanism !== undefined) {
+    if (p.SLOTLINE_KAFKA_SASL_USERNAME === undefined)
+      problems.push(`SLOTLINE_KAFKA_SASL_USERNAME is required with SLOTLINE_KAFKA_SASL_MECHANISM`);
+    if (p.SLOTLINE_KAFKA_SASL_PASSWORD === undefined)
+      problems.push(`SLOTLINE_KAFKA_SASL_PASSWORD is required with SLOTLINE_KAFKA_SASL_MECHANISM`);
+  } else if (
+    p.SLOTLINE_KAFKA_SASL_USERNAME !== undefined ||
+    p.SLOTLINE_KAFKA_SASL_PASSWORD !== undefined
+  ) {
+    problems.push(
+      'SLOTLINE_KAFKA_SASL_USERNAME/SLOTLINE_KAFKA_SASL_PASSWORD need SLOTLINE_KAFKA_SASL_MECHANISM (plain, scram-sha-256 or scram-sha-512)',
+    );
+  }
+  if (p.SLOTLINE_KAFKA_SSL_CA_FILE !== undefined && !p.SLOTLINE_KAFKA_SSL)
+    problems.push('SLOTLINE_KAFKA_SSL_CA_FILE needs SLOTLINE_KAFKA_SSL=true');
+  if (p.SLOTLINE_KAFKA_TOPIC_TRADES === p.SLOTLINE_KAFKA_TOPIC_POOLS)
+    problems.push('SLOTLINE_KAFKA_TOPIC_TRADES and SLOTLINE_KAFKA_TOPIC_POOLS must differ');
+  return problems;
 }
 
 /** The configuration table for the README. */

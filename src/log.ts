@@ -66,6 +66,11 @@ export function createLogger(opts: LogOptions): Logger {
       formatters: { level: (label) => ({ level: label }) },
       hooks: {
         logMethod(args, method) {
+          // log.error(err) alone: pino would copy err.message into msg unscrubbed.
+          const first: unknown = args[0];
+          if (args.length === 1 && first instanceof Error) {
+            args = [{ err: first }, first.message] as unknown as typeof args;
+          }
           const scrubbed = args.map((a) => (typeof a === 'string' ? scrubSecrets(a, secrets) : a));
           method.apply(this, scrubbed as Parameters<typeof method>);
         },

@@ -11,7 +11,7 @@ import { foreignSlot, runSetup, slotGone, slotLost } from './setup.js';
 import { createSinks } from './sinks/index.js';
 import { InflightQueue } from './sinks/inflight.js';
 import type { Sink } from './sinks/sink.js';
-import { TIMESCALE_SINK, TimescaleSink } from './sinks/timescale.js';
+import { TIMESCALE_SINK, type TimescaleSink } from './sinks/timescale.js';
 import { runSinkWorker } from './sinks/worker.js';
 import { Heartbeat } from './source/heartbeat.js';
 import { ReplicationStream } from './source/replication.js';
@@ -73,14 +73,7 @@ export async function runConnector(cfg: Config, h: RunHandles): Promise<void> {
   );
   if (h.shutdown.aborted) return;
 
-  const sinks: Sink[] = [
-    new TimescaleSink({
-      url: cfg.sinkUrl,
-      schema: cfg.sinkSchema,
-      slot: cfg.slot,
-      log: log.child({ component: 'timescale' }),
-    }),
-  ];
+  const sinks: Sink[] = createSinks(cfg, log);
   const sourcePool = new pg.Pool({
     connectionString: cfg.sourceUrl,
     max: 2,

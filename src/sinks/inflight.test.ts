@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { Change } from './batch.js';
+import type { Batch, Change } from './batch.js';
 import { InflightQueue, type InflightOptions } from './inflight.js';
 
 const NEVER = new AbortController().signal;
@@ -71,7 +71,7 @@ describe('InflightQueue', () => {
     const q = queue({ batchMaxRows: 4 });
     for (let i = 0; i < 12; i++) q.push(del(i, 100n), 1);
     q.commit(200n, 5n, true);
-    const batches = [];
+    const batches: Batch[] = [];
     for (;;) {
       const b = q.peek('timescale');
       if (!b) break;
@@ -99,7 +99,7 @@ describe('InflightQueue', () => {
     expect(q.rows).toBe(5);
 
     const drain = (sink: string) => {
-      const out = [];
+      const out: Batch[] = [];
       for (let b = q.peek(sink); b; b = q.peek(sink)) {
         out.push(b);
         q.release(sink, b);

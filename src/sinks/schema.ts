@@ -148,7 +148,7 @@ export function splitSql(text: string): string[] {
         j += text[j] === ch ? 2 : 1;
       i = j + 1;
     } else if (ch === '$') {
-      const m = /^\$[A-Za-z_]*\$/.exec(text.slice(i));
+      const m = /^\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$/.exec(text.slice(i, i + 64));
       if (m) {
         const end = text.indexOf(m[0], i + m[0].length);
         i = end < 0 ? text.length : end + m[0].length;
@@ -163,7 +163,10 @@ export function splitSql(text: string): string[] {
   return out;
 
   function push(s: string) {
-    const stripped = s.replace(/--[^\n]*/g, '').trim();
+    const stripped = s
+      .replace(/--[^\n]*/g, '')
+      .replace(/\/\*[\s\S]*?\*\//g, '')
+      .trim();
     if (stripped.length > 0) out.push(s.trim());
   }
 }

@@ -143,7 +143,6 @@ export class TimescaleSink implements Sink {
             sd: t.side,
             pr: t.price,
             q: t.quantity,
-            v: t.volume,
             x: t.transactionId,
             l: formatLsn(lsn),
           })),
@@ -206,10 +205,10 @@ function statements(s: string) {
     tradeUpsert: `
       INSERT INTO ${trades} AS t
              (trade_id, time, chain_id, pool_id, symbol, side, price, quantity, volume, transaction_id, source_lsn)
-      SELECT r.i, to_timestamp(r.t::bigint), r.c::integer, r.p, r.s, r.sd, r.pr::numeric, r.q::numeric, r.v::numeric,
+      SELECT r.i, to_timestamp(r.t::bigint), r.c::integer, r.p, r.s, r.sd, r.pr::numeric, r.q::numeric, r.pr::numeric * r.q::numeric,
              r.x, r.l::pg_lsn
         FROM json_to_recordset($1::json)
-             AS r(i text, t text, c text, p text, s text, sd text, pr text, q text, v text, x text, l text)
+             AS r(i text, t text, c text, p text, s text, sd text, pr text, q text, x text, l text)
       ON CONFLICT (trade_id, time) DO UPDATE
          SET chain_id = EXCLUDED.chain_id, pool_id = EXCLUDED.pool_id, symbol = EXCLUDED.symbol,
              side = EXCLUDED.side, price = EXCLUDED.price, quantity = EXCLUDED.quantity,

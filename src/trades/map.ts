@@ -9,7 +9,8 @@ import { SourceSetupError } from '../errors.js';
 /**
  * Pure mapping from source rows to trade and pool records. Every value stays
  * text: prices and quantities are uint256 amounts of up to 78 digits and never
- * pass through a JS number; volume is computed with bigint. Anything that would
+ * pass through a JS number; volume (price × quantity) is computed exactly by the
+ * sink in SQL, or by `tradeVolume` with bigint. Anything that would
  * make the sink's SQL casts fail is caught here, so one bad row cannot poison a
  * batch: it becomes a dead letter instead.
  */
@@ -24,8 +25,12 @@ export interface Trade {
   side: string;
   price: string;
   quantity: string;
-  volume: string;
   transactionId: string | null;
+}
+
+/** price × quantity, exact (up to 156 digits). */
+export function tradeVolume(t: Pick<Trade, 'price' | 'quantity'>): string {
+  return (BigInt(t.price) * BigInt(t.quantity)).toString();
 }
 
 export interface Pool {
@@ -163,7 +168,13 @@ const INT = /^-?\d+$/;
 const MAX_AMOUNT_DIGITS = 78;
 /** 2100-01-01: later timestamps are a unit mistake (milliseconds) or garbage. */
 const MAX_UNIX_SECONDS = 4_102_444_800;
+const INT32_MIN = -2_147_483_648;
 const INT32_MAX = 2_147_483_647;
+
+function fitsInt32(digits: string): boolean {
+  const n = Number(digits);
+  return n >= INT32_MIN && n <= INT32_MAX;
+}
 const SIDES = new Set(['buy', 'sell']);
 const MAX_SIDE_LENGTH = 16;
 
@@ -233,7 +244,7 @@ export function mapTrade(
   const v = values as (string | null)[];
 
   const chainId = at(v, cols.chainId) as string | null;
-  if (chainId === null || !INT.test(chainId) || Math.abs(Number(chainId)) > INT32_MAX) {
+  if (chainId === null || !INT.test(chainId) || !fitsInt32(chainId)) {
     return reject(
       'invalid_chain_id',
       `chain_id ${chainId === null ? 'is NULL' : preview(chainId)} is not a 32-bit integer`,
@@ -253,7 +264,7 @@ export function mapTrade(
   if (seconds <= 0 || seconds >= MAX_UNIX_SECONDS) {
     return reject(
       'timestamp_out_of_range',
-      `timestamp ${ts} is outside 1970-01-01..2100-01-01 (unix seconds expected)`,
+      `timestamp ${preview(ts)} is outside 1970-01-01..2100-01-01 (unix seconds expected)`,
     );
   }
 
@@ -282,7 +293,6 @@ export function mapTrade(
       side,
       price: price.value,
       quantity: quantity.value,
-      volume: (BigInt(price.value) * BigInt(quantity.value)).toString(),
       transactionId: at(v, cols.transactionId) as string | null,
     },
   };
@@ -307,7 +317,7 @@ export function mapPool(values: TupleValues, cols: PoolColumns): Mapped<Pool> {
   const checked = (i: number, name: string, re: RegExp, int32: boolean): string | null => {
     const x = text(i, name);
     if (x === null) return null;
-    if (!re.test(x) || (int32 && Math.abs(Number(x)) > INT32_MAX))
+    if (!re.test(x) || (int32 && !fitsInt32(x)))
       problems.push(`${name} ${preview(x)} is not valid`);
     return x;
   };

@@ -1,0 +1,148 @@
+import { describe, expect, it } from 'vitest';
+import { configMarkdown, loadConfig, SETTINGS } from './config.js';
+import { ConfigError } from './errors.js';
+
+const BASE = {
+  SLOTLINE_SOURCE_URL: 'postgres://u:s3cretpw@source/ponder',
+  SLOTLINE_SINK_URL: 'postgresql://u:s3cretpw@sink/analytics',
+};
+
+function fails(env: Record<string, string>): ConfigError {
+  try {
+    loadConfig(env);
+  } catch (e) {
+    expect(e).toBeInstanceOf(ConfigError);
+    return e as ConfigError;
+  }
+  throw new Error('loadConfig accepted a bad configuration');
+}
+
+describe('loadConfig', () => {
+  it('applies defaults', () => {
+    expect(loadConfig({ ...BASE })).toMatchObject({
+      sourceUrl: BASE.SLOTLINE_SOURCE_URL,
+      sinkUrl: BASE.SLOTLINE_SINK_URL,
+      sourceSchema: 'public',
+      sinkSchema: 'public',
+      slot: 'slotline',
+      publication: 'slotline',
+      poolJoinColumn: 'order_book',
+      kafkaBrokers: null,
+      httpPort: 8080,
+      adminToken: null,
+      logLevel: 'info',
+      batchMaxRows: 5000,
+      inflightMaxRows: 20000,
+      inflightMaxBytes: 64 * 1024 * 1024,
+      statusIntervalMs: 10000,
+      idleAckIntervalMs: 1000,
+      heartbeatIntervalMs: 10000,
+      retryInitialMs: 500,
+      retryMaxMs: 30000,
+      shutdownTimeoutMs: 25000,
+      autoSetup: true,
+      snapshot: 'initial',
+      applyTruncate: true,
+    });
+  });
+
+  it('treats an empty value as unset', () => {
+    expect(loadConfig({ ...BASE, SLOTLINE_HTTP_PORT: '' }).httpPort).toBe(8080);
+  });
+
+  it('parses explicit values', () => {
+    const c = loadConfig({
+      ...BASE,
+      SLOTLINE_HTTP_PORT: '0',
+      SLOTLINE_AUTO_SETUP: 'no',
+      SLOTLINE_APPLY_TRUNCATE: '0',
+      SLOTLINE_POOL_JOIN_COLUMN: 'id',
+      SLOTLINE_SLOT: 'my_slot_2',
+      SLOTLINE_ADMIN_TOKEN: 'a'.repeat(16),
+    });
+    expect(c).toMatchObject({
+      httpPort: 0,
+      autoSetup: false,
+      applyTruncate: false,
+      poolJoinColumn: 'id',
+      slot: 'my_slot_2',
+      adminToken: 'a'.repeat(16),
+    });
+  });
+
+  it('names a missing SLOTLINE_SOURCE_URL', () => {
+    const e = fails({ SLOTLINE_SINK_URL: BASE.SLOTLINE_SINK_URL });
+    expect(e.message).toContain('SLOTLINE_SOURCE_URL');
+    expect(e.message).not.toContain('SLOTLINE_SINK_URL');
+  });
+
+  it.each([
+    ['SLOTLINE_HTTP_PORT', 'abc'],
+    ['SLOTLINE_HTTP_PORT', '70000'],
+    ['SLOTLINE_SLOT', 'Bad-Name'],
+    ['SLOTLINE_POOL_JOIN_COLUMN', 'x'],
+    ['SLOTLINE_AUTO_SETUP', 'maybe'],
+    ['SLOTLINE_ADMIN_TOKEN', 'short'],
+    ['SLOTLINE_SOURCE_SCHEMA', 'drop table;'],
+    ['SLOTLINE_BATCH_MAX_ROWS', '0'],
+  ])('names the bad variable %s=%s', (name, value) => {
+    const e = fails({ ...BASE, [name]: value });
+    expect(e.message).toContain(name);
+    expect(e.message.split('\n')).toHaveLength(2); // the header and this one problem
+  });
+
+  it('never echoes the admin token', () => {
+    const e = fails({ ...BASE, SLOTLINE_ADMIN_TOKEN: 'tok3n-xyz' });
+    expect(e.message).not.toContain('tok3n-xyz');
+  });
+
+  it('lists every bad variable at once', () => {
+    const e = fails({ ...BASE, SLOTLINE_HTTP_PORT: 'abc', SLOTLINE_SLOT: 'Bad-Name' });
+    expect(e.message).toContain('SLOTLINE_HTTP_PORT');
+    expect(e.message).toContain('SLOTLINE_SLOT');
+  });
+
+  it('never echoes a URL password', () => {
+    const withOther = fails({ ...BASE, SLOTLINE_HTTP_PORT: 'abc' });
+    expect(withOther.message).not.toContain('s3cretpw');
+    const badUrl = fails({ ...BASE, SLOTLINE_SOURCE_URL: 'mysql://u:s3cretpw@h/db' });
+    expect(badUrl.message).toContain('SLOTLINE_SOURCE_URL');
+    expect(badUrl.message).not.toContain('s3cretpw');
+    const unparseable = fails({ ...BASE, SLOTLINE_SINK_URL: 'u:s3cretpw@h/db' });
+    expect(unparseable.message).toContain('SLOTLINE_SINK_URL');
+    expect(unparseable.message).not.toContain('s3cretpw');
+  });
+
+  it('splits and trims Kafka brokers', () => {
+    expect(
+      loadConfig({ ...BASE, SLOTLINE_KAFKA_BROKERS: ' k1:9092 ,k2:9092,, k3:9093 ' }).kafkaBrokers,
+    ).toEqual(['k1:9092', 'k2:9092', 'k3:9093']);
+    expect(loadConfig({ ...BASE, SLOTLINE_KAFKA_BROKERS: ' , ' }).kafkaBrokers).toBeNull();
+  });
+
+  it('rejects RETRY_MAX below RETRY_INITIAL', () => {
+    const e = fails({ ...BASE, SLOTLINE_RETRY_INITIAL_MS: '5000', SLOTLINE_RETRY_MAX_MS: '1000' });
+    expect(e.message).toContain('SLOTLINE_RETRY_MAX_MS');
+    expect(
+      loadConfig({ ...BASE, SLOTLINE_RETRY_INITIAL_MS: '1000', SLOTLINE_RETRY_MAX_MS: '1000' })
+        .retryMaxMs,
+    ).toBe(1000);
+  });
+
+  it('rejects an in-flight bound below the batch size', () => {
+    const e = fails({ ...BASE, SLOTLINE_BATCH_MAX_ROWS: '100', SLOTLINE_INFLIGHT_MAX_ROWS: '10' });
+    expect(e.message).toContain('SLOTLINE_INFLIGHT_MAX_ROWS');
+  });
+});
+
+describe('configMarkdown', () => {
+  it('lists every SLOTLINE_ variable with its default', () => {
+    const md = configMarkdown();
+    const names = Object.keys(SETTINGS);
+    expect(names.length).toBeGreaterThan(20);
+    for (const name of names) expect(md).toContain(`| \`${name}\` |`);
+    expect(md).toContain('| `SLOTLINE_HTTP_PORT` | `8080` |');
+    expect(md).toContain('| `SLOTLINE_SOURCE_URL` | — |');
+    expect(md.split('\n')).toHaveLength(names.length + 2);
+  });
+});
