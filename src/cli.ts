@@ -11,6 +11,7 @@ commands:
   setup [--resnapshot]   check the source, create publication and slot, apply the sink schema (idempotent)
   run                    stream changes into the sinks until SIGTERM/SIGINT
   config                 print the configuration variables as a Markdown table
+  demo                   run everything on a throwaway embedded PostgreSQL with live trades (Ctrl-C stops)
 
 Configuration comes from SLOTLINE_* environment variables (see README).`;
 
@@ -25,6 +26,7 @@ function secretsOf(cfg: Config): string[] {
     }
   }
   if (cfg.adminToken) out.push(cfg.adminToken);
+  if (cfg.kafkaSasl) out.push(cfg.kafkaSasl.password);
   return out;
 }
 
@@ -51,6 +53,15 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'config') {
     process.stdout.write(`${configMarkdown()}\n`);
     return 0;
+  }
+  if (command === 'demo') {
+    if (rest.length > 0) {
+      process.stderr.write(`slotline demo: unknown argument ${JSON.stringify(rest[0])}\n`);
+      return 2;
+    }
+    // Loaded only here: the demo's server and generator are no part of `run`.
+    const { runDemo } = await import('./demo/demo.js');
+    return runDemo(process.env);
   }
   if (command !== 'setup' && command !== 'run') {
     process.stderr.write(`slotline: unknown command ${JSON.stringify(command)}\n${USAGE}\n`);

@@ -1,0 +1,359 @@
+/**
+ * `slotline demo` (`npm run demo`): everything on one machine, nothing to
+ * install by hand. It starts its own PostgreSQL (see embedded-postgres.ts)
+ * with a Ponder-shaped source database `ponder` and a sink database
+ * `analytics`, writes some history, then a live stream of trades with an
+ * occasional reorg (generator.ts), runs the connector in this process, and
+ * shows a progress line once a second. Ctrl-C (or SIGTERM) stops the stream,
+ * lets the connector catch up and stop gracefully, stops PostgreSQL and
+ * removes its directory; a second Ctrl-C kills the server and exits at once.
+ *
+ * Environment (all optional):
+ *   SLOTLINE_DEMO_SECONDS         stop after N seconds as if Ctrl-C (CI, tests); default: run until Ctrl-C
+ *   SLOTLINE_DEMO_RATE            trades per second of the live stream; default 300
+ *   SLOTLINE_DEMO_HISTORY         trades written before the connector starts (its initial snapshot copies them); default 5000
+ *   SLOTLINE_DEMO_REORG_SECONDS   mean seconds between reorgs, 0 for none; default 10
+ *   SLOTLINE_DEMO_POSTGRES        auto | system | npm | <bin dir>: which server binaries; default auto
+ *   SLOTLINE_LOG_LEVEL            connector log level, to stderr; default warn, so the progress line stays readable
+ *   SLOTLINE_HTTP_PORT, SLOTLINE_KAFKA_BROKERS and the other SLOTLINE_* settings reach the connector as
+ *   with `slotline run`; SLOTLINE_SOURCE_URL and SLOTLINE_SINK_URL are always the demo's own server.
+ *
+ * Machine-readable lines at start (the integration test reads them):
+ *   demo: source <url> sink <url>
+ *   demo: postgres pid <pid> data <dir>
+ */
+import pg from 'pg';
+import pino from 'pino';
+import { loadConfig, type Config } from '../config.js';
+import { ConfigError } from '../errors.js';
+import { createLogger } from '../log.js';
+import { runConnector, type ConnectorState } from '../main.js';
+import { findPostgres, startEmbeddedPostgres, type EmbeddedPostgres } from './embedded-postgres.js';
+import { TradeGenerator } from './generator.js';
+import { formatProgress, ProgressSampler } from './progress.js';
+
+export interface DemoOptions {
+  /** SLOTLINE_DEMO_SECONDS; null: until a signal. */
+  seconds: number | null;
+  /** SLOTLINE_DEMO_RATE (default 300) */
+  ratePerSecond: number;
+  /** SLOTLINE_DEMO_HISTORY (default 5000) */
+  history: number;
+  /** SLOTLINE_DEMO_REORG_SECONDS (default 10) */
+  reorgEverySeconds: number;
+  /** SLOTLINE_DEMO_POSTGRES (default auto) */
+  postgres: string;
+}
+
+/** How long the connector gets to catch up with the last trades before it is stopped. */
+const DRAIN_TIMEOUT_MS = 10_000;
+/** Without a terminal the progress line is printed every this many seconds. */
+const PLAIN_EVERY_S = 5;
+
+function intVar(env: NodeJS.ProcessEnv, name: string, def: number | null, max: number) {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return def;
+  if (!/^\d+$/.test(raw) || Number(raw) > max)
+    throw new ConfigError(`${name} ${JSON.stringify(raw)}: must be a whole number up to ${max}`);
+  return Number(raw);
+}
+
+export function demoOptions(env: NodeJS.ProcessEnv): DemoOptions {
+  return {
+    seconds: intVar(env, 'SLOTLINE_DEMO_SECONDS', null, 86_400 * 365),
+    ratePerSecond: Math.max(1, intVar(env, 'SLOTLINE_DEMO_RATE', 300, 100_000) ?? 300),
+    history: intVar(env, 'SLOTLINE_DEMO_HISTORY', 5000, 10_000_000) ?? 5000,
+    reorgEverySeconds: intVar(env, 'SLOTLINE_DEMO_REORG_SECONDS', 10, 86_400) ?? 10,
+    postgres: env['SLOTLINE_DEMO_POSTGRES'] || 'auto',
+  };
+}
+
+/** Writes whole lines above the progress line, which a terminal shows redrawn in place. */
+class Screen {
+  private readonly tty = process.stdout.isTTY === true;
+  private onLine = false;
+  private ticks = 0;
+
+  say(message: string): void {
+    process.stdout.write(`${this.onLine ? '\r\x1b[K' : ''}demo: ${message}\n`);
+    this.onLine = false;
+  }
+
+  progress(line: string): void {
+    if (this.tty) {
+      process.stdout.write(`\r${line}\x1b[K`);
+      this.onLine = true;
+    } else if (this.ticks++ % PLAIN_EVERY_S === 0) {
+      process.stdout.write(`${line}\n`);
+    }
+  }
+}
+
+function newState(): ConnectorState {
+  return {
+    phase: 'starting',
+    lastError: null,
+    queue: null,
+    acker: null,
+    router: null,
+    lastActivityAt: Date.now(),
+  };
+}
+
+const failedIn = (part: string) => (err: unknown) => {
+  throw new Error(`${part}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+};
+
+/** Whether the promise settled within `ms` (a rejection is passed on). */
+async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  try {
+    return await Promise.race([promise.then(() => true as const), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+const aborted = (signal: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    if (signal.aborted) resolve();
+    else signal.addEventListener('abort', () => resolve(), { once: true });
+  });
+
+/** Runs the demo until a signal or SLOTLINE_DEMO_SECONDS; resolves to the exit code. */
+export async function runDemo(env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  let opts: DemoOptions;
+  try {
+    opts = demoOptions(env);
+  } catch (err) {
+    process.stderr.write(`slotline demo: ${(err as Error).message}\n`);
+    return 2;
+  }
+  const screen = new Screen();
+  const stop = new AbortController();
+  let server: EmbeddedPostgres | null = null;
+  let signals = 0;
+  const onSignal = () => {
+    signals += 1;
+    if (signals > 1) {
+      screen.say('second signal: killing PostgreSQL and exiting now');
+      server?.killSync();
+      process.exit(130);
+    }
+    if (!stop.signal.aborted) screen.say('stopping (Ctrl-C again to force)');
+    stop.abort();
+  };
+  const signalNames = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+  for (const s of signalNames) process.on(s, onSignal);
+  const timer =
+    opts.seconds === null
+      ? null
+      : setTimeout(() => {
+          screen.say(`${opts.seconds} s are up (SLOTLINE_DEMO_SECONDS)`);
+          stop.abort();
+        }, opts.seconds * 1000);
+
+  let generatorClient: pg.Client | null = null;
+  let generator: TradeGenerator | null = null;
+  const connectorStop = new AbortController();
+  let connector: Promise<void> | null = null;
+  let sampler: ProgressSampler | null = null;
+  let ticker: NodeJS.Timeout | null = null;
+  try {
+    const bins = findPostgres(opts.postgres);
+    server = await startEmbeddedPostgres(bins);
+    screen.say(
+      `PostgreSQL ${bins.version} (${bins.origin} binaries in ${bins.binDir}), ` +
+        `${server.timescale ? 'TimescaleDB preloaded' : 'without TimescaleDB'}, ` +
+        'fsync off (throwaway data)',
+    );
+    const admin = new pg.Client({ connectionString: server.url('postgres') });
+    await admin.connect();
+    await admin.query('CREATE DATABASE ponder');
+    await admin.query('CREATE DATABASE analytics');
+    await admin.end();
+    const sourceUrl = server.url('ponder');
+    const sinkUrl = server.url('analytics');
+    screen.say(`source ${sourceUrl} sink ${sinkUrl}`);
+    screen.say(`postgres pid ${server.pid ?? '?'} data ${server.dataDir}`);
+
+    const cfg = loadConfig({
+      ...env,
+      SLOTLINE_SOURCE_URL: sourceUrl,
+      SLOTLINE_SINK_URL: sinkUrl,
+      SLOTLINE_LOG_LEVEL: env['SLOTLINE_LOG_LEVEL'] || 'warn',
+    });
+    if (cfg.kafkaBrokers)
+      screen.say(`Kafka brokers ${cfg.kafkaBrokers.join(',')} (SLOTLINE_KAFKA_BROKERS)`);
+
+    generatorClient = new pg.Client({
+      connectionString: sourceUrl,
+      application_name: 'ponder-demo',
+    });
+    generatorClient.on('error', () => undefined);
+    await generatorClient.connect();
+    generator = new TradeGenerator(generatorClient, {
+      ratePerSecond: opts.ratePerSecond,
+      reorgEverySeconds: opts.reorgEverySeconds,
+      schema: cfg.sourceSchema,
+    });
+    await generator.createSchema();
+    await generator.insertHistory(opts.history);
+    screen.say(
+      `${opts.history.toLocaleString('en-US')} trades of history in ${generator.poolCount} pools; ` +
+        `streaming ${opts.ratePerSecond} trades/s ` +
+        (opts.reorgEverySeconds > 0
+          ? `with a reorg about every ${opts.reorgEverySeconds} s. `
+          : 'without reorgs. ') +
+        'Ctrl-C stops.',
+    );
+    if (stop.signal.aborted) return 0;
+
+    const log = createLogger({
+      level: cfg.logLevel,
+      secrets: [new URL(sourceUrl).password],
+      destination: pino.destination({ dest: 2, sync: true }),
+    });
+    const state = newState();
+    const startedAt = Date.now();
+    connector = runConnector(cfg, { shutdown: connectorStop.signal, log, state });
+    connector.catch(() => undefined); // awaited below
+    generator.start();
+    generator.done.catch(() => undefined); // awaited below
+
+    sampler = new ProgressSampler({
+      sourceUrl,
+      sinkUrl,
+      sourceSchema: cfg.sourceSchema,
+      sinkSchema: cfg.sinkSchema,
+      slot: cfg.slot,
+    });
+    ticker = startTicker(screen, sampler, cfg, state, generator, startedAt);
+
+    // Run until told to stop, or until the connector or the generator fails.
+    const how = await Promise.race([
+      aborted(stop.signal).then(() => 'stop' as const),
+      connector.then(() => 'connector ended' as const, failedIn('connector')),
+      generator.done.then(() => 'generator ended' as const, failedIn('trade generator')),
+    ]);
+    if (how !== 'stop') throw new Error(`${how} unexpectedly`);
+
+    await generator.stop();
+    const drained = await drain(sampler, state);
+    if (ticker) clearInterval(ticker);
+    ticker = null;
+    connectorStop.abort();
+    if (!(await within(connector, cfg.shutdownTimeoutMs)))
+      screen.say('the connector did not stop in time (SLOTLINE_SHUTDOWN_TIMEOUT_MS)');
+    const reorgs = `${generator.stats.reorgs} ${generator.stats.reorgs === 1 ? 'reorg' : 'reorgs'}`;
+    screen.say(
+      drained.equal
+        ? `source and sink agree: ${drained.text} (${reorgs} applied)`
+        : `the sink had not caught up after ${DRAIN_TIMEOUT_MS / 1000} s: ${drained.text}`,
+    );
+    return 0;
+  } catch (err) {
+    screen.say(`failed: ${err instanceof Error ? err.message : String(err)}`);
+    return 1;
+  } finally {
+    if (timer) clearTimeout(timer);
+    if (ticker) clearInterval(ticker);
+    // After a failure: the stream and the connector stop before the server does.
+    await generator?.stop();
+    connectorStop.abort();
+    if (connector)
+      await within(
+        connector.catch(() => undefined),
+        10_000,
+      );
+    await sampler?.close();
+    await generatorClient?.end().catch(() => undefined);
+    if (server) {
+      await server.stop().catch(() => server?.killSync());
+      screen.say(`PostgreSQL stopped, ${server.rootDir} removed`);
+    }
+    for (const s of signalNames) process.off(s, onSignal);
+  }
+}
+
+function startTicker(
+  screen: Screen,
+  sampler: ProgressSampler,
+  cfg: Config,
+  state: ConnectorState,
+  generator: TradeGenerator,
+  startedAt: number,
+): NodeJS.Timeout {
+  let busy = false;
+  let httpProbes = cfg.httpPort > 0 ? 5 : 0;
+  return setInterval(() => {
+    if (busy) return; // a slow sample is skipped, not queued
+    busy = true;
+    void (async () => {
+      try {
+        const s = await sampler.sample();
+        screen.progress(
+          formatProgress({
+            ...s,
+            elapsedMs: Date.now() - startedAt,
+            phase: state.phase,
+            reorgs: generator.stats.reorgs,
+          }),
+        );
+        if (httpProbes > 0 && state.phase === 'streaming') {
+          httpProbes -= 1;
+          if (await slotlineHttp(cfg.httpPort)) {
+            httpProbes = 0;
+            const base = `http://127.0.0.1:${cfg.httpPort}`;
+            screen.say(`status ${base}/status metrics ${base}/metrics`);
+          }
+        }
+      } finally {
+        busy = false;
+      }
+    })();
+  }, 1000);
+}
+
+/** Whether the connector's HTTP server answers on that port (and not some other program). */
+async function slotlineHttp(port: number): Promise<boolean> {
+  try {
+    const res = await fetch(`http://127.0.0.1:${port}/metrics`, {
+      signal: AbortSignal.timeout(1000),
+    });
+    return res.ok && (await res.text()).includes('slotline_');
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Once the stream has stopped, waits until the sink holds what the source
+ * holds: the same trades (count) with the same values (the sum of exact
+ * volumes, which a reorg's re-inserted trades change).
+ */
+async function drain(
+  sampler: ProgressSampler,
+  state: ConnectorState,
+): Promise<{ equal: boolean; text: string }> {
+  const deadline = Date.now() + DRAIN_TIMEOUT_MS;
+  let last = { equal: false, text: 'no answer from the databases' };
+  while (Date.now() < deadline && state.phase !== 'stopped') {
+    const t = await sampler.totals().catch(() => null);
+    if (t) {
+      const equal = t.sourceRows === t.sinkRows && t.sourceVolume === t.sinkVolume;
+      last = {
+        equal,
+        text: equal
+          ? `${t.sinkRows.toLocaleString('en-US')} trades, the same ${t.sinkVolume.length}-digit total volume`
+          : `source ${t.sourceRows.toLocaleString('en-US')} trades, sink ${t.sinkRows.toLocaleString('en-US')}`,
+      };
+      if (equal) return last;
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return last;
+}
