@@ -146,3 +146,74 @@ describe('configMarkdown', () => {
     expect(md.split('\n')).toHaveLength(names.length + 2);
   });
 });
+
+describe('loadConfig: Kafka', () => {
+  it('defaults: topics per table, created with 6 partitions and the brokers’ replication factor', () => {
+    expect(loadConfig({ ...BASE, SLOTLINE_KAFKA_BROKERS: 'k1:9092' })).toMatchObject({
+      kafkaBrokers: ['k1:9092'],
+      kafkaClientId: 'slotline',
+      kafkaTopicTrades: 'ponder.order_book_trades',
+      kafkaTopicPools: 'ponder.pools',
+      kafkaCreateTopics: true,
+      kafkaTopicPartitions: 6,
+      kafkaReplicationFactor: null,
+      kafkaTombstones: false,
+      kafkaSsl: false,
+      kafkaSslCaFile: null,
+      kafkaSasl: null,
+    });
+  });
+
+  it('parses SASL and TLS', () => {
+    const c = loadConfig({
+      ...BASE,
+      SLOTLINE_KAFKA_BROKERS: 'k1:9093',
+      SLOTLINE_KAFKA_SSL: 'true',
+      SLOTLINE_KAFKA_SSL_CA_FILE: '/etc/kafka/ca.pem',
+      SLOTLINE_KAFKA_SASL_MECHANISM: 'scram-sha-512',
+      SLOTLINE_KAFKA_SASL_USERNAME: 'slotline',
+      SLOTLINE_KAFKA_SASL_PASSWORD: 'kafka-s3cret',
+      SLOTLINE_KAFKA_REPLICATION_FACTOR: '3',
+    });
+    expect(c.kafkaSasl).toEqual({
+      mechanism: 'scram-sha-512',
+      username: 'slotline',
+      password: 'kafka-s3cret',
+    });
+    expect(c.kafkaSsl).toBe(true);
+    expect(c.kafkaSslCaFile).toBe('/etc/kafka/ca.pem');
+    expect(c.kafkaReplicationFactor).toBe(3);
+  });
+
+  it('a SASL mechanism needs a user name and a password, each named when missing', () => {
+    const e = fails({ ...BASE, SLOTLINE_KAFKA_SASL_MECHANISM: 'plain' });
+    expect(e.message).toContain('SLOTLINE_KAFKA_SASL_USERNAME');
+    expect(e.message).toContain('SLOTLINE_KAFKA_SASL_PASSWORD');
+    const noMechanism = fails({ ...BASE, SLOTLINE_KAFKA_SASL_USERNAME: 'u' });
+    expect(noMechanism.message).toContain('SLOTLINE_KAFKA_SASL_MECHANISM');
+  });
+
+  it('rejects an unknown mechanism, a CA file without TLS, one topic for both tables, a bad topic name', () => {
+    expect(fails({ ...BASE, SLOTLINE_KAFKA_SASL_MECHANISM: 'gssapi' }).message).toContain(
+      'SLOTLINE_KAFKA_SASL_MECHANISM',
+    );
+    expect(fails({ ...BASE, SLOTLINE_KAFKA_SSL_CA_FILE: '/ca.pem' }).message).toContain(
+      'SLOTLINE_KAFKA_SSL',
+    );
+    expect(
+      fails({ ...BASE, SLOTLINE_KAFKA_TOPIC_TRADES: 'x', SLOTLINE_KAFKA_TOPIC_POOLS: 'x' }).message,
+    ).toContain('must differ');
+    expect(fails({ ...BASE, SLOTLINE_KAFKA_TOPIC_POOLS: 'a/b' }).message).toContain(
+      'SLOTLINE_KAFKA_TOPIC_POOLS',
+    );
+  });
+
+  it('never echoes the SASL password', () => {
+    const e = fails({
+      ...BASE,
+      SLOTLINE_KAFKA_SASL_PASSWORD: 'kafka-s3cret',
+      SLOTLINE_HTTP_PORT: 'abc',
+    });
+    expect(e.message).not.toContain('kafka-s3cret');
+  });
+});

@@ -127,7 +127,7 @@ export const SETTINGS = {
   SLOTLINE_KAFKA_SSL: setting(bool, 'Connect to the brokers with TLS.', 'false'),
   SLOTLINE_KAFKA_SSL_CA_FILE: setting(
     z.string().min(1).optional(),
-    'PEM file of the CA that signed the brokers\' certificates (default: the system CAs). Needs SLOTLINE_KAFKA_SSL=true.',
+    "PEM file of the CA that signed the brokers' certificates (default: the system CAs). Needs SLOTLINE_KAFKA_SSL=true.",
   ),
   SLOTLINE_KAFKA_SASL_MECHANISM: setting(
     z
@@ -180,6 +180,11 @@ export const SETTINGS = {
     int(100, 3_600_000),
     'Interval of standby status updates to the server (must be well under its wal_sender_timeout).',
     '10000',
+  ),
+  SLOTLINE_ACK_INTERVAL_MS: setting(
+    int(0, 3_600_000),
+    'Least time between two acknowledgements sent because a sink advanced (status updates also go out every SLOTLINE_STATUS_INTERVAL_MS).',
+    '200',
   ),
   SLOTLINE_IDLE_ACK_INTERVAL_MS: setting(
     int(0, 3_600_000),
@@ -249,6 +254,7 @@ export interface Config {
   inflightMaxRows: number;
   inflightMaxBytes: number;
   statusIntervalMs: number;
+  ackIntervalMs: number;
   idleAckIntervalMs: number;
   heartbeatIntervalMs: number;
   retryInitialMs: number;
@@ -339,6 +345,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     inflightMaxRows: p.SLOTLINE_INFLIGHT_MAX_ROWS,
     inflightMaxBytes: p.SLOTLINE_INFLIGHT_MAX_BYTES,
     statusIntervalMs: p.SLOTLINE_STATUS_INTERVAL_MS,
+    ackIntervalMs: p.SLOTLINE_ACK_INTERVAL_MS,
     idleAckIntervalMs: p.SLOTLINE_IDLE_ACK_INTERVAL_MS,
     heartbeatIntervalMs: p.SLOTLINE_HEARTBEAT_INTERVAL_MS,
     retryInitialMs: p.SLOTLINE_RETRY_INITIAL_MS,

@@ -1,7 +1,11 @@
 import pg from 'pg';
+import { adminControl } from './admin/control.js';
+import { HttpError, HttpServer } from './admin/http.js';
+import { createMetrics, DecodeCounter, type Metrics } from './admin/metrics.js';
 import { Acker } from './checkpoint/acker.js';
 import { type Lsn, formatLsn, minLsn } from './checkpoint/lsn.js';
-import { setCheckpointState } from './checkpoint/store.js';
+import { CommitTracker, RateMeter } from './checkpoint/commit-lag.js';
+import { resetCheckpoints, setCheckpointState } from './checkpoint/store.js';
 import type { Config } from './config.js';
 import { PgoutputDecoder } from './decode/pgoutput.js';
 import { classifyError, SlotlineError } from './errors.js';
@@ -15,6 +19,8 @@ import { TIMESCALE_SINK, type TimescaleSink } from './sinks/timescale.js';
 import { runSinkWorker } from './sinks/worker.js';
 import { Heartbeat } from './source/heartbeat.js';
 import { ReplicationStream } from './source/replication.js';
+import { SlotMonitor, type SlotHealth } from './source/slot-health.js';
+import { pgMicrosToUnixMs } from './source/wire.js';
 import { copySnapshot } from './source/snapshot.js';
 import { createSlot, createSlotWithSnapshot, dropSlot, inspectSlot } from './source/slot.js';
 import { PoolCache } from './trades/pools.js';
@@ -22,64 +28,116 @@ import { ChangeRouter } from './trades/router.js';
 
 export type Phase = 'starting' | 'snapshotting' | 'streaming' | 'retrying' | 'stopping' | 'stopped';
 
-/** What the HTTP surface and the demo read. */
+/** What the HTTP surface, the demo and the admin actions read and drive. */
 export interface ConnectorState {
   phase: Phase;
   lastError: string | null;
+  errorCount: number;
+  startedAt: number;
+  /** unix ms of the last replication message, keepalive, status update or sink write */
+  lastProgressAt: number;
   queue: InflightQueue | null;
   acker: Acker | null;
   router: ChangeRouter | null;
-  /** unix ms of the last replication message or status update */
-  lastActivityAt: number;
+  stream: ReplicationStream | null;
+  /** Paused by an operator (POST /admin/pause): backpressure does not resume it. */
+  adminPaused: boolean;
+  commits: CommitTracker;
+  throughput: RateMeter;
+  slotHealth(): SlotHealth | null;
+  /** Stops streaming, moves every sink checkpoint to `lsn`, streams again from there. */
+  reset: ((lsn: Lsn) => Promise<void>) | null;
+  startBackfill: ((body: Record<string, unknown>) => Promise<unknown>) | null;
+  cancelBackfill: (() => Promise<unknown>) | null;
+  backfill: (() => unknown) | null;
 }
 
 export interface RunHandles {
   /** Aborted on SIGTERM/SIGINT: stop reading, flush, ack, close. */
   shutdown: AbortSignal;
   log: Logger;
+  /** Filled in as the connector runs (the demo reads it). */
   state?: ConnectorState;
+  metrics?: Metrics;
+  /** Called once the HTTP server listens (its port, when SLOTLINE_HTTP_PORT is 0 in tests). */
+  onHttp?: (port: number) => void;
 }
 
-/** The least time between two status updates sent because a sink advanced. */
-const ACK_SPACING_MS = 200;
-
-/**
- * `slotline run`: composes source, decoder, router, sinks and acker, and
- * supervises the replication stream. Resolves after a clean shutdown; rejects
- * with a non-retriable SlotlineError.
- */
-export async function runConnector(cfg: Config, h: RunHandles): Promise<void> {
-  const log = h.log;
-  const state: ConnectorState = h.state ?? {
+export function newConnectorState(): ConnectorState {
+  return {
     phase: 'starting',
     lastError: null,
+    errorCount: 0,
+    startedAt: Date.now(),
+    lastProgressAt: Date.now(),
     queue: null,
     acker: null,
     router: null,
-    lastActivityAt: Date.now(),
+    stream: null,
+    adminPaused: false,
+    commits: new CommitTracker(),
+    throughput: new RateMeter(60_000),
+    slotHealth: () => null,
+    reset: null,
+    startBackfill: null,
+    cancelBackfill: null,
+    backfill: null,
   };
+}
+
+const VERSION = '0.1.0';
+
+/**
+ * `slotline run`: composes source, decoder, router, sinks, acker and the HTTP
+ * surface, and supervises the replication stream. Resolves after a clean
+ * shutdown; rejects with a non-retriable SlotlineError.
+ */
+export async function runConnector(cfg: Config, h: RunHandles): Promise<void> {
+  const log = h.log;
+  const state = h.state ?? newConnectorState();
+  const metrics = h.metrics ?? createMetrics({ version: VERSION });
   const backoff = { initialMs: cfg.retryInitialMs, maxMs: cfg.retryMaxMs };
+  const noteError = (e: SlotlineError, where: string) => {
+    state.lastError = e.message;
+    state.errorCount += 1;
+    metrics.errors.inc({ kind: e.code, where });
+  };
   const onRetry = (what: string) => (err: SlotlineError, attempt: number, delayMs: number) => {
-    state.lastError = err.message;
+    noteError(err, what);
     log.warn({ code: err.code, attempt, delayMs }, `${what}: ${err.message}; retrying`);
   };
 
-  // Set-up is retried while the source or sink is unreachable; a real
-  // misconfiguration (wal_level, privileges, password) stops here.
-  await retry(
-    () => runSetup(cfg, log.child({ component: 'setup' }), { create: cfg.autoSetup }),
-    (e) => classifyError(e, 'setup'),
-    { ...backoff, signal: h.shutdown, onRetry: onRetry('setup') },
-  );
-  if (h.shutdown.aborted) return;
-
-  const sinks: Sink[] = createSinks(cfg, log);
   const sourcePool = new pg.Pool({
     connectionString: cfg.sourceUrl,
     max: 2,
     application_name: 'slotline-control',
   });
   sourcePool.on('error', (err) => log.debug({ err }, 'idle source connection failed'));
+  const sinkPool = new pg.Pool({
+    connectionString: cfg.sinkUrl,
+    max: 2,
+    application_name: 'slotline-control',
+  });
+  sinkPool.on('error', (err) => log.debug({ err }, 'idle sink connection failed'));
+  const slotMonitor = new SlotMonitor({
+    pool: sourcePool,
+    slot: cfg.slot,
+    metrics,
+    log: log.child({ component: 'slot' }),
+  });
+  state.slotHealth = () => slotMonitor.latest;
+  // Up before anything that may wait on a database: liveness must answer while set-up retries.
+  const http =
+    cfg.httpPort > 0 || h.onHttp
+      ? new HttpServer({
+          port: cfg.httpPort,
+          adminToken: cfg.adminToken,
+          control: adminControl({ cfg, state, metrics, source: sourcePool, sink: sinkPool }),
+          metrics,
+          log: log.child({ component: 'http' }),
+        })
+      : null;
+  const sinks: Sink[] = createSinks(cfg, log);
   const workersStop = new AbortController();
   const heartbeat = new Heartbeat({
     pool: sourcePool,
@@ -87,8 +145,32 @@ export async function runConnector(cfg: Config, h: RunHandles): Promise<void> {
     slot: cfg.slot,
     log: log.child({ component: 'heartbeat' }),
   });
+  const progress = setInterval(() => {
+    const q = state.queue;
+    metrics.inflightRows.set(q?.rows ?? 0);
+    metrics.inflightBytes.set(q?.bytes ?? 0);
+    metrics.commitLagSeconds.set(state.commits.lagSeconds(Date.now()));
+    metrics.streamPaused.set(state.stream?.isPaused ? 1 : 0);
+    metrics.leader.set(state.phase === 'streaming' ? 1 : 0);
+    state.throughput.record(Date.now(), state.router?.stats.changes ?? 0);
+  }, 1000);
+  progress.unref();
 
   try {
+    if (http) {
+      await http.start();
+      h.onHttp?.(http.port);
+    }
+    slotMonitor.start();
+    // Set-up is retried while the source or sink is unreachable; a real
+    // misconfiguration (wal_level, privileges, password) stops here.
+    await retry(
+      () => runSetup(cfg, log.child({ component: 'setup' }), { create: cfg.autoSetup }),
+      (e) => classifyError(e, 'setup'),
+      { ...backoff, signal: h.shutdown, onRetry: onRetry('setup') },
+    );
+    if (h.shutdown.aborted) return;
+
     for (const s of sinks) await s.open();
     const primary = sinks[0] as TimescaleSink;
     const pools = new PoolCache(cfg.poolJoinColumn);
@@ -109,7 +191,6 @@ export async function runConnector(cfg: Config, h: RunHandles): Promise<void> {
       },
       sinks.map((s) => s.name),
     );
-    const routerLog = log.child({ component: 'router' });
     const router = new ChangeRouter(
       queue,
       pools,
@@ -118,7 +199,7 @@ export async function runConnector(cfg: Config, h: RunHandles): Promise<void> {
         applyTruncate: cfg.applyTruncate,
         idleAckIntervalMs: cfg.idleAckIntervalMs,
       },
-      routerLog,
+      log.child({ component: 'router' }),
     );
     state.queue = queue;
     state.router = router;
@@ -127,7 +208,7 @@ export async function runConnector(cfg: Config, h: RunHandles): Promise<void> {
     let statusTimer: NodeJS.Timeout | null = null;
     const scheduleStatus = () => {
       if (statusTimer || !stream) return;
-      const wait = Math.max(0, ACK_SPACING_MS - (Date.now() - stream.lastStatusAt));
+      const wait = Math.max(0, cfg.ackIntervalMs - (Date.now() - stream.lastStatusAt));
       statusTimer = setTimeout(() => {
         statusTimer = null;
         stream?.sendStatus(false);
@@ -147,11 +228,19 @@ export async function runConnector(cfg: Config, h: RunHandles): Promise<void> {
         signal: workersStop.signal,
         backoff,
         log: log.child({ component: `sink-${sink.name}` }),
+        metrics,
         onDurable: (lsn) => {
-          acker?.setDurable(sink.name, lsn);
+          state.lastProgressAt = Date.now();
+          metrics.sinkCheckpointLsnBytes.set({ sink: sink.name }, Number(lsn));
+          if (!acker) return;
+          acker.setDurable(sink.name, lsn);
+          const flushed = acker.flushLsn();
+          state.commits.durable(flushed);
+          const last = state.commits.lastDurableCommitMs;
+          if (last !== null) metrics.lastCommitTimestampSeconds.set(last / 1000);
           scheduleStatus();
         },
-        onRetry: (e) => (state.lastError = e.message),
+        onRetry: (e) => noteError(e, sink.name),
       }).catch((err: unknown) => {
         fatal?.(classifyError(err, sink.name));
       }),
@@ -159,31 +248,41 @@ export async function runConnector(cfg: Config, h: RunHandles): Promise<void> {
 
     if (start.kind === 'snapshot') {
       state.phase = 'snapshotting';
-      const lsn = await takeSnapshot(cfg, primary, router, queue, pools, h, log);
+      const lsn = await takeSnapshot(cfg, primary, sinks, router, queue, pools, h, log);
       if (lsn === null) return;
       start = { kind: 'stream', lsn };
     } else {
       await loadPools(pools, sourcePool, cfg, log);
     }
 
-    acker = new Acker(
-      sinks.map((s) => s.name),
-      start.lsn,
-    );
+    const sinkNames = sinks.map((s) => s.name);
+    acker = new Acker(sinkNames, start.lsn);
     state.acker = acker;
     heartbeat.start();
 
+    // An operator's LSN reset ends the current stream; the loop applies it and reconnects.
+    let resetRequest: { lsn: Lsn; done: (err?: unknown) => void } | null = null;
+    let wakeForReset: (() => void) | null = null;
+    state.reset = (lsn) =>
+      new Promise<void>((resolve, reject) => {
+        if (resetRequest) return reject(new HttpError(409, 'another LSN reset is in progress'));
+        resetRequest = { lsn, done: (err) => (err ? reject(err as Error) : resolve()) };
+        wakeForReset?.();
+      });
+
     const decoder = new PgoutputDecoder();
+    const counter = new DecodeCounter(metrics);
     const shutdown = new Promise<'shutdown'>((resolve) => {
       if (h.shutdown.aborted) resolve('shutdown');
       h.shutdown.addEventListener('abort', () => resolve('shutdown'), { once: true });
     });
 
     for (let attempt = 0; !h.shutdown.aborted;) {
-      const from = (acker as Acker).flushLsn();
+      const from = acker.flushLsn();
       router.reset();
       router.skipBefore = from;
       decoder.reset();
+      state.commits.clear();
       const s = new ReplicationStream({
         url: cfg.sourceUrl,
         slot: cfg.slot,
@@ -193,40 +292,83 @@ export async function runConnector(cfg: Config, h: RunHandles): Promise<void> {
         log: log.child({ component: 'replication' }),
         flushLsn: () => (acker as Acker).flushLsn(),
         onMessage: (_lsn, chunk, offset) => {
-          router.onMessage(decoder.decode(chunk, offset), chunk.length - offset);
+          const msg = decoder.decode(chunk, offset);
+          router.onMessage(msg, chunk.length - offset);
+          counter.onMessage(msg);
+          if (msg.tag === 'commit' && msg.commitLsn >= router.skipBefore) {
+            state.commits.routed(msg.endLsn, pgMicrosToUnixMs(msg.commitTime));
+          }
           if (queue.full && !s.isPaused) {
             s.pause();
-            void queue.drained().then(() => s.resume());
+            void queue.drained().then(() => {
+              if (!state.adminPaused) s.resume();
+            });
           }
         },
-        onKeepalive: (walEnd) => router.onKeepalive(walEnd),
+        onKeepalive: (walEnd) => {
+          state.lastProgressAt = Date.now();
+          router.onKeepalive(walEnd);
+        },
       });
       stream = s;
+      state.stream = s;
       let failure: SlotlineError | null = null;
+      let how: 'ended' | 'shutdown' | 'reset' = 'ended';
       try {
         await Promise.race([s.start(), fatalPromise]);
+        if (state.adminPaused) s.pause();
         state.phase = 'streaming';
         state.lastError = null;
+        state.lastProgressAt = Date.now();
         attempt = 0;
-        const how = await Promise.race([
+        const resetWanted = new Promise<'reset'>((resolve) => {
+          wakeForReset = () => resolve('reset');
+          if (resetRequest) resolve('reset');
+        });
+        how = await Promise.race([
           s.ended.then(() => 'ended' as const),
           shutdown,
+          resetWanted,
           fatalPromise,
         ]);
+        wakeForReset = null;
         if (how === 'shutdown') break;
       } catch (err) {
         failure = classifyError(err, 'source');
+      }
+      if (how === 'reset' && resetRequest) {
+        const req: { lsn: Lsn; done: (err?: unknown) => void } = resetRequest;
+        resetRequest = null;
+        try {
+          // No goodbye: a final status update would confirm the old position
+          // on the slot and close the very window a replay needs.
+          s.destroy();
+          await Promise.race([queue.flushAll(), fatalPromise]);
+          await resetCheckpoints(sinkPool, cfg.slot, req.lsn);
+          acker = new Acker(sinkNames, req.lsn);
+          state.acker = acker;
+          log.warn(
+            { lsn: formatLsn(req.lsn) },
+            'LSN reset by an operator: streaming again from there',
+          );
+          req.done();
+        } catch (err) {
+          req.done(err);
+        }
+        continue;
       }
       // The stream failed: write what was received (the checkpoint only moves
       // at commits, so a partial transaction is harmless), then resume from
       // the durable position.
       s.destroy();
       stream = null;
+      state.stream = null;
       await Promise.race([queue.flushAll(), fatalPromise]);
       if (failure && !failure.retriable) throw failure;
       if (h.shutdown.aborted) break;
       state.phase = 'retrying';
       const delay = backoffDelay(attempt++, backoff);
+      if (failure) noteError(failure, 'source');
       state.lastError = failure?.message ?? 'replication ended';
       log.warn(
         { code: failure?.code, delayMs: delay },
@@ -252,18 +394,22 @@ export async function runConnector(cfg: Config, h: RunHandles): Promise<void> {
       log.warn('shutdown: sinks did not flush in time; unflushed changes will be replayed');
     if (statusTimer) clearTimeout(statusTimer);
     await current?.stop();
-    log.info(
-      { flushLsn: formatLsn((acker as Acker).flushLsn()) },
-      'stopped; final position acknowledged',
-    );
+    log.info({ flushLsn: formatLsn(acker.flushLsn()) }, 'stopped; final position acknowledged');
     workersStop.abort();
     await Promise.allSettled(workers);
   } finally {
     workersStop.abort();
     heartbeat.stop();
+    slotMonitor.stop();
+    clearInterval(progress);
     state.phase = 'stopped';
+    state.stream = null;
+    state.reset = null;
+    metrics.leader.set(0);
     for (const s of sinks) await s.close().catch(() => undefined);
+    await http?.stop().catch(() => undefined);
     await sourcePool.end().catch(() => undefined);
+    await sinkPool.end().catch(() => undefined);
   }
 }
 
@@ -301,6 +447,7 @@ async function resumePoint(
 async function takeSnapshot(
   cfg: Config,
   primary: TimescaleSink,
+  sinks: Sink[],
   router: ChangeRouter,
   queue: InflightQueue,
   pools: PoolCache,
@@ -324,7 +471,7 @@ async function takeSnapshot(
     await setCheckpointState(sinkDb, cfg.slot, TIMESCALE_SINK, 'snapshotting', null, null);
     if (cfg.snapshot === 'never') {
       const lsn = await createSlot(admin, cfg.slot);
-      await primary.completeSnapshot(lsn);
+      await completeSnapshot(sinks, primary, lsn);
       slog.info({ lsn: formatLsn(lsn) }, 'slot created without snapshot (SLOTLINE_SNAPSHOT=never)');
       return lsn;
     }
@@ -347,7 +494,7 @@ async function takeSnapshot(
       });
       await queue.flushAll();
       if (h.shutdown.aborted) return null;
-      await primary.completeSnapshot(lsn);
+      await completeSnapshot(sinks, primary, lsn);
       slog.info(
         { lsn: formatLsn(lsn), ...counts, ms: Date.now() - t0 },
         'initial snapshot complete',
@@ -360,6 +507,12 @@ async function takeSnapshot(
     await admin.end().catch(() => undefined);
     await sinkDb.end().catch(() => undefined);
   }
+}
+
+/** The other sinks first: the primary's 'streaming' state is what marks the snapshot done. */
+async function completeSnapshot(sinks: Sink[], primary: TimescaleSink, lsn: Lsn): Promise<void> {
+  for (const s of sinks) if (s !== primary) await s.completeSnapshot(lsn);
+  await primary.completeSnapshot(lsn);
 }
 
 /** Symbols from the sink's mirror (consistent with the checkpoint), then any pool only the source has. */

@@ -27,7 +27,7 @@ import pino from 'pino';
 import { loadConfig, type Config } from '../config.js';
 import { ConfigError } from '../errors.js';
 import { createLogger } from '../log.js';
-import { runConnector, type ConnectorState } from '../main.js';
+import { newConnectorState, runConnector, type ConnectorState } from '../main.js';
 import { findPostgres, startEmbeddedPostgres, type EmbeddedPostgres } from './embedded-postgres.js';
 import { TradeGenerator } from './generator.js';
 import { formatProgress, ProgressSampler } from './progress.js';
@@ -90,14 +90,7 @@ class Screen {
 }
 
 function newState(): ConnectorState {
-  return {
-    phase: 'starting',
-    lastError: null,
-    queue: null,
-    acker: null,
-    router: null,
-    lastActivityAt: Date.now(),
-  };
+  return newConnectorState();
 }
 
 const failedIn = (part: string) => (err: unknown) => {

@@ -1,15 +1,19 @@
+import type { Metrics } from '../admin/metrics.js';
 import type { Lsn } from '../checkpoint/lsn.js';
 import { classifyError, type SlotlineError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { type BackoffOptions, retry } from '../retry.js';
+import type { Batch } from './batch.js';
 import type { InflightQueue } from './inflight.js';
 import type { Sink } from './sink.js';
+import { TIMESCALE_SINK } from './timescale.js';
 
 export interface SinkWorkerOptions {
   /** Aborted only after the graceful flush (or at the hard deadline). */
   signal: AbortSignal;
   backoff: BackoffOptions;
   log: Logger;
+  metrics?: Metrics;
   /** The sink now holds everything up to `lsn`. */
   onDurable(lsn: Lsn): void;
   onRetry?(err: SlotlineError): void;
@@ -54,10 +58,24 @@ export async function runSinkWorker(
       opts.log.info('writes succeed again');
     }
     queue.release(sink.name, batch);
+    record(opts.metrics, sink.name, batch, (Date.now() - started) / 1000);
     opts.log.debug(
       { rows: batch.rows, commits: batch.commits, ms: Date.now() - started },
       'batch written',
     );
     if (batch.checkpoint !== null) opts.onDurable(batch.checkpoint);
   }
+}
+
+/** Counted once the batch is durable: a retried write is not counted twice. */
+function record(m: Metrics | undefined, sink: string, batch: Batch, seconds: number): void {
+  if (!m) return;
+  m.writeDuration.observe({ sink }, seconds);
+  if (batch.rows === 0) return;
+  m.batchRows.observe({ sink }, batch.rows);
+  m.rowsWritten.inc({ sink }, batch.rows);
+  // Dead letters live in the TimescaleDB sink only.
+  if (sink !== TIMESCALE_SINK) return;
+  for (const c of batch.changes)
+    if (c.kind === 'dead_letter') m.deadLetters.inc({ reason: c.letter.code });
 }

@@ -92,6 +92,9 @@ export class ReplicationStream {
   }
 
   private onCopyData(chunk: Buffer): void {
+    // After stop() we only wait for the server's goodbye: what still arrives
+    // was not acknowledged and is streamed again on the next start.
+    if (this.stopping) return;
     const frame = parseReplicationFrame(chunk);
     this.lastMessageAt = Date.now();
     if (frame.tag === 'xlog') {

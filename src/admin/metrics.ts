@@ -1,0 +1,185 @@
+import client from 'prom-client';
+import type { PgoutputMessage } from '../decode/pgoutput.js';
+
+/**
+ * Every metric slotline exports, declared here with help text, in base units
+ * (`_bytes`, `_seconds`, `_total`). No LSN or id is ever a label.
+ */
+export function createMetrics(opts: { version: string; defaultMetrics?: boolean }) {
+  const registry = new client.Registry();
+  if (opts.defaultMetrics !== false)
+    client.collectDefaultMetrics({ register: registry, prefix: 'slotline_' });
+  const r = [registry];
+
+  const m = {
+    registry,
+    buildInfo: new client.Gauge({
+      name: 'slotline_build_info',
+      help: 'Always 1; labels carry the version of slotline and Node.js.',
+      labelNames: ['version', 'node'],
+      registers: r,
+    }),
+    leader: new client.Gauge({
+      name: 'slotline_leader',
+      help: '1 while this process holds the slot and streams, 0 otherwise (standby, stopped).',
+      registers: r,
+    }),
+    slotLagBytes: new client.Gauge({
+      name: 'slotline_slot_lag_bytes',
+      help: 'WAL the slot has not confirmed: pg_current_wal_lsn() - confirmed_flush_lsn.',
+      registers: r,
+    }),
+    slotRetainedWalBytes: new client.Gauge({
+      name: 'slotline_slot_retained_wal_bytes',
+      help: 'WAL the server keeps for the slot: pg_current_wal_lsn() - restart_lsn.',
+      registers: r,
+    }),
+    slotSafeWalSizeBytes: new client.Gauge({
+      name: 'slotline_slot_safe_wal_size_bytes',
+      help: 'WAL that can still be written before the slot is invalidated (max_slot_wal_keep_size); NaN when unlimited.',
+      registers: r,
+    }),
+    slotWalStatus: new client.Gauge({
+      name: 'slotline_slot_wal_status',
+      help: "1 for the slot's current wal_status (reserved, extended, unreserved, lost), 0 for the others.",
+      labelNames: ['status'],
+      registers: r,
+    }),
+    slotActive: new client.Gauge({
+      name: 'slotline_slot_active',
+      help: '1 when some process streams from the slot (pg_replication_slots.active).',
+      registers: r,
+    }),
+    slotExists: new client.Gauge({
+      name: 'slotline_slot_exists',
+      help: '1 when the replication slot exists on the source.',
+      registers: r,
+    }),
+    commitLagSeconds: new client.Gauge({
+      name: 'slotline_commit_lag_seconds',
+      help: 'Age of the oldest source commit not yet durable in every sink (0 when caught up).',
+      registers: r,
+    }),
+    lastCommitTimestampSeconds: new client.Gauge({
+      name: 'slotline_last_commit_timestamp_seconds',
+      help: 'Commit time (unix seconds) of the last source transaction durable in every sink.',
+      registers: r,
+    }),
+    sinkCheckpointLsnBytes: new client.Gauge({
+      name: 'slotline_sink_checkpoint_lsn_bytes',
+      help: "A sink's checkpoint as a WAL position in bytes (to see it advance; not exact past 2^53).",
+      labelNames: ['sink'],
+      registers: r,
+    }),
+    eventsDecoded: new client.Counter({
+      name: 'slotline_events_decoded_total',
+      help: 'Row changes decoded from the slot, counted at each commit, by source table and operation.',
+      labelNames: ['table', 'operation'],
+      registers: r,
+    }),
+    transactions: new client.Counter({
+      name: 'slotline_transactions_total',
+      help: 'Source transactions decoded (those skipped as already durable are not counted).',
+      registers: r,
+    }),
+    rowsWritten: new client.Counter({
+      name: 'slotline_sink_rows_written_total',
+      help: 'Changes durably written, per sink.',
+      labelNames: ['sink'],
+      registers: r,
+    }),
+    writeDuration: new client.Histogram({
+      name: 'slotline_sink_write_duration_seconds',
+      help: 'Time to write one batch durably (one sink transaction), per sink.',
+      labelNames: ['sink'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: r,
+    }),
+    batchRows: new client.Histogram({
+      name: 'slotline_sink_batch_rows',
+      help: 'Changes per written batch, per sink.',
+      labelNames: ['sink'],
+      buckets: [1, 10, 50, 100, 500, 1000, 2500, 5000, 10000, 50000],
+      registers: r,
+    }),
+    inflightRows: new client.Gauge({
+      name: 'slotline_inflight_rows',
+      help: 'Changes decoded but not yet durable in every sink.',
+      registers: r,
+    }),
+    inflightBytes: new client.Gauge({
+      name: 'slotline_inflight_bytes',
+      help: 'Decoded bytes held in the in-flight queue.',
+      registers: r,
+    }),
+    streamPaused: new client.Gauge({
+      name: 'slotline_stream_paused',
+      help: '1 while the connector has stopped reading the replication socket (backpressure or admin pause).',
+      registers: r,
+    }),
+    deadLetters: new client.Counter({
+      name: 'slotline_dead_letters_total',
+      help: 'Rows sent to slotline.dead_letters, by reason code.',
+      labelNames: ['reason'],
+      registers: r,
+    }),
+    errors: new client.Counter({
+      name: 'slotline_errors_total',
+      help: 'Errors by kind (the error code: connection, slot_in_use, auth_failed, pg_<sqlstate>, …) and where they happened.',
+      labelNames: ['kind', 'where'],
+      registers: r,
+    }),
+    backfillRows: new client.Counter({
+      name: 'slotline_backfill_rows_total',
+      help: 'Rows re-read from the source by backfills and handed to the sinks.',
+      registers: r,
+    }),
+    backfillRunning: new client.Gauge({
+      name: 'slotline_backfill_running',
+      help: '1 while a backfill runs.',
+      registers: r,
+    }),
+  };
+  m.buildInfo.set({ version: opts.version, node: process.version }, 1);
+  for (const s of WAL_STATUSES) m.slotWalStatus.set({ status: s }, 0);
+  return m;
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;
+
+export const WAL_STATUSES = ['reserved', 'extended', 'unreserved', 'lost'] as const;
+
+/**
+ * Counts decoded row changes per transaction and adds them to the counter at
+ * its commit, so the counter never includes a transaction that was cut off.
+ */
+export class DecodeCounter {
+  private pending = new Map<string, number>();
+
+  constructor(private readonly metrics: Metrics) {}
+
+  onMessage(msg: PgoutputMessage): void {
+    switch (msg.tag) {
+      case 'insert':
+      case 'update':
+      case 'delete': {
+        const key = `${msg.relation.name}\u0000${msg.tag}`;
+        this.pending.set(key, (this.pending.get(key) ?? 0) + 1);
+        return;
+      }
+      case 'commit':
+        this.metrics.transactions.inc();
+        for (const [key, n] of this.pending) {
+          const [table, operation] = key.split('\u0000') as [string, string];
+          this.metrics.eventsDecoded.inc({ table, operation }, n);
+        }
+        this.pending.clear();
+        return;
+      case 'begin':
+        this.pending.clear();
+        return;
+      default:
+        return;
+    }
+  }
+}

@@ -1,0 +1,42 @@
+import net from 'node:net';
+
+/** A port that was free a moment ago (bind port 0, read it, close). */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export interface Answer {
+  status: number;
+  body: Record<string, unknown>;
+  text: string;
+}
+
+/** One HTTP request to the connector; never throws on a status code. */
+export async function call(
+  port: number,
+  method: string,
+  path: string,
+  opts: { token?: string; json?: unknown; body?: string; contentType?: string } = {},
+): Promise<Answer> {
+  const headers: Record<string, string> = {};
+  if (opts.token !== undefined) headers.authorization = `Bearer ${opts.token}`;
+  let body: string | undefined = opts.body;
+  if (opts.json !== undefined) body = JSON.stringify(opts.json);
+  if (body !== undefined) headers['content-type'] = opts.contentType ?? 'application/json';
+  const res = await fetch(`http://127.0.0.1:${port}${path}`, { method, headers, body });
+  const text = await res.text();
+  let parsed: Record<string, unknown> = {};
+  try {
+    parsed = JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    // Prometheus text, not JSON
+  }
+  return { status: res.status, body: parsed, text };
+}
