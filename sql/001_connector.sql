@@ -43,3 +43,24 @@ CREATE TABLE IF NOT EXISTS slotline.dead_letters (
   UNIQUE (slot, source_table, row_key, lsn)
 );
 CREATE INDEX IF NOT EXISTS dead_letters_state_idx ON slotline.dead_letters (state, reason_code);
+
+-- Backfills: chunked re-reads of the source beside the live stream (DBLog
+-- watermarks). Progress is kept so a restart resumes a running one.
+CREATE TABLE IF NOT EXISTS slotline.backfills (
+  id          bigserial   PRIMARY KEY,
+  slot        text        NOT NULL,
+  -- the range: unix seconds of order_book_trades.timestamp [from_ts, to_ts), and/or ids [from_id, to_id]
+  from_ts     bigint,
+  to_ts       bigint,
+  from_id     text,
+  to_id       text,
+  chunk_size  integer     NOT NULL,
+  -- the last id copied; the next chunk starts after it
+  last_id     text,
+  rows        bigint      NOT NULL DEFAULT 0,
+  state       text        NOT NULL CHECK (state IN ('running', 'done', 'cancelled', 'failed')),
+  error       text,
+  created_at  timestamptz NOT NULL DEFAULT now(),
+  updated_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE UNIQUE INDEX IF NOT EXISTS backfills_one_running ON slotline.backfills (slot) WHERE state = 'running';

@@ -21,6 +21,7 @@ import { Heartbeat } from './source/heartbeat.js';
 import { ReplicationStream } from './source/replication.js';
 import { SlotMonitor, type SlotHealth } from './source/slot-health.js';
 import { pgMicrosToUnixMs } from './source/wire.js';
+import { Backfiller, parseBackfillRange } from './source/backfill.js';
 import { copySnapshot } from './source/snapshot.js';
 import { createSlot, createSlotWithSnapshot, dropSlot, inspectSlot } from './source/slot.js';
 import { PoolCache } from './trades/pools.js';
@@ -270,6 +271,21 @@ export async function runConnector(cfg: Config, h: RunHandles): Promise<void> {
         wakeForReset?.();
       });
 
+    const backfiller = new Backfiller({
+      slot: cfg.slot,
+      sourceSchema: cfg.sourceSchema,
+      source: sourcePool,
+      sink: sinkPool,
+      router,
+      flushLsn: () => (acker as Acker).flushLsn(),
+      metrics,
+      log: log.child({ component: 'backfill' }),
+    });
+    state.startBackfill = (body) => backfiller.start(parseBackfillRange(body));
+    state.cancelBackfill = () => backfiller.cancel();
+    state.backfill = () => backfiller.info();
+    let resumedBackfill = false;
+
     const decoder = new PgoutputDecoder();
     const counter = new DecodeCounter(metrics);
     const shutdown = new Promise<'shutdown'>((resolve) => {
@@ -321,6 +337,12 @@ export async function runConnector(cfg: Config, h: RunHandles): Promise<void> {
         state.lastError = null;
         state.lastProgressAt = Date.now();
         attempt = 0;
+        if (!resumedBackfill) {
+          resumedBackfill = true;
+          backfiller
+            .resume()
+            .catch((err: unknown) => log.warn({ err }, 'cannot resume a backfill'));
+        }
         const resetWanted = new Promise<'reset'>((resolve) => {
           wakeForReset = () => resolve('reset');
           if (resetRequest) resolve('reset');
@@ -385,6 +407,8 @@ export async function runConnector(cfg: Config, h: RunHandles): Promise<void> {
     const current = stream as ReplicationStream | null;
     current?.pause();
     heartbeat.stop();
+    state.startBackfill = null;
+    await backfiller.stop();
     const flushed = await Promise.race([
       queue.flushAll().then(() => 'flushed' as const),
       deadline,
@@ -405,6 +429,8 @@ export async function runConnector(cfg: Config, h: RunHandles): Promise<void> {
     state.phase = 'stopped';
     state.stream = null;
     state.reset = null;
+    state.startBackfill = null;
+    state.cancelBackfill = null;
     metrics.leader.set(0);
     for (const s of sinks) await s.close().catch(() => undefined);
     await http?.stop().catch(() => undefined);
