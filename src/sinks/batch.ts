@@ -6,13 +6,25 @@ import type { Pool, RejectCode, Trade } from '../trades/map.js';
  * commit LSN of the source transaction (for snapshot rows, the slot's
  * consistent point), so "newer" is well defined across transactions.
  */
-export type Change =
+export type Change = (
   | { kind: 'trade_upsert'; lsn: Lsn; op: 'insert' | 'update' | 'snapshot'; trade: Trade }
   | { kind: 'trade_delete'; lsn: Lsn; tradeId: string }
   | { kind: 'pool_upsert'; lsn: Lsn; op: 'insert' | 'update' | 'snapshot'; pool: Pool }
   | { kind: 'pool_delete'; lsn: Lsn; poolId: string }
   | { kind: 'truncate'; lsn: Lsn; tables: ('trades' | 'pools')[] }
-  | { kind: 'dead_letter'; lsn: Lsn; letter: DeadLetter };
+  | { kind: 'dead_letter'; lsn: Lsn; letter: DeadLetter }
+) & {
+  /** The source transaction of a streamed change (one object per transaction); absent for snapshot rows. */
+  tx?: SourceTx;
+  /** Position of a streamed change in its transaction, from 0: with `lsn`, a unique id of the event. */
+  seq?: number;
+};
+
+export interface SourceTx {
+  xid: number;
+  /** microseconds since 2000-01-01 (PostgreSQL epoch) */
+  commitTime: bigint;
+}
 
 export interface DeadLetter {
   sourceTable: string;

@@ -1,15 +1,17 @@
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
+// kafka.ts only imports kafkajs' types; the library itself loads in KafkaSink.open().
+import { KafkaSink } from './kafka.js';
 import type { Sink } from './sink.js';
 import { TimescaleSink } from './timescale.js';
 
 /**
  * The enabled sinks, TimescaleDB first: its checkpoint row also carries the
  * slot's lifecycle (snapshot state). The ack sent to PostgreSQL is the minimum
- * over all of them.
+ * over all of them. Kafka is one of them only when SLOTLINE_KAFKA_BROKERS is set.
  */
 export function createSinks(cfg: Config, log: Logger): Sink[] {
-  return [
+  const sinks: Sink[] = [
     new TimescaleSink({
       url: cfg.sinkUrl,
       schema: cfg.sinkSchema,
@@ -17,4 +19,32 @@ export function createSinks(cfg: Config, log: Logger): Sink[] {
       log: log.child({ component: 'timescale' }),
     }),
   ];
+  if (cfg.kafkaBrokers !== null) {
+    sinks.push(
+      new KafkaSink({
+        brokers: cfg.kafkaBrokers,
+        clientId: cfg.kafkaClientId,
+        topics: { trades: cfg.kafkaTopicTrades, pools: cfg.kafkaTopicPools },
+        createTopics: cfg.kafkaCreateTopics,
+        partitions: cfg.kafkaTopicPartitions,
+        replicationFactor: cfg.kafkaReplicationFactor,
+        tombstones: cfg.kafkaTombstones,
+        ssl: cfg.kafkaSsl,
+        sslCaFile: cfg.kafkaSslCaFile,
+        sasl: cfg.kafkaSasl,
+        checkpointUrl: cfg.sinkUrl,
+        slot: cfg.slot,
+        sourceDb: databaseOf(cfg.sourceUrl),
+        sourceSchema: cfg.sourceSchema,
+        log: log.child({ component: 'kafka' }),
+      }),
+    );
+  }
+  return sinks;
+}
+
+/** The database a postgres:// URL names (PostgreSQL's default: the user's name). */
+function databaseOf(url: string): string {
+  const u = new URL(url);
+  return decodeURIComponent(u.pathname.replace(/^\//, '')) || decodeURIComponent(u.username);
 }

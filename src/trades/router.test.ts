@@ -40,6 +40,8 @@ function poolRow(id: string, orderBook: string, coin: string): ColumnValue[] {
   return [id, '1', coin, orderBook];
 }
 
+/** What begin() stamps on every change of its transaction. */
+const TX = { xid: 1, commitTime: 1000n };
 const begin = (finalLsn: Lsn): PgoutputMessage => ({
   tag: 'begin',
   finalLsn,
@@ -204,7 +206,9 @@ describe('ChangeRouter', () => {
       },
       commit(0x500n, 0x530n),
     );
-    expect(changes(take())).toEqual([{ kind: 'trade_delete', lsn: 0x500n, tradeId: 't1' }]);
+    expect(changes(take())).toEqual([
+      { kind: 'trade_delete', lsn: 0x500n, tradeId: 't1', tx: TX, seq: 0 },
+    ]);
   });
 
   it('an update changing the id deletes the old id and upserts the new one', () => {
@@ -224,8 +228,8 @@ describe('ChangeRouter', () => {
     );
     const c = changes(take());
     expect(c.map((x) => x.kind)).toEqual(['trade_delete', 'trade_upsert']);
-    expect(c[0]).toEqual({ kind: 'trade_delete', lsn: 0x600n, tradeId: 't-old' });
-    expect(c[1]).toMatchObject({ op: 'update', trade: { tradeId: 't-new' } });
+    expect(c[0]).toEqual({ kind: 'trade_delete', lsn: 0x600n, tradeId: 't-old', tx: TX, seq: 0 });
+    expect(c[1]).toMatchObject({ op: 'update', trade: { tradeId: 't-new' }, tx: TX, seq: 1 });
   });
 
   it('an update keeping the id is a single upsert', () => {
@@ -258,7 +262,7 @@ describe('ChangeRouter', () => {
     );
     const batches = take();
     expect(changes(batches)).toEqual([
-      { kind: 'truncate', lsn: 0x700n, tables: ['trades', 'pools'] },
+      { kind: 'truncate', lsn: 0x700n, tables: ['trades', 'pools'], tx: TX, seq: 0 },
     ]);
     expect(lastCheckpoint(batches)).toBe(0x730n);
   });

@@ -1,7 +1,7 @@
 import type { Lsn } from '../checkpoint/lsn.js';
 import type { PgoutputMessage, Relation, TupleValues } from '../decode/pgoutput.js';
 import type { Logger } from '../log.js';
-import type { Change, DeadLetter } from '../sinks/batch.js';
+import type { Change, DeadLetter, SourceTx } from '../sinks/batch.js';
 import type { InflightQueue } from '../sinks/inflight.js';
 import { POOLS_TABLE, TRADES_TABLE } from '../source/checks.js';
 import {
@@ -25,6 +25,18 @@ export interface RouterOptions {
   idleAckIntervalMs: number;
   /** Injected clock (ms). */
   now?: () => number;
+}
+
+/** Prefix of the backfill's low and high watermarks (pg_logical_emit_message). */
+export const WATERMARK_PREFIX = 'slotline_watermark';
+
+/**
+ * A running backfill's view of the stream (DBLog watermarks): it sees its
+ * watermarks in stream order, and every trade id the stream changes.
+ */
+export interface StreamWatcher {
+  onWatermark(content: string, lsn: Lsn): void;
+  onTradeKey(id: string): void;
 }
 
 /** Prefix of the connector's heartbeat messages (pg_logical_emit_message). */
@@ -57,6 +69,8 @@ export interface RouterStats {
  */
 export class ChangeRouter {
   skipBefore: Lsn = 0n;
+  /** Set while a backfill runs. */
+  watcher: StreamWatcher | null = null;
   readonly stats: RouterStats = {
     transactions: 0,
     skippedTransactions: 0,
@@ -67,7 +81,13 @@ export class ChangeRouter {
     lastCommitEnd: null,
   };
   private readonly targets = new Map<number, Target>();
-  private tx: { finalLsn: Lsn; commitTime: bigint; skip: boolean } | null = null;
+  private tx: {
+    finalLsn: Lsn;
+    commitTime: bigint;
+    skip: boolean;
+    source: SourceTx;
+    seq: number;
+  } | null = null;
   private lastIdleAt = 0;
   private lastQueued: Lsn = 0n;
   private pendingIdle: Lsn | null = null;
@@ -105,6 +125,8 @@ export class ChangeRouter {
           finalLsn: msg.finalLsn,
           commitTime: msg.commitTime,
           skip: msg.finalLsn < this.skipBefore,
+          source: { xid: msg.xid, commitTime: msg.commitTime },
+          seq: 0,
         };
         return;
       case 'commit': {
@@ -151,6 +173,9 @@ export class ChangeRouter {
       }
       case 'message':
         if (msg.prefix === HEARTBEAT_PREFIX) this.stats.heartbeats += 1;
+        else if (msg.prefix === WATERMARK_PREFIX && this.tx?.skip === false) {
+          this.watcher?.onWatermark(msg.content.toString('utf8'), this.tx.finalLsn);
+        }
         return;
       case 'origin':
       case 'type':
@@ -223,6 +248,15 @@ export class ChangeRouter {
   ): void {
     const target = this.targets.get(msg.relation.oid) ?? this.resolve(msg.relation);
     if (target.kind === 'other') return;
+    if (this.watcher && target.kind === 'trades') {
+      for (const t of [
+        msg.tag === 'insert' ? null : (msg.key ?? msg.old),
+        msg.tag === 'delete' ? null : msg.new,
+      ]) {
+        const id = t?.[target.cols.id];
+        if (typeof id === 'string') this.watcher.onTradeKey(id);
+      }
+    }
     if (msg.tag === 'delete') {
       const old = msg.key ?? msg.old;
       const idCol = target.cols.id;
@@ -319,7 +353,17 @@ export class ChangeRouter {
   }
 
   private push(change: Change, bytes: number): void {
+    // Rows of a snapshot (or backfill) belong to no streamed transaction.
+    if (this.tx && !fromSnapshot(change)) {
+      change.tx = this.tx.source;
+      change.seq = this.tx.seq++;
+    }
     this.stats.changes += 1;
     this.queue.push(change, bytes);
   }
+}
+
+function fromSnapshot(c: Change): boolean {
+  if (c.kind === 'trade_upsert' || c.kind === 'pool_upsert') return c.op === 'snapshot';
+  return c.kind === 'dead_letter' && c.letter.operation === 'snapshot';
 }
