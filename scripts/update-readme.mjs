@@ -1,5 +1,6 @@
 // Regenerates the configuration table in README.md from src/config.ts (run `npm run docs`).
 import { readFileSync, writeFileSync } from 'node:fs';
+import { URL } from 'node:url';
 import { configMarkdown } from '../dist/config.js';
 
 const path = new URL('../README.md', import.meta.url);

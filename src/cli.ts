@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { backfillCommand, resetLsnCommand, statusCommand, type CliResult } from './admin/client.js';
 import { configMarkdown, loadConfig, type Config } from './config.js';
 import { ConfigError, SlotlineError } from './errors.js';
 import { createLogger, type Logger } from './log.js';
@@ -10,6 +11,11 @@ const USAGE = `usage: slotline <command>
 commands:
   setup [--resnapshot]   check the source, create publication and slot, apply the sink schema (idempotent)
   run                    stream changes into the sinks until SIGTERM/SIGINT
+  status                 the running connector's status (or the slot and checkpoints read from the databases)
+  reset-lsn <X/Y> [--force]
+                         re-stream from an LSN inside the replayable window; ahead of the checkpoint only with --force
+  backfill --from <time> [--to <time>] [--from-id <id>] [--to-id <id>] [--chunk <n>] | --cancel
+                         re-read source trades by range beside the live stream (times: unix seconds or ISO 8601)
   config                 print the configuration variables as a Markdown table
   demo                   run everything on a throwaway embedded PostgreSQL with live trades (Ctrl-C stops)
 
@@ -44,6 +50,76 @@ function report(log: Logger | null, err: unknown): number {
   return 1;
 }
 
+/** Parses `--name value` pairs; unknown or valueless flags are errors. */
+function flags(
+  args: string[],
+  names: string[],
+  switches: string[],
+): Record<string, string | true> | string {
+  const out: Record<string, string | true> = {};
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i] as string;
+    const name = a.replace(/^--/, '');
+    if (!a.startsWith('--')) return `unexpected argument ${JSON.stringify(a)}`;
+    if (switches.includes(name)) out[name] = true;
+    else if (names.includes(name)) {
+      const v = args[++i];
+      if (v === undefined || v.startsWith('--')) return `${a} needs a value`;
+      out[name] = v;
+    } else return `unknown option ${a}`;
+  }
+  return out;
+}
+
+async function adminCommand(
+  command: 'status' | 'reset-lsn' | 'backfill',
+  rest: string[],
+): Promise<number> {
+  let cfg: Config;
+  try {
+    cfg = loadConfig(process.env);
+  } catch (err) {
+    return report(null, err);
+  }
+  const usage = (msg: string) => {
+    process.stderr.write(`slotline ${command}: ${msg}\n`);
+    return 2;
+  };
+  let result: CliResult;
+  if (command === 'status') {
+    if (rest.length > 0) return usage(`unexpected argument ${JSON.stringify(rest[0])}`);
+    result = await statusCommand(cfg).catch((err: unknown) => ({
+      code: 1,
+      out: String((err as Error).message),
+    }));
+  } else if (command === 'reset-lsn') {
+    const [lsn, ...more] = rest;
+    if (lsn === undefined || lsn.startsWith('--'))
+      return usage('give the LSN, e.g. slotline reset-lsn 0/16B3748');
+    const f = flags(more, [], ['force']);
+    if (typeof f === 'string') return usage(f);
+    result = await resetLsnCommand(cfg, lsn, f.force === true);
+  } else {
+    const f = flags(rest, ['from', 'to', 'from-id', 'to-id', 'chunk'], ['cancel']);
+    if (typeof f === 'string') return usage(f);
+    if (f.cancel === true) result = await backfillCommand(cfg, 'cancel');
+    else {
+      const body: Record<string, unknown> = {};
+      if (typeof f.from === 'string') body.from = f.from;
+      if (typeof f.to === 'string') body.to = f.to;
+      if (typeof f['from-id'] === 'string') body.fromId = f['from-id'];
+      if (typeof f['to-id'] === 'string') body.toId = f['to-id'];
+      if (typeof f.chunk === 'string') {
+        if (!/^\d+$/.test(f.chunk)) return usage('--chunk must be a whole number');
+        body.chunkSize = Number(f.chunk);
+      }
+      result = await backfillCommand(cfg, body);
+    }
+  }
+  (result.code === 0 ? process.stdout : process.stderr).write(`${result.out}\n`);
+  return result.code;
+}
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
@@ -62,6 +138,9 @@ async function main(argv: string[]): Promise<number> {
     // Loaded only here: the demo's server and generator are no part of `run`.
     const { runDemo } = await import('./demo/demo.js');
     return runDemo(process.env);
+  }
+  if (command === 'status' || command === 'reset-lsn' || command === 'backfill') {
+    return adminCommand(command, rest);
   }
   if (command !== 'setup' && command !== 'run') {
     process.stderr.write(`slotline: unknown command ${JSON.stringify(command)}\n${USAGE}\n`);

@@ -154,6 +154,10 @@ export const SETTINGS = {
     z.string().min(16, 'must be at least 16 characters').optional(),
     'Bearer token for admin actions; unset disables them.',
   ),
+  SLOTLINE_ADMIN_URL: setting(
+    z.string().url('must be a URL, e.g. http://slotline:8080').optional(),
+    'Where `slotline status`, `reset-lsn` and `backfill` reach the running connector; default http://127.0.0.1:$SLOTLINE_HTTP_PORT.',
+  ),
   SLOTLINE_LOG_LEVEL: setting(
     z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], {
       message: 'must be one of fatal, error, warn, info, debug, trace, silent',
@@ -249,6 +253,7 @@ export interface Config {
   kafkaSasl: KafkaSasl | null;
   httpPort: number;
   adminToken: string | null;
+  adminUrl: string | null;
   logLevel: Parsed['SLOTLINE_LOG_LEVEL'];
   batchMaxRows: number;
   inflightMaxRows: number;
@@ -340,6 +345,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
           },
     httpPort: p.SLOTLINE_HTTP_PORT,
     adminToken: p.SLOTLINE_ADMIN_TOKEN ?? null,
+    adminUrl: p.SLOTLINE_ADMIN_URL ?? null,
     logLevel: p.SLOTLINE_LOG_LEVEL,
     batchMaxRows: p.SLOTLINE_BATCH_MAX_ROWS,
     inflightMaxRows: p.SLOTLINE_INFLIGHT_MAX_ROWS,

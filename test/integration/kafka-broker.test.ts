@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { Kafka, Partitioners, logLevel, type Consumer } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { waitFor } from '../harness/wait.js';
 import { startKafka, type KafkaBroker } from '../harness/kafka.js';
 
 const COUNT = 1000;
@@ -83,7 +84,11 @@ describe('Kafka broker harness', () => {
         const offsets = await admin.fetchTopicOffsets(topic);
         expect(offsets).toHaveLength(1);
         expect(offsets[0]).toMatchObject({ partition: 0, low: '0', high: String(COUNT) });
-        const committed = await admin.fetchOffsets({ groupId: firstGroup, topics: [topic] });
+        // Right after a restart the group coordinator may still be loading: a retriable answer.
+        const committed = await waitFor(
+          () => admin.fetchOffsets({ groupId: firstGroup, topics: [topic] }),
+          { timeoutMs: 30_000, intervalMs: 250, what: 'the group coordinator to load' },
+        );
         expect(committed[0]?.partitions).toEqual([
           expect.objectContaining({ partition: 0, offset: String(COUNT) }),
         ]);

@@ -1,0 +1,114 @@
+import pg from 'pg';
+import { formatLsn } from '../checkpoint/lsn.js';
+import { readCheckpoints } from '../checkpoint/store.js';
+import type { Config } from '../config.js';
+import { inspectSlot } from '../source/slot.js';
+
+/**
+ * The command-line side of the admin actions: `status`, `reset-lsn` and
+ * `backfill` talk to the running connector's HTTP API (they need its stream),
+ * at SLOTLINE_ADMIN_URL or http://127.0.0.1:$SLOTLINE_HTTP_PORT.
+ */
+export function adminUrl(cfg: Config): string {
+  return cfg.adminUrl ?? `http://127.0.0.1:${cfg.httpPort}`;
+}
+
+export interface CliResult {
+  code: number;
+  out: string;
+}
+
+async function request(
+  cfg: Config,
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<CliResult> {
+  const headers: Record<string, string> = {};
+  if (cfg.adminToken) headers.authorization = `Bearer ${cfg.adminToken}`;
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  let res: Response;
+  try {
+    res = await fetch(`${adminUrl(cfg)}${path}`, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal: AbortSignal.timeout(30_000),
+    });
+  } catch (err) {
+    return {
+      code: 1,
+      out: `cannot reach the connector at ${adminUrl(cfg)}: ${(err as Error).message}`,
+    };
+  }
+  const text = await res.text();
+  let pretty = text;
+  try {
+    pretty = JSON.stringify(JSON.parse(text), null, 2);
+  } catch {
+    // not JSON
+  }
+  return { code: res.ok ? 0 : res.status >= 500 ? 1 : 2, out: pretty };
+}
+
+/** `slotline status`: the running connector's /status, or the databases' view when it is not reachable. */
+export async function statusCommand(cfg: Config): Promise<CliResult> {
+  const live = await request(cfg, 'GET', '/status');
+  if (live.code === 0) return live;
+  const source = new pg.Client({
+    connectionString: cfg.sourceUrl,
+    application_name: 'slotline-status',
+  });
+  const sink = new pg.Client({
+    connectionString: cfg.sinkUrl,
+    application_name: 'slotline-status',
+  });
+  try {
+    await source.connect();
+    await sink.connect();
+    const slot = await inspectSlot(source, cfg.slot);
+    const checkpoints = await readCheckpoints(sink, cfg.slot);
+    const fmt = (l: bigint | null) => (l === null ? null : formatLsn(l));
+    const report = {
+      note: `connector not reachable (${live.out.split('\n')[0]}); read from the databases`,
+      slot: slot
+        ? {
+            name: slot.name,
+            active: slot.active,
+            activePid: slot.activePid,
+            walStatus: slot.walStatus,
+            currentLsn: formatLsn(slot.currentLsn),
+            confirmedFlushLsn: fmt(slot.confirmedFlushLsn),
+            restartLsn: fmt(slot.restartLsn),
+            lagBytes:
+              slot.confirmedFlushLsn === null
+                ? null
+                : Number(slot.currentLsn - slot.confirmedFlushLsn),
+            safeWalSize: slot.safeWalSize === null ? null : Number(slot.safeWalSize),
+          }
+        : null,
+      sinks: checkpoints.map((c) => ({
+        sink: c.sink,
+        state: c.state,
+        checkpoint: fmt(c.lsn),
+        updatedAt: c.updatedAt,
+      })),
+    };
+    return { code: 0, out: JSON.stringify(report, null, 2) };
+  } finally {
+    await source.end().catch(() => undefined);
+    await sink.end().catch(() => undefined);
+  }
+}
+
+export function resetLsnCommand(cfg: Config, lsn: string, force: boolean): Promise<CliResult> {
+  return request(cfg, 'POST', '/admin/lsn-reset', { lsn, force });
+}
+
+export function backfillCommand(
+  cfg: Config,
+  body: Record<string, unknown> | 'cancel',
+): Promise<CliResult> {
+  if (body === 'cancel') return request(cfg, 'DELETE', '/admin/backfill');
+  return request(cfg, 'POST', '/admin/backfill', body);
+}
