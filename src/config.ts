@@ -195,6 +195,11 @@ export const SETTINGS = {
     "When nothing is in flight, the server's WAL end is checkpointed and acknowledged at most this often, so an idle slot holds no WAL.",
     '1000',
   ),
+  SLOTLINE_STANDBY_POLL_MS: setting(
+    int(50, 600_000),
+    'How often a hot standby tries to take over the slot (an advisory lock on the source held by the leader).',
+    '1000',
+  ),
   SLOTLINE_HEARTBEAT_INTERVAL_MS: setting(
     int(0, 3_600_000),
     'Interval of heartbeat messages (pg_logical_emit_message) written to the source; 0 disables them.',
@@ -261,6 +266,7 @@ export interface Config {
   statusIntervalMs: number;
   ackIntervalMs: number;
   idleAckIntervalMs: number;
+  standbyPollMs: number;
   heartbeatIntervalMs: number;
   retryInitialMs: number;
   retryMaxMs: number;
@@ -353,6 +359,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     statusIntervalMs: p.SLOTLINE_STATUS_INTERVAL_MS,
     ackIntervalMs: p.SLOTLINE_ACK_INTERVAL_MS,
     idleAckIntervalMs: p.SLOTLINE_IDLE_ACK_INTERVAL_MS,
+    standbyPollMs: p.SLOTLINE_STANDBY_POLL_MS,
     heartbeatIntervalMs: p.SLOTLINE_HEARTBEAT_INTERVAL_MS,
     retryInitialMs: p.SLOTLINE_RETRY_INITIAL_MS,
     retryMaxMs: p.SLOTLINE_RETRY_MAX_MS,

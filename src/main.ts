@@ -18,6 +18,7 @@ import type { Sink } from './sinks/sink.js';
 import { TIMESCALE_SINK, type TimescaleSink } from './sinks/timescale.js';
 import { runSinkWorker } from './sinks/worker.js';
 import { Heartbeat } from './source/heartbeat.js';
+import { LeaderLock } from './source/leader.js';
 import { ReplicationStream } from './source/replication.js';
 import { SlotMonitor, type SlotHealth } from './source/slot-health.js';
 import { pgMicrosToUnixMs } from './source/wire.js';
@@ -27,7 +28,8 @@ import { createSlot, createSlotWithSnapshot, dropSlot, inspectSlot } from './sou
 import { PoolCache } from './trades/pools.js';
 import { ChangeRouter } from './trades/router.js';
 
-export type Phase = 'starting' | 'snapshotting' | 'streaming' | 'retrying' | 'stopping' | 'stopped';
+export type Phase =
+  'starting' | 'standby' | 'snapshotting' | 'streaming' | 'retrying' | 'stopping' | 'stopped';
 
 /** What the HTTP surface, the demo and the admin actions read and drive. */
 export interface ConnectorState {
@@ -139,6 +141,12 @@ export async function runConnector(cfg: Config, h: RunHandles): Promise<void> {
         })
       : null;
   const sinks: Sink[] = createSinks(cfg, log);
+  const leader = new LeaderLock({
+    url: cfg.sourceUrl,
+    slot: cfg.slot,
+    pollMs: cfg.standbyPollMs,
+    log: log.child({ component: 'leader' }),
+  });
   const workersStop = new AbortController();
   const heartbeat = new Heartbeat({
     pool: sourcePool,
@@ -163,6 +171,14 @@ export async function runConnector(cfg: Config, h: RunHandles): Promise<void> {
       h.onHttp?.(http.port);
     }
     slotMonitor.start();
+    // Hot standby: only the holder of the leader lock sets up and streams.
+    state.phase = 'standby';
+    const leading = await leader.acquire(h.shutdown, (err) => {
+      if (err) noteError(err, 'leader');
+      else state.lastError = null;
+    });
+    if (!leading) return;
+    state.phase = 'starting';
     // Set-up is retried while the source or sink is unreachable; a real
     // misconfiguration (wal_level, privileges, password) stops here.
     await retry(
@@ -221,6 +237,7 @@ export async function runConnector(cfg: Config, h: RunHandles): Promise<void> {
       fatal = reject;
     });
     fatalPromise.catch(() => undefined);
+    leader.lost.catch((err: SlotlineError) => fatal?.(err));
 
     // Created once the start position is known (after the snapshot, if any).
     let acker: Acker | null = null;
@@ -334,6 +351,7 @@ export async function runConnector(cfg: Config, h: RunHandles): Promise<void> {
         await Promise.race([s.start(), fatalPromise]);
         if (state.adminPaused) s.pause();
         state.phase = 'streaming';
+        metrics.leader.set(1);
         state.lastError = null;
         state.lastProgressAt = Date.now();
         attempt = 0;
@@ -434,6 +452,7 @@ export async function runConnector(cfg: Config, h: RunHandles): Promise<void> {
     metrics.leader.set(0);
     for (const s of sinks) await s.close().catch(() => undefined);
     await http?.stop().catch(() => undefined);
+    await leader.release();
     await sourcePool.end().catch(() => undefined);
     await sinkPool.end().catch(() => undefined);
   }

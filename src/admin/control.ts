@@ -83,6 +83,8 @@ export function adminControl(d: ControlDeps): AdminControl {
       return { ok: true, reason: state.phase };
     },
     readiness(): Probe {
+      if (state.phase === 'standby' && state.lastError === null)
+        return { ok: true, reason: 'standby' };
       return state.phase === 'streaming'
         ? {
             ok: true,

@@ -1,4 +1,6 @@
-import { describe, expect, it } from 'vitest';
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { describe, expect, inject, it } from 'vitest';
 import { runCommand, startConnector } from '../harness/connector.js';
 import { startCluster } from '../harness/cluster.js';
 import { createTestContext } from '../harness/context.js';
@@ -129,19 +131,54 @@ describe('operator errors get a clear message', () => {
     const pool = makePool(0);
     await insertPools(ctx.source, 'public', [pool]);
     const env = ctx.env(FAST);
-    const leader = startConnector(env);
+    const first = startConnector(env);
     await expectSlotAtCheckpoint(ctx);
-    await using second = startConnector({ ...env, SLOTLINE_LOG_LEVEL: 'warn' });
-    await waitFor(async () => /slot_in_use/.test(second.output()) || undefined, {
-      timeoutMs: 20_000,
-      what: 'the second consumer to report the slot in use',
-    });
-    expect(second.output()).toMatch(/is active for PID \d+/);
-    expect(second.proc.exitCode).toBeNull(); // still running: a retry, not a crash
-    leader.kill('SIGKILL');
-    await leader.exited;
-    await insertTrades(ctx.source, 'public', [makeTrade(1, pool), makeTrade(2, pool)]);
-    await expectSinkEqualsSource(ctx, { timeoutMs: 30_000 });
-    expect((await second.stop()).code).toBe(0);
+    expect((await first.stop()).code).toBe(0);
+    // Someone else (not a slotline replica) streams from the slot.
+    const url = new URL(ctx.sourceUrl);
+    const other = spawn(
+      join(inject('pgBinDir'), 'pg_recvlogical'),
+      [
+        '-d',
+        ctx.sourceUrl,
+        '--slot',
+        ctx.slot,
+        '--start',
+        '-o',
+        'proto_version=1',
+        '-o',
+        `publication_names=${ctx.publication}`,
+        '-f',
+        '/dev/null',
+      ],
+      { stdio: 'ignore', env: { ...process.env, PGPASSWORD: decodeURIComponent(url.password) } },
+    );
+    const otherExit = new Promise((resolve) => other.on('exit', resolve));
+    try {
+      await waitFor(
+        async () =>
+          (
+            await ctx.source.query(
+              'SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active',
+              [ctx.slot],
+            )
+          ).rowCount === 1 || undefined,
+        { timeoutMs: 10_000, what: 'pg_recvlogical to hold the slot' },
+      );
+      await using second = startConnector({ ...env, SLOTLINE_LOG_LEVEL: 'warn' });
+      await waitFor(async () => /slot_in_use/.test(second.output()) || undefined, {
+        timeoutMs: 20_000,
+        what: 'the connector to report the slot in use',
+      });
+      expect(second.output()).toMatch(/is active for PID \d+/);
+      expect(second.proc.exitCode).toBeNull(); // still running: a retry, not a crash
+      other.kill('SIGKILL');
+      await otherExit;
+      await insertTrades(ctx.source, 'public', [makeTrade(1, pool), makeTrade(2, pool)]);
+      await expectSinkEqualsSource(ctx, { timeoutMs: 30_000 });
+      expect((await second.stop()).code).toBe(0);
+    } finally {
+      other.kill('SIGKILL');
+    }
   });
 });
