@@ -1,5 +1,11 @@
 #!/usr/bin/env node
-import { backfillCommand, resetLsnCommand, statusCommand, type CliResult } from './admin/client.js';
+import {
+  backfillCommand,
+  deadLettersCommand,
+  resetLsnCommand,
+  statusCommand,
+  type CliResult,
+} from './admin/client.js';
 import { configMarkdown, loadConfig, type Config } from './config.js';
 import { ConfigError, SlotlineError } from './errors.js';
 import { createLogger, type Logger } from './log.js';
@@ -16,6 +22,9 @@ commands:
                          re-stream from an LSN inside the replayable window; ahead of the checkpoint only with --force
   backfill --from <time> [--to <time>] [--from-id <id>] [--to-id <id>] [--chunk <n>] | --cancel
                          re-read source trades by range beside the live stream (times: unix seconds or ISO 8601)
+  dead-letters list|show|retry|discard|purge [ids…] [--reason r] [--table t] [--state s] [--from t] [--to t]
+               [--limit n] [--after id] [--all] [--note "why"] [--older-than-days n]
+                         inspect and act on rows that could not be mapped
   config                 print the configuration variables as a Markdown table
   demo                   run everything on a throwaway embedded PostgreSQL with live trades (Ctrl-C stops)
 
@@ -138,6 +147,29 @@ async function main(argv: string[]): Promise<number> {
     // Loaded only here: the demo's server and generator are no part of `run`.
     const { runDemo } = await import('./demo/demo.js');
     return runDemo(process.env);
+  }
+  if (command === 'dead-letters') {
+    let cfg: Config;
+    try {
+      cfg = loadConfig(process.env);
+    } catch (err) {
+      return report(null, err);
+    }
+    const [sub = '', ...more] = rest;
+    const isId = (a: string, i: number) => /^\d+$/.test(a) && !(more[i - 1] ?? '').startsWith('--');
+    const ids = more.filter(isId);
+    const f = flags(
+      more.filter((a, i) => !isId(a, i)),
+      ['reason', 'table', 'state', 'from', 'to', 'limit', 'after', 'note', 'older-than-days'],
+      ['all'],
+    );
+    if (typeof f === 'string') {
+      process.stderr.write(`slotline dead-letters: ${f}\n`);
+      return 2;
+    }
+    const result = await deadLettersCommand(cfg, sub, f, ids);
+    (result.code === 0 ? process.stdout : process.stderr).write(`${result.out}\n`);
+    return result.code;
   }
   if (command === 'status' || command === 'reset-lsn' || command === 'backfill') {
     return adminCommand(command, rest);

@@ -226,6 +226,11 @@ export const SETTINGS = {
     "On first start, copy existing rows in the slot's exported snapshot (`initial`) or stream only new changes (`never`).",
     'initial',
   ),
+  SLOTLINE_DEAD_LETTER_RETENTION_DAYS: setting(
+    int(0, 36_500),
+    'Resolved and discarded dead letters are purged after this many days (checked hourly); pending ones are never purged.',
+    '30',
+  ),
   SLOTLINE_APPLY_TRUNCATE: setting(
     bool,
     'Apply TRUNCATE of a source table to its sink table.',
@@ -274,6 +279,7 @@ export interface Config {
   autoSetup: boolean;
   snapshot: 'initial' | 'never';
   applyTruncate: boolean;
+  deadLetterRetentionDays: number;
 }
 
 export interface KafkaSasl {
@@ -367,6 +373,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     autoSetup: p.SLOTLINE_AUTO_SETUP,
     snapshot: p.SLOTLINE_SNAPSHOT,
     applyTruncate: p.SLOTLINE_APPLY_TRUNCATE,
+    deadLetterRetentionDays: p.SLOTLINE_DEAD_LETTER_RETENTION_DAYS,
   };
 }
 

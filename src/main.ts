@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { adminControl } from './admin/control.js';
+import { DeadLetterService } from './admin/dead-letters.js';
 import { HttpError, HttpServer } from './admin/http.js';
 import { createMetrics, DecodeCounter, type Metrics } from './admin/metrics.js';
 import { Acker } from './checkpoint/acker.js';
@@ -53,6 +54,7 @@ export interface ConnectorState {
   startBackfill: ((body: Record<string, unknown>) => Promise<unknown>) | null;
   cancelBackfill: (() => Promise<unknown>) | null;
   backfill: (() => unknown) | null;
+  deadLetters: DeadLetterService | null;
 }
 
 export interface RunHandles {
@@ -85,6 +87,7 @@ export function newConnectorState(): ConnectorState {
     startBackfill: null,
     cancelBackfill: null,
     backfill: null,
+    deadLetters: null,
   };
 }
 
@@ -302,6 +305,16 @@ export async function runConnector(cfg: Config, h: RunHandles): Promise<void> {
     state.cancelBackfill = () => backfiller.cancel();
     state.backfill = () => backfiller.info();
     let resumedBackfill = false;
+    const deadLetters = new DeadLetterService({
+      slot: cfg.slot,
+      sink: sinkPool,
+      retentionDays: cfg.deadLetterRetentionDays,
+      metrics,
+      log: log.child({ component: 'dead-letters' }),
+    });
+    await deadLetters.attach(router, queue);
+    deadLetters.startTimers();
+    state.deadLetters = deadLetters;
 
     const decoder = new PgoutputDecoder();
     const counter = new DecodeCounter(metrics);
@@ -427,6 +440,9 @@ export async function runConnector(cfg: Config, h: RunHandles): Promise<void> {
     heartbeat.stop();
     state.startBackfill = null;
     await backfiller.stop();
+    deadLetters.stopTimers();
+    deadLetters.detach();
+    state.deadLetters = null;
     const flushed = await Promise.race([
       queue.flushAll().then(() => 'flushed' as const),
       deadline,

@@ -18,7 +18,7 @@ export interface CliResult {
   out: string;
 }
 
-async function request(
+export async function request(
   cfg: Config,
   method: string,
   path: string,
@@ -111,4 +111,56 @@ export function backfillCommand(
 ): Promise<CliResult> {
   if (body === 'cancel') return request(cfg, 'DELETE', '/admin/backfill');
   return request(cfg, 'POST', '/admin/backfill', body);
+}
+
+/** `slotline dead-letters <list|show|retry|discard|purge> …` */
+export async function deadLettersCommand(
+  cfg: Config,
+  sub: string,
+  args: Record<string, string | true>,
+  ids: string[],
+): Promise<CliResult> {
+  const filter: Record<string, unknown> = {};
+  for (const k of ['reason', 'table', 'state', 'from', 'to'] as const) {
+    if (typeof args[k] === 'string') filter[k] = args[k];
+  }
+  if (ids.length > 0) filter.ids = ids;
+  switch (sub) {
+    case 'list': {
+      const q = new URLSearchParams();
+      for (const [k, v] of Object.entries(filter))
+        q.set(k, Array.isArray(v) ? v.join(',') : String(v));
+      if (typeof args.limit === 'string') q.set('limit', args.limit);
+      if (typeof args.after === 'string') q.set('after', args.after);
+      return request(cfg, 'GET', `/admin/dead-letters?${q.toString()}`);
+    }
+    case 'show':
+      if (ids.length !== 1) return { code: 2, out: 'show takes one id' };
+      return request(cfg, 'GET', `/admin/dead-letters/${encodeURIComponent(ids[0] as string)}`);
+    case 'retry':
+      if (ids.length === 0 && Object.keys(filter).length === 0 && args.all !== true) {
+        return {
+          code: 2,
+          out: 'retry takes ids, a filter (--reason, --table, --state, --from, --to) or --all',
+        };
+      }
+      return request(cfg, 'POST', '/admin/dead-letters/retry', filter);
+    case 'discard':
+      if (typeof args.note !== 'string') return { code: 2, out: 'discard needs --note "why"' };
+      return request(cfg, 'POST', '/admin/dead-letters/discard', { ...filter, note: args.note });
+    case 'purge':
+      return request(
+        cfg,
+        'POST',
+        '/admin/dead-letters/purge',
+        typeof args['older-than-days'] === 'string'
+          ? { olderThanDays: Number(args['older-than-days']) }
+          : {},
+      );
+    default:
+      return {
+        code: 2,
+        out: `unknown dead-letters action ${JSON.stringify(sub)}: list, show, retry, discard or purge`,
+      };
+  }
 }

@@ -6,6 +6,7 @@ import type { ConnectorState } from '../main.js';
 import { inspectSlot } from '../source/slot.js';
 import { HttpError, type AdminControl, type Probe } from './http.js';
 import type { Metrics } from './metrics.js';
+import { parseFilter } from './dead-letters.js';
 import { syncHealth } from './sync-api.js';
 
 export interface ControlDeps {
@@ -66,6 +67,18 @@ export function adminControl(d: ControlDeps): AdminControl {
   const wedgedAfter = d.wedgedAfterMs ?? 5 * 60_000;
 
   const lagSeconds = () => state.commits.lagSeconds(Date.now());
+  const dl = () => {
+    if (!state.deadLetters)
+      throw new HttpError(
+        409,
+        `dead letters are not available now: the connector is ${state.phase}`,
+      );
+    return state.deadLetters;
+  };
+  const intParam = (v: string, name: string) => {
+    if (!/^\d{1,9}$/.test(v)) throw new HttpError(400, `${name} must be a whole number`);
+    return Number(v);
+  };
 
   return {
     liveness(): Probe {
@@ -213,6 +226,44 @@ export function adminControl(d: ControlDeps): AdminControl {
     async cancelBackfill() {
       if (!state.cancelBackfill) throw new HttpError(409, 'no backfill can be cancelled now');
       return state.cancelBackfill();
+    },
+    deadLetters: {
+      async list(query) {
+        const { limit, after, ...rest } = query;
+        const f = parseFilter(rest);
+        return dl().list(
+          f,
+          limit === undefined ? 100 : intParam(limit, 'limit'),
+          after === undefined ? 0 : intParam(after, 'after'),
+        );
+      },
+      show: (id) => dl().show(id),
+      retry: (body) => dl().retry(parseFilter(body)),
+      async discard(body) {
+        const { note, ...rest } = body;
+        if (typeof note !== 'string' || note.trim().length === 0 || note.length > 2000) {
+          throw new HttpError(
+            400,
+            'note is required: say why these dead letters are discarded (at most 2000 characters)',
+          );
+        }
+        const f = parseFilter(rest);
+        if (f.ids === undefined && f.reason === undefined && f.table === undefined) {
+          throw new HttpError(
+            400,
+            'discard needs ids, reason or table: it never applies to everything by accident',
+          );
+        }
+        return dl().discard(f, note);
+      },
+      async purge(body) {
+        const days = body.olderThanDays ?? cfg.deadLetterRetentionDays;
+        if (typeof days !== 'number' || !(days >= 0) || days > 36_500)
+          throw new HttpError(400, 'olderThanDays must be a number of days');
+        for (const k of Object.keys(body))
+          if (k !== 'olderThanDays') throw new HttpError(400, `unknown field ${JSON.stringify(k)}`);
+        return dl().purge(days);
+      },
     },
     async syncRun() {
       throw new HttpError(

@@ -33,6 +33,13 @@ export interface AdminControl {
   cancelBackfill(): Promise<unknown>;
   /** POST /api/sync/run: a verify-and-repair pass. */
   syncRun(body: Record<string, unknown>): Promise<unknown>;
+  deadLetters: {
+    list(query: Record<string, string>): Promise<unknown>;
+    show(id: number): Promise<unknown>;
+    retry(body: Record<string, unknown>): Promise<unknown>;
+    discard(body: Record<string, unknown>): Promise<unknown>;
+    purge(body: Record<string, unknown>): Promise<unknown>;
+  };
 }
 
 export interface HttpServerOptions {
@@ -51,10 +58,13 @@ export interface HttpServerOptions {
 type Handler = (
   req: http.IncomingMessage,
   body: Record<string, unknown>,
+  url: URL,
+  params: string[],
 ) => Promise<[number, unknown] | string>;
 interface Route {
   method: string;
-  path: string;
+  /** A path, or a pattern whose groups become `params`. */
+  path: string | RegExp;
   admin: boolean;
   handler: Handler;
 }
@@ -159,6 +169,39 @@ export class HttpServer {
       },
       { method: 'POST', path: '/admin/pause', admin: true, handler: async () => [200, c.pause()] },
       {
+        method: 'GET',
+        path: '/admin/dead-letters',
+        admin: true,
+        handler: async (_r, _b, url) => [
+          200,
+          await c.deadLetters.list(Object.fromEntries(url.searchParams)),
+        ],
+      },
+      {
+        method: 'GET',
+        path: /^\/admin\/dead-letters\/(\d{1,15})$/,
+        admin: true,
+        handler: async (_r, _b, _u, p) => [200, await c.deadLetters.show(Number(p[0]))],
+      },
+      {
+        method: 'POST',
+        path: '/admin/dead-letters/retry',
+        admin: true,
+        handler: async (_r, b) => [200, await c.deadLetters.retry(b)],
+      },
+      {
+        method: 'POST',
+        path: '/admin/dead-letters/discard',
+        admin: true,
+        handler: async (_r, b) => [200, await c.deadLetters.discard(b)],
+      },
+      {
+        method: 'POST',
+        path: '/admin/dead-letters/purge',
+        admin: true,
+        handler: async (_r, b) => [200, await c.deadLetters.purge(b)],
+      },
+      {
         method: 'POST',
         path: '/admin/resume',
         admin: true,
@@ -211,7 +254,13 @@ export class HttpServer {
     };
     try {
       const url = new URL(req.url ?? '/', 'http://localhost');
-      const candidates = this.routes.filter((r) => r.path === url.pathname);
+      let params: string[] = [];
+      const candidates = this.routes.filter((r) => {
+        if (typeof r.path === 'string') return r.path === url.pathname;
+        const m = r.path.exec(url.pathname);
+        if (m) params = m.slice(1);
+        return m !== null;
+      });
       if (candidates.length === 0) throw new HttpError(404, `no such endpoint: ${url.pathname}`);
       const route = candidates.find((r) => r.method === req.method);
       if (!route) {
@@ -220,7 +269,7 @@ export class HttpServer {
       }
       if (route.admin) this.authorize(req);
       const body = await this.readBody(req);
-      const out = await route.handler(req, body);
+      const out = await route.handler(req, body, url, params);
       if (typeof out === 'string') send(200, out);
       else send(out[0], out[1]);
     } catch (err) {

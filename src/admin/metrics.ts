@@ -123,6 +123,12 @@ export function createMetrics(opts: { version: string; defaultMetrics?: boolean 
       labelNames: ['reason'],
       registers: r,
     }),
+    deadLettersByState: new client.Gauge({
+      name: 'slotline_dead_letter_entries',
+      help: 'Dead letters in slotline.dead_letters, by reason code and state (pending, retried, resolved, discarded).',
+      labelNames: ['reason', 'state'],
+      registers: r,
+    }),
     errors: new client.Counter({
       name: 'slotline_errors_total',
       help: 'Errors by kind (the error code: connection, slot_in_use, auth_failed, pg_<sqlstate>, …) and where they happened.',

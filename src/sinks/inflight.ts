@@ -29,6 +29,7 @@ export class InflightQueue {
   private heldBytes = 0;
   private drainListeners: (() => void)[] = [];
   private idleListeners: (() => void)[] = [];
+  private barriers: { seq: number; resolve: () => void }[] = [];
 
   constructor(
     private readonly opts: InflightOptions,
@@ -129,6 +130,13 @@ export class InflightQueue {
         for (const l of listeners) l();
       }
     }
+    if (this.barriers.length > 0) {
+      const first = this.sealed[0];
+      const doneBelow = first ? first.seq : this.open.seq;
+      const ready = this.barriers.filter((b) => b.seq < doneBelow);
+      this.barriers = this.barriers.filter((b) => b.seq >= doneBelow);
+      for (const b of ready) b.resolve();
+    }
     if (this.idle) {
       const listeners = this.idleListeners;
       this.idleListeners = [];
@@ -150,6 +158,22 @@ export class InflightQueue {
     }
     if (this.idle) return Promise.resolve();
     return new Promise((resolve) => this.idleListeners.push(resolve));
+  }
+
+  /**
+   * Resolves once everything pushed so far is durable in every sink (the open
+   * batch is sealed now, even mid-transaction), without waiting for the queue
+   * to go idle under continuing load.
+   */
+  barrier(): Promise<void> {
+    if (!this.open.empty) {
+      this.seal();
+      this.wake();
+    }
+    const last = this.sealed[this.sealed.length - 1];
+    if (!last) return Promise.resolve();
+    const seq = last.seq;
+    return new Promise((resolve) => this.barriers.push({ seq, resolve }));
   }
 
   /** Drops everything not yet taken; used when the stream restarts from the durable checkpoint. */

@@ -71,6 +71,9 @@ export class ChangeRouter {
   skipBefore: Lsn = 0n;
   /** Set while a backfill runs. */
   watcher: StreamWatcher | null = null;
+  /** Told when a trade waits for a pool, and when a pool appears (automatic dead letter retry). */
+  deadLetters: { onUnknownPool(ref: string): void; onPoolAppeared(ref: string): void } | null =
+    null;
   readonly stats: RouterStats = {
     transactions: 0,
     skippedTransactions: 0,
@@ -321,8 +324,44 @@ export class ChangeRouter {
       this.deadLetter(target, op, values, lsn, commitTime, m.rejection, bytes);
       return;
     }
+    const ref = this.pools.joinColumn === 'id' ? m.value.id : m.value.orderBook;
+    const appeared = ref !== null && !this.pools.has(ref);
     this.pools.set(m.value);
     this.push({ kind: 'pool_upsert', lsn, op, pool: m.value }, bytes);
+    if (appeared) this.deadLetters?.onPoolAppeared(ref);
+  }
+
+  /**
+   * Maps a dead letter's raw row again, with the current code and pools, and
+   * on success hands it to every sink at its original LSN (so a newer version
+   * already in a sink is not overwritten). Returns why it still cannot be mapped.
+   */
+  remap(
+    relation: RelationLike,
+    values: TupleValues,
+    lsn: Lsn,
+    op: 'insert' | 'update' | 'snapshot',
+  ): Rejection | null {
+    const target = this.resolve(relation as Relation);
+    if (target.kind === 'other')
+      return {
+        code: 'missing_key',
+        reason: `${relation.schema}.${relation.name} is not a mapped table`,
+      };
+    if (target.kind === 'trades') {
+      const m = mapTrade(values, target.cols, this.symbolOf);
+      if (!m.ok) return m.rejection;
+      // Pushed as it is: a retry belongs to no streamed transaction.
+      this.stats.changes += 1;
+      this.queue.push({ kind: 'trade_upsert', lsn, op, trade: m.value }, 256);
+      return null;
+    }
+    const m = mapPool(values, target.cols);
+    if (!m.ok) return m.rejection;
+    this.pools.set(m.value);
+    this.stats.changes += 1;
+    this.queue.push({ kind: 'pool_upsert', lsn, op, pool: m.value }, 256);
+    return null;
   }
 
   private deadLetter(
@@ -345,6 +384,10 @@ export class ChangeRouter {
       reason: rejection.reason,
     };
     this.stats.deadLetters += 1;
+    if (rejection.code === 'unknown_pool' && target.kind === 'trades') {
+      const ref = values[target.cols.poolId];
+      if (typeof ref === 'string') this.deadLetters?.onUnknownPool(ref);
+    }
     this.log.debug(
       { table: letter.sourceTable, key: letter.rowKey, code: letter.code },
       'row dead-lettered',

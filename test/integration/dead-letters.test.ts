@@ -1,0 +1,211 @@
+import { describe, expect, it } from 'vitest';
+import { runCommand, startConnector } from '../harness/connector.js';
+import { createTestContext } from '../harness/context.js';
+import { expectSinkEqualsSource, expectSlotAtCheckpoint, sinkTrades } from '../harness/compare.js';
+import { call, freePort } from '../harness/http.js';
+import { FAST } from '../harness/settings.js';
+import {
+  createPonderTables,
+  insertPools,
+  insertTrades,
+  makePool,
+  makeTrade,
+} from '../harness/ponder.js';
+import { waitFor } from '../harness/wait.js';
+
+const TOKEN = 'test-admin-token-0123456789';
+
+interface Letter {
+  id: number;
+  rowKey: string;
+  reasonCode: string;
+  state: string;
+  attempts: number;
+  note: string | null;
+}
+
+async function running(name: string) {
+  const ctx = await createTestContext(name);
+  await createPonderTables(ctx.source);
+  const port = await freePort();
+  const env = ctx.env({ ...FAST, SLOTLINE_HTTP_PORT: String(port), SLOTLINE_ADMIN_TOKEN: TOKEN });
+  const c = startConnector(env);
+  await waitFor(
+    async () => (await call(port, 'GET', '/readyz').catch(() => null))?.status === 200 || undefined,
+    {
+      timeoutMs: 30_000,
+      what: 'ready',
+    },
+  );
+  await expectSlotAtCheckpoint(ctx);
+  const letters = async (query = '') =>
+    ((await call(port, 'GET', `/admin/dead-letters${query}`, { token: TOKEN })).body.items ??
+      []) as Letter[];
+  return {
+    ctx,
+    c,
+    port,
+    env,
+    letters,
+    async [Symbol.asyncDispose]() {
+      await c[Symbol.asyncDispose]();
+      await ctx[Symbol.asyncDispose]();
+    },
+  };
+}
+
+describe('dead letters', () => {
+  it('a trade for an unknown pool reaches the sink exactly once, without an operator, when the pool appears', async () => {
+    await using r = await running('dl_unknown_pool');
+    const { ctx } = r;
+    const known = makePool(0);
+    const late = makePool(1);
+    await insertPools(ctx.source, 'public', [known]);
+    const waiting = makeTrade(1, late);
+    await insertTrades(ctx.source, 'public', [waiting, makeTrade(2, known)]);
+    // A later version of the waiting trade (still for the unknown pool): the retry must not undo it.
+    await ctx.source.query(`UPDATE order_book_trades SET price = 424242 WHERE id = $1`, [
+      waiting.id,
+    ]);
+    const first = await waitFor(
+      async () => {
+        const l = await r.letters();
+        return l.length === 2 ? l : undefined;
+      },
+      { timeoutMs: 20_000, what: 'two dead letters' },
+    );
+    expect(first.every((l) => l.reasonCode === 'unknown_pool' && l.state === 'pending')).toBe(true);
+
+    await insertPools(ctx.source, 'public', [late]);
+    await expectSinkEqualsSource(ctx);
+    const t = (await sinkTrades(ctx.sink)).find((x) => x.id === waiting.id);
+    expect(t?.price).toBe('424242');
+    const settled = await waitFor(
+      async () => {
+        const l = await r.letters();
+        return l.every((x) => x.state === 'resolved') ? l : undefined;
+      },
+      { timeoutMs: 20_000, what: 'the dead letters to be resolved' },
+    );
+    expect(settled).toHaveLength(2);
+    const dup = await ctx.sink.query('SELECT trade_id FROM analytics_trades WHERE trade_id = $1', [
+      waiting.id,
+    ]);
+    expect(dup.rowCount).toBe(1);
+  });
+
+  it('a NULL price corrected at the source streams normally; retrying the old letter changes nothing', async () => {
+    await using r = await running('dl_null_price');
+    const { ctx, port } = r;
+    const pool = makePool(0);
+    await insertPools(ctx.source, 'public', [pool]);
+    const bad = { ...makeTrade(1, pool), price: null };
+    await insertTrades(ctx.source, 'public', [bad]);
+    const [letter] = await waitFor(
+      async () => {
+        const l = await r.letters('?reason=null_price');
+        return l.length === 1 ? l : undefined;
+      },
+      { timeoutMs: 20_000, what: 'the dead letter' },
+    );
+    await ctx.source.query(`UPDATE order_book_trades SET price = 1234 WHERE id = $1`, [bad.id]);
+    await expectSinkEqualsSource(ctx);
+
+    const retry = await call(port, 'POST', '/admin/dead-letters/retry', {
+      token: TOKEN,
+      json: { ids: [letter!.id] },
+    });
+    expect(retry.status, retry.text).toBe(200);
+    expect(retry.body).toMatchObject({ selected: 1, resolved: 0, failed: 1 });
+    await expectSinkEqualsSource(ctx);
+    const rows = await sinkTrades(ctx.sink);
+    expect(rows.filter((x) => x.id === bad.id)).toEqual([
+      expect.objectContaining({ price: '1234' }),
+    ]);
+    const shown = await call(port, 'GET', `/admin/dead-letters/${letter!.id}`, { token: TOKEN });
+    expect(shown.body).toMatchObject({ state: 'retried', attempts: 2, reasonCode: 'null_price' });
+
+    // The operator settles it: discard with a note; then purge does not touch pending ones.
+    const discarded = await call(port, 'POST', '/admin/dead-letters/discard', {
+      token: TOKEN,
+      json: { ids: [letter!.id], note: 'fixed at the source by UPDATE' },
+    });
+    expect(discarded.body).toEqual({ discarded: 1 });
+  });
+
+  it('list, show, retry, discard and purge work from the API and the CLI, and refuse bad input', async () => {
+    await using r = await running('dl_ops');
+    const { ctx, port, env } = r;
+    const pool = makePool(0);
+    await insertPools(ctx.source, 'public', [pool]);
+    await insertTrades(ctx.source, 'public', [
+      { ...makeTrade(1, pool), price: null },
+      { ...makeTrade(2, pool), side: 'hold' },
+      { ...makeTrade(3, pool), timestamp: null },
+    ]);
+    await waitFor(async () => ((await r.letters()).length === 3 ? true : undefined), {
+      timeoutMs: 20_000,
+      what: '3 letters',
+    });
+
+    const page = await call(port, 'GET', '/admin/dead-letters?limit=2', { token: TOKEN });
+    expect((page.body.items as Letter[]).length).toBe(2);
+    const next = await call(
+      port,
+      'GET',
+      `/admin/dead-letters?limit=2&after=${page.body.next as number}`,
+      { token: TOKEN },
+    );
+    expect((next.body.items as Letter[]).length).toBe(1);
+
+    const list = await runCommand(env, ['dead-letters', 'list', '--reason', 'invalid_side']);
+    expect(list.code, list.output).toBe(0);
+    const listed = JSON.parse(list.output) as { items: Letter[] };
+    expect(listed.items.map((l) => l.reasonCode)).toEqual(['invalid_side']);
+    const id = listed.items[0]!.id;
+    const show = await runCommand(env, ['dead-letters', 'show', String(id)]);
+    expect(JSON.parse(show.output)).toMatchObject({ id, reasonCode: 'invalid_side' });
+    const retry = await runCommand(env, ['dead-letters', 'retry', '--all']);
+    expect(JSON.parse(retry.output)).toMatchObject({ selected: 3, resolved: 0, failed: 3 });
+    const discard = await runCommand(env, [
+      'dead-letters',
+      'discard',
+      '--reason',
+      'invalid_side',
+      '--note',
+      'test data',
+    ]);
+    expect(JSON.parse(discard.output)).toEqual({ discarded: 1 });
+    const purgeCli = await runCommand(env, ['dead-letters', 'purge', '--older-than-days', '0']);
+    expect(JSON.parse(purgeCli.output)).toEqual({ purged: 1 });
+    // Pending (here: retried) ones are never purged.
+    const left = await r.letters();
+    expect(left.map((l) => l.state).sort()).toEqual(['retried', 'retried']);
+    const purgeApi = await call(port, 'POST', '/admin/dead-letters/purge', {
+      token: TOKEN,
+      json: { olderThanDays: 0 },
+    });
+    expect(purgeApi.body).toEqual({ purged: 0 });
+
+    const bad: [string, string, Parameters<typeof call>[3], number][] = [
+      ['GET', '/admin/dead-letters', {}, 401],
+      ['GET', '/admin/dead-letters?state=lost', { token: TOKEN }, 400],
+      ['GET', '/admin/dead-letters?limit=0', { token: TOKEN }, 400],
+      ['GET', '/admin/dead-letters?bogus=1', { token: TOKEN }, 400],
+      ['GET', '/admin/dead-letters/999999', { token: TOKEN }, 404],
+      ['POST', '/admin/dead-letters/retry', { token: TOKEN, json: { ids: ['x'] } }, 400],
+      ['POST', '/admin/dead-letters/discard', { token: TOKEN, json: { ids: [1] } }, 400],
+      ['POST', '/admin/dead-letters/discard', { token: TOKEN, json: { note: 'everything' } }, 400],
+      ['POST', '/admin/dead-letters/purge', { token: TOKEN, json: { olderThanDays: 'old' } }, 400],
+    ];
+    for (const [method, path, opts, want] of bad) {
+      const a = await call(port, method, path, opts);
+      expect(a.status, `${method} ${path} → ${a.text}`).toBe(want);
+    }
+    expect((await r.letters()).length).toBe(2);
+    const cliBad = await runCommand(env, ['dead-letters', 'discard', String(id)]);
+    expect(cliBad.code).toBe(2);
+    const metrics = await call(port, 'GET', '/metrics');
+    expect(metrics.text).toMatch(/slotline_dead_letters_total\{reason="null_price"\} 1/);
+  });
+});
