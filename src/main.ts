@@ -197,7 +197,7 @@ export async function runConnector(cfg: Config, h: RunHandles): Promise<void> {
 
     // Where do we stand? Either resume a streaming checkpoint, or take the initial snapshot.
     let start = await retry(
-      () => resumePoint(cfg, sourcePool, primary, sinks),
+      () => resumePoint(cfg, sourcePool, primary, sinks, log),
       (e) => classifyError(e, 'start'),
       { ...backoff, signal: h.shutdown, onRetry: onRetry('start') },
     );
@@ -481,6 +481,7 @@ async function resumePoint(
   source: pg.Pool,
   primary: TimescaleSink,
   sinks: Sink[],
+  log: Logger,
 ): Promise<Start> {
   const ck = await primary.checkpoint();
   const slot = await inspectSlot(source, cfg.slot);
@@ -490,7 +491,20 @@ async function resumePoint(
     const lsns: Lsn[] = [];
     for (const s of sinks) {
       const c = s === primary ? ck : await s.checkpoint();
-      if (c?.lsn != null) lsns.push(c.lsn);
+      if (c?.lsn == null) continue;
+      lsns.push(c.lsn);
+      // The slot was acknowledged past this sink (it was disabled for a while,
+      // or its checkpoint was edited): the changes in between cannot be streamed again.
+      if (slot.confirmedFlushLsn !== null && c.lsn < slot.confirmedFlushLsn) {
+        log.warn(
+          {
+            sink: s.name,
+            checkpoint: formatLsn(c.lsn),
+            confirmedFlush: formatLsn(slot.confirmedFlushLsn),
+          },
+          `sink ${s.name} is behind the slot's confirmed flush: it misses the changes in between; run a backfill for that period`,
+        );
+      }
     }
     return { kind: 'stream', lsn: minLsn(lsns) ?? 0n };
   }
