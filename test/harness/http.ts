@@ -40,3 +40,18 @@ export async function call(
   }
   return { status: res.status, body: parsed, text };
 }
+
+/** Waits until the connector on `port` answers /readyz with 200 (streaming, or a healthy standby). */
+export async function waitReady(port: number, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const a = await call(port, 'GET', '/readyz').catch(() => null);
+    if (a?.status === 200) return;
+    if (Date.now() > deadline) {
+      throw new Error(
+        `connector on port ${port} not ready after ${timeoutMs} ms: ${a?.text ?? 'no answer'}`,
+      );
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}

@@ -8,7 +8,7 @@ import {
   positions,
   sinkTrades,
 } from '../harness/compare.js';
-import { call, freePort } from '../harness/http.js';
+import { call, freePort, waitReady } from '../harness/http.js';
 import { FAST } from '../harness/settings.js';
 import {
   createPonderTables,
@@ -35,13 +35,7 @@ async function running(name: string, extra: Record<string, string> = {}) {
   const c = startConnector(
     ctx.env({ ...FAST, SLOTLINE_HTTP_PORT: String(port), SLOTLINE_ADMIN_TOKEN: TOKEN, ...extra }),
   );
-  await waitFor(
-    async () => (await call(port, 'GET', '/readyz').catch(() => null))?.status === 200 || undefined,
-    {
-      timeoutMs: 30_000,
-      what: '/readyz 200',
-    },
-  );
+  await waitReady(port);
   await expectSinkEqualsSource(ctx);
   await expectSlotAtCheckpoint(ctx);
   return {
@@ -214,14 +208,7 @@ describe('LSN reset', () => {
     await using c = startConnector(
       ctx.env({ ...FAST, ...slow, SLOTLINE_HTTP_PORT: String(port), SLOTLINE_ADMIN_TOKEN: TOKEN }),
     );
-    await waitFor(
-      async () =>
-        (await call(port, 'GET', '/readyz').catch(() => null))?.status === 200 || undefined,
-      {
-        timeoutMs: 30_000,
-        what: '/readyz 200',
-      },
-    );
+    await waitReady(port);
     await insertTrades(
       ctx.source,
       'public',

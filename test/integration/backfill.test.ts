@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { startConnector } from '../harness/connector.js';
 import { createTestContext } from '../harness/context.js';
 import { expectSinkEqualsSource, expectSlotAtCheckpoint, sinkCount } from '../harness/compare.js';
-import { call, freePort } from '../harness/http.js';
+import { call, freePort, waitReady } from '../harness/http.js';
 import { FAST } from '../harness/settings.js';
 import {
   createPonderTables,
@@ -108,14 +108,7 @@ describe('backfill', () => {
     await using c = startConnector(
       ctx.env({ ...FAST, SLOTLINE_HTTP_PORT: String(port), SLOTLINE_ADMIN_TOKEN: TOKEN }),
     );
-    await waitFor(
-      async () =>
-        (await call(port, 'GET', '/readyz').catch(() => null))?.status === 200 || undefined,
-      {
-        timeoutMs: 30_000,
-        what: 'ready',
-      },
-    );
+    await waitReady(port);
     for (const body of [
       {},
       { from: 'yesterday-ish' },

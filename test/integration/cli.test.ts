@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { runCommand, startConnector } from '../harness/connector.js';
 import { createTestContext } from '../harness/context.js';
 import { expectSlotAtCheckpoint } from '../harness/compare.js';
-import { call, freePort } from '../harness/http.js';
+import { call, freePort, waitReady } from '../harness/http.js';
 import { FAST } from '../harness/settings.js';
 import { createPonderTables, insertPools, makePool } from '../harness/ponder.js';
 import { waitFor } from '../harness/wait.js';
@@ -17,14 +17,7 @@ describe('admin commands', () => {
     const port = await freePort();
     const env = ctx.env({ ...FAST, SLOTLINE_HTTP_PORT: String(port), SLOTLINE_ADMIN_TOKEN: TOKEN });
     const c = startConnector(env);
-    await waitFor(
-      async () =>
-        (await call(port, 'GET', '/readyz').catch(() => null))?.status === 200 || undefined,
-      {
-        timeoutMs: 30_000,
-        what: 'ready',
-      },
-    );
+    await waitReady(port);
     await expectSlotAtCheckpoint(ctx);
 
     const status = await runCommand(env, ['status']);

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { runCommand, startConnector } from '../harness/connector.js';
 import { createTestContext } from '../harness/context.js';
 import { expectSinkEqualsSource, expectSlotAtCheckpoint, sinkTrades } from '../harness/compare.js';
-import { call, freePort } from '../harness/http.js';
+import { call, freePort, waitReady } from '../harness/http.js';
 import { FAST } from '../harness/settings.js';
 import {
   createPonderTables,
@@ -30,13 +30,7 @@ async function running(name: string) {
   const port = await freePort();
   const env = ctx.env({ ...FAST, SLOTLINE_HTTP_PORT: String(port), SLOTLINE_ADMIN_TOKEN: TOKEN });
   const c = startConnector(env);
-  await waitFor(
-    async () => (await call(port, 'GET', '/readyz').catch(() => null))?.status === 200 || undefined,
-    {
-      timeoutMs: 30_000,
-      what: 'ready',
-    },
-  );
+  await waitReady(port);
   await expectSlotAtCheckpoint(ctx);
   const letters = async (query = '') =>
     ((await call(port, 'GET', `/admin/dead-letters${query}`, { token: TOKEN })).body.items ??

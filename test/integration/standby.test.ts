@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { startConnector } from '../harness/connector.js';
 import { createTestContext } from '../harness/context.js';
 import { expectSinkEqualsSource, expectSlotAtCheckpoint } from '../harness/compare.js';
-import { call, freePort } from '../harness/http.js';
+import { call, freePort, waitReady } from '../harness/http.js';
 import { FAST } from '../harness/settings.js';
 import {
   createPonderTables,
@@ -30,13 +30,7 @@ describe('hot standby', () => {
     const env = (port: number) =>
       ctx.env({ ...FAST, SLOTLINE_HTTP_PORT: String(port), SLOTLINE_STANDBY_POLL_MS: '250' });
     await using a = startConnector(env(pa));
-    await waitFor(
-      async () => (await call(pa, 'GET', '/readyz').catch(() => null))?.status === 200 || undefined,
-      {
-        timeoutMs: 30_000,
-        what: 'the first replica ready',
-      },
-    );
+    await waitReady(pa);
     await expectSlotAtCheckpoint(ctx);
     await using b = startConnector(env(pb));
     const standby = await waitFor(
