@@ -39,6 +39,7 @@ export class Child {
   /** The last lines of output, for error messages. */
   private readonly tail: string[] = [];
   private readonly waiters: { msg: string; resolve: (l: LogLine) => void }[] = [];
+  private readonly listeners: ((l: LogLine) => void)[] = [];
   exit: Exit | null = null;
 
   constructor(cmd: string, args: string[], env: NodeJS.ProcessEnv, cwd: string) {
@@ -66,13 +67,14 @@ export class Child {
     if (line.length === 0) return;
     this.tail.push(line);
     if (this.tail.length > 60) this.tail.shift();
-    if (this.waiters.length === 0 || line[0] !== '{') return;
+    if ((this.waiters.length === 0 && this.listeners.length === 0) || line[0] !== '{') return;
     let parsed: LogLine;
     try {
       parsed = JSON.parse(line) as LogLine;
     } catch {
       return;
     }
+    for (const l of this.listeners) l(parsed);
     for (let i = this.waiters.length - 1; i >= 0; i--) {
       const w = this.waiters[i];
       if (w && parsed.msg === w.msg) {
@@ -80,6 +82,11 @@ export class Child {
         w.resolve(parsed);
       }
     }
+  }
+
+  /** Called with every JSON log line from now on. */
+  onLog(listener: (l: LogLine) => void): void {
+    this.listeners.push(listener);
   }
 
   output(): string {

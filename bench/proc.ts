@@ -27,6 +27,8 @@ export interface ProcStat {
   comm: string;
   /** utime + stime, in clock ticks */
   ticks: number;
+  /** time spent runnable but waiting for a CPU (/proc/<pid>/schedstat), ns; 0 if unknown */
+  waitNs: number;
 }
 
 /** /proc/<pid>/stat, or null when the process is gone. */
@@ -42,7 +44,13 @@ export function procStat(pid: number): ProcStat | null {
   const comm = text.slice(text.indexOf('(') + 1, close);
   const f = text.slice(close + 2).split(' ');
   // f[0] is field 3 (state); utime and stime are fields 14 and 15.
-  return { pid, ppid: Number(f[1]), comm, ticks: Number(f[11]) + Number(f[12]) };
+  let waitNs = 0;
+  try {
+    waitNs = Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[1]) || 0;
+  } catch {
+    // no schedstat (kernel without CONFIG_SCHED_INFO) or the process is gone
+  }
+  return { pid, ppid: Number(f[1]), comm, ticks: Number(f[11]) + Number(f[12]), waitNs };
 }
 
 /** Every process on the machine. */
@@ -87,49 +95,100 @@ export function cmdline(pid: number): string {
 
 /**
  * CPU use per role over a window: every process's ticks at start() and at
- * finish(). A process born inside the window counts all of its ticks; one that
- * died inside it is lost (none of ours does). 100% = one core.
+ * finish(); a process born inside the window counts all of its ticks. The
+ * processes that matter (named ones, and PostgreSQL backends once a role is
+ * known for them) are also sampled every `sampleMs`, so one that exits before
+ * finish() (pg_recvlogical's walsender, a psql backend) keeps the ticks of its
+ * last sample. 100% = one core.
  */
 export class CpuWindow {
   private before = new Map<number, ProcStat>();
+  private last = new Map<number, ProcStat>();
+  private readonly roles = new Map<number, string>();
   private machine0 = { busy: 0, total: 0 };
   private t0 = 0;
+  private timer: NodeJS.Timeout | null = null;
+  private refreshing = false;
 
-  start(): void {
+  /**
+   * `refresh` names the roles of processes as they are discovered (e.g. from
+   * pg_stat_activity); `fallback` names the rest at finish (null: not ours).
+   */
+  constructor(
+    private readonly refresh: () => Promise<Map<number, string>>,
+    private readonly fallback: (s: ProcStat) => string | null,
+    private readonly sampleMs = 200,
+  ) {}
+
+  async start(named: Record<number, string> = {}): Promise<void> {
+    for (const [pid, role] of Object.entries(named)) this.roles.set(Number(pid), role);
     this.before = allProcStats();
     this.machine0 = machineTicks();
     this.t0 = performance.now();
+    await this.discover();
+    this.timer = setInterval(() => void this.discover(), this.sampleMs);
   }
 
-  /**
-   * `roleOf` names a process's role (connector, walsender, …) or returns null
-   * for processes that are not ours; those make up "other" together with the
-   * machine's busy time that no process we saw accounts for.
-   */
-  finish(roleOf: (s: ProcStat) => string | null): CpuReport {
-    const after = allProcStats();
-    const machine1 = machineTicks();
+  name(pid: number, role: string): void {
+    this.roles.set(pid, role);
+  }
+
+  private async discover(): Promise<void> {
+    this.sampleKnown();
+    if (this.refreshing) return;
+    this.refreshing = true;
+    try {
+      for (const [pid, role] of await this.refresh())
+        if (!this.roles.has(pid)) this.roles.set(pid, role);
+    } catch {
+      // the server may be restarting; the next sample tries again
+    } finally {
+      this.refreshing = false;
+    }
+  }
+
+  private sampleKnown(): void {
+    for (const pid of this.roles.keys()) {
+      const s = procStat(pid);
+      if (s) this.last.set(pid, s);
+    }
+  }
+
+  async finish(): Promise<CpuReport> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    this.sampleKnown();
     const seconds = (performance.now() - this.t0) / 1000;
+    const machine1 = machineTicks();
+    const after = allProcStats();
+    for (const [pid, s] of this.last) if (!after.has(pid)) after.set(pid, s);
     const hz = clkTck();
-    const roles: Record<string, number> = {};
+    const ticks: Record<string, number> = {};
+    const waits: Record<string, number> = {};
     let ours = 0;
     for (const s of after.values()) {
-      const role = roleOf(s);
+      const role = this.roles.get(s.pid) ?? this.fallback(s);
       if (role === null) continue;
-      const delta = s.ticks - (this.before.get(s.pid)?.ticks ?? 0);
-      roles[role] = (roles[role] ?? 0) + delta;
+      const prev = this.before.get(s.pid);
+      const delta = s.ticks - (prev?.ticks ?? 0);
+      ticks[role] = (ticks[role] ?? 0) + delta;
+      waits[role] = (waits[role] ?? 0) + s.waitNs - (prev?.waitNs ?? 0);
       ours += delta;
     }
-    const pct = (ticks: number) => (seconds > 0 ? (100 * ticks) / hz / seconds : 0);
+    const pct = (t: number) => (seconds > 0 ? (100 * t) / hz / seconds : 0);
     const dBusy = machine1.busy - this.machine0.busy;
     const dTotal = machine1.total - this.machine0.total;
     const cores = cpus().length;
     const machineBusy = dTotal > 0 ? (100 * cores * dBusy) / dTotal : 0;
-    const rolePct: Record<string, number> = {};
-    for (const [k, v] of Object.entries(roles)) rolePct[k] = round1(pct(v));
+    const roles: Record<string, number> = {};
+    for (const [k, v] of Object.entries(ticks)) roles[k] = round1(pct(v));
+    const runQueue: Record<string, number> = {};
+    for (const [k, v] of Object.entries(waits))
+      runQueue[k] = seconds > 0 ? round1(v / 1e7 / seconds) : 0;
     return {
       seconds: round3(seconds),
-      roles: rolePct,
+      roles,
+      runQueue,
       machineBusy: round1(machineBusy),
       notOurs: round1(Math.max(0, machineBusy - pct(ours))),
       cores,
@@ -141,6 +200,8 @@ export interface CpuReport {
   seconds: number;
   /** role → CPU % (100 = one core) */
   roles: Record<string, number>;
+  /** role → % of the window its processes were runnable but waiting for a CPU */
+  runQueue: Record<string, number>;
   /** the whole machine's busy time, % of one core (at most cores × 100) */
   machineBusy: number;
   /** busy time of processes that are not part of this scenario (other agents, tests) */

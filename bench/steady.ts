@@ -12,6 +12,10 @@
  * below it: a trade's first-seen time is the send time of the first poll whose
  * maximum reached it. Latency = first seen − commit returned, per trade.
  *
+ * The first `warmupSeconds` of trades are written and tracked but not
+ * measured: the first trade stamped with the current time opens a new
+ * hypertable chunk (once a day in production).
+ *
  * Resolution: the poll interval plus one query (≈ 5–6 ms); the writer's
  * commit-returned time is at most one round trip after the real commit. Both
  * clocks are this process's monotonic clock. (The checkpoint row's
@@ -28,6 +32,8 @@ export interface SteadyOptions {
   /** trades per second */
   rate: number;
   seconds: number;
+  /** Trades written (and tracked) before the measured window: the first one opens a new chunk. */
+  warmupSeconds?: number;
   tickMs?: number;
   pollMs?: number;
 }
@@ -42,6 +48,10 @@ export interface SteadyResult {
   /** ticks that started late because the previous commit took longer than a tick */
   lateTicks: number;
   latencyMs: { p50: number; p95: number; p99: number; max: number; mean: number };
+  /** seconds into the measured window at which the worst latency occurred */
+  worstAtSeconds: number;
+  /** the worst latency of each second of the window, ms */
+  worstPerSecond: number[];
   /** trades not in the sink when the wait ended (should be 0) */
   missing: number;
   polls: number;
@@ -64,7 +74,8 @@ export async function runSteady(o: SteadyOptions): Promise<SteadyResult> {
   const tickMs = o.tickMs ?? 10;
   const pollMs = o.pollMs ?? 5;
   const perTick = Math.max(1, Math.round((o.rate * tickMs) / 1000));
-  const ticks = Math.round((o.seconds * 1000) / tickMs);
+  const warmupTicks = Math.round(((o.warmupSeconds ?? 0) * 1000) / tickMs);
+  const ticks = warmupTicks + Math.round((o.seconds * 1000) / tickMs);
   const writer = new pg.Client({ connectionString: o.sourceUrl, application_name: 'bench-writer' });
   const poller = new pg.Client({ connectionString: o.sinkUrl, application_name: 'bench-poller' });
   await writer.connect();
@@ -104,12 +115,18 @@ export async function runSteady(o: SteadyOptions): Promise<SteadyResult> {
 
     let next = STEADY_BASE;
     let lateTicks = 0;
-    const t0 = performance.now();
+    const start = performance.now();
+    let t0 = start;
+    let firstMeasured = STEADY_BASE;
     for (let k = 0; k < ticks; k++) {
-      const due = t0 + k * tickMs;
+      const due = start + k * tickMs;
+      if (k === warmupTicks) {
+        t0 = due;
+        firstMeasured = next;
+      }
       const now = performance.now();
       if (now < due) await sleep(due - now);
-      else if (now - due > tickMs) lateTicks += 1;
+      else if (now - due > tickMs && k >= warmupTicks) lateTicks += 1;
       const lo = next;
       const hi = next + perTick - 1;
       await writer.query(INSERT_TRADES, insertParams(lo, hi, true));
@@ -122,9 +139,12 @@ export async function runSteady(o: SteadyOptions): Promise<SteadyResult> {
     await poll;
 
     const latencies: number[] = [];
+    const worstPerSecond: number[] = [];
     let j = 0;
     let missing = 0;
     for (const b of committed) {
+      if (b.lo < firstMeasured) continue;
+      const second = Math.floor((b.at - t0) / 1000);
       for (let g = b.lo; g <= b.hi; g++) {
         while (j < seen.length && (seen[j] as Seen).upTo < g) j++;
         const s = seen[j];
@@ -132,22 +152,26 @@ export async function runSteady(o: SteadyOptions): Promise<SteadyResult> {
           missing += 1;
           continue;
         }
-        latencies.push(s.at - b.at);
+        const ms = s.at - b.at;
+        latencies.push(ms);
+        worstPerSecond[second] = Math.max(worstPerSecond[second] ?? 0, Math.round(ms));
       }
     }
+    const worst = Math.max(0, ...worstPerSecond.map((v) => v ?? 0));
+    const worstAtSeconds = worstPerSecond.findIndex((v) => v === worst);
     latencies.sort((a, b) => a - b);
     const pct = (p: number) =>
       latencies.length === 0
         ? NaN
         : (latencies[Math.min(latencies.length - 1, Math.ceil(p * latencies.length) - 1)] ?? NaN);
     const r1 = (x: number) => Math.round(x * 10) / 10;
-    const written = lastId - STEADY_BASE + 1;
+    const written = lastId - firstMeasured + 1;
     return {
       target: o.rate,
       written,
       seconds,
       rate: written / seconds,
-      transactions: committed.length,
+      transactions: committed.filter((b) => b.lo >= firstMeasured).length,
       lateTicks,
       latencyMs: {
         p50: r1(pct(0.5)),
@@ -156,6 +180,8 @@ export async function runSteady(o: SteadyOptions): Promise<SteadyResult> {
         max: r1(latencies[latencies.length - 1] ?? NaN),
         mean: r1(latencies.reduce((a, b) => a + b, 0) / Math.max(1, latencies.length)),
       },
+      worstAtSeconds,
+      worstPerSecond: Array.from(worstPerSecond, (v) => v ?? 0),
       missing,
       polls,
     };

@@ -9,7 +9,12 @@
  * unix second, and a 66-character transaction hash.
  */
 import pg from 'pg';
-import { createPonderTables, insertPools, makePool, type PonderPool } from '../test/harness/ponder.js';
+import {
+  createPonderTables,
+  insertPools,
+  makePool,
+  type PonderPool,
+} from '../test/harness/ponder.js';
 
 export const POOLS: PonderPool[] = Array.from({ length: 5 }, (_, i) => makePool(i));
 
@@ -74,13 +79,7 @@ export const INSERT_TRADES = `
     FROM generate_series($1::bigint, $2::bigint) AS g`;
 
 export function insertParams(from: number, to: number, now: boolean): unknown[] {
-  return [
-    from,
-    to,
-    POOLS.map((p) => p.price),
-    POOLS.map((p) => p.order_book),
-    now,
-  ];
+  return [from, to, POOLS.map((p) => p.price), POOLS.map((p) => p.order_book), now];
 }
 
 export interface Backlog {
