@@ -262,18 +262,28 @@ describe('commitTimeMs', () => {
 });
 
 describe('RecentTradePools', () => {
-  it('forgets the oldest first, and a trade seen again is young again', () => {
-    const r = new RecentTradePools(3);
+  it('remembers at least capacity/2 trades, forgets older generations, and a trade seen again is young again', () => {
+    const r = new RecentTradePools(4); // generations of 2
     r.remember('a', 'p1');
-    r.remember('b', 'p1');
+    r.remember('b', 'p1'); // young {a,b} becomes old
     r.remember('c', 'p2');
-    r.remember('a', 'p3'); // a moves to the young end
-    r.remember('d', 'p2'); // evicts b
-    expect(r.size).toBe(3);
-    expect(r.poolOf('b')).toBeUndefined();
+    expect(r.poolOf('a')).toBe('p1');
+    r.remember('a', 'p3'); // young {c,a} becomes old; {a,b} forgotten, but a is young again
     expect(r.poolOf('a')).toBe('p3');
+    expect(r.poolOf('b')).toBeUndefined();
     expect(r.poolOf('c')).toBe('p2');
-    expect(r.poolOf('d')).toBe('p2');
+    r.forget('c');
+    expect(r.poolOf('c')).toBeUndefined();
+    expect(r.size).toBeLessThanOrEqual(4);
+  });
+
+  it('stays fast once full (a million trades through a 100k memory)', () => {
+    const r = new RecentTradePools(100_000);
+    const t0 = performance.now();
+    for (let i = 0; i < 1_000_000; i++) r.remember(`t${i}`, 'p');
+    // The single-Map LRU this replaced took about 40 s here.
+    expect(performance.now() - t0).toBeLessThan(5_000);
+    expect(r.poolOf('t999999')).toBe('p');
   });
 });
 
