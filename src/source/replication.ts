@@ -5,6 +5,9 @@ import type { Logger } from '../log.js';
 import { connectionOf, CopyOutQuery, type PgConnection } from './copy-both.js';
 import { buildStandbyStatusUpdate, parseReplicationFrame, unixMsToPgMicros } from './wire.js';
 
+/** Messages decoded between two yields of the event loop (see yieldLoop). */
+const YIELD_EVERY = 500;
+
 export interface ReplicationOptions {
   url: string;
   slot: string;
@@ -35,6 +38,7 @@ export class ReplicationStream {
   private timer: NodeJS.Timeout | null = null;
   private received: Lsn = 0n;
   private paused = false;
+  private sinceYield = 0;
   private stopping = false;
   private endedWith: ((err: Error | null) => void) | null = null;
   /** Settles when the stream ends: resolves on stop(), rejects on any failure. */
@@ -100,11 +104,28 @@ export class ReplicationStream {
     if (frame.tag === 'xlog') {
       this.received = maxLsn(this.received, frame.dataStart);
       this.opts.onMessage(frame.dataStart, chunk, frame.payloadOffset);
+      if (++this.sinceYield >= YIELD_EVERY) this.yieldLoop();
     } else {
       this.received = maxLsn(this.received, frame.walEnd);
       this.opts.onKeepalive(frame.walEnd);
       if (frame.replyRequested) this.sendStatus(false);
     }
+  }
+
+  /**
+   * During a backlog the socket always has data, and decoding it would hold the
+   * event loop for long stretches, delaying the sink's replies (measured: event
+   * loop p99 41 ms, a BEGIN round trip 14 ms). Stop reading for one turn of the
+   * loop every YIELD_EVERY messages so the sinks' I/O gets in between.
+   */
+  private yieldLoop(): void {
+    this.sinceYield = 0;
+    const conn = this.conn;
+    if (!conn || this.paused) return;
+    conn.stream.pause();
+    setImmediate(() => {
+      if (!this.paused && !this.stopping) conn.stream.resume();
+    });
   }
 
   /** Stops reading the socket: the server blocks once the TCP window fills. */

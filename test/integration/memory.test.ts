@@ -25,7 +25,7 @@ describe('bounded memory', () => {
     const pool = makePool(0);
     await insertPools(ctx.source, 'public', [pool]);
     // Default in-flight bounds: peak RSS is a linear function of them (measured:
-    // 10k rows 171 MiB, 20k 183 MiB, 50k 291 MiB), never of the transaction size.
+    // 10k rows 171 MiB, 20k 183 MiB, 50k 291 MiB; 10k is the default), never of the transaction size.
     await using c = startConnector(ctx.env(FAST));
     await expectSlotAtCheckpoint(ctx);
     const idle = peakRssMiB(c.proc.pid!);
