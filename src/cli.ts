@@ -11,6 +11,7 @@ import { ConfigError, SlotlineError } from './errors.js';
 import { createLogger, type Logger } from './log.js';
 import { runConnector } from './main.js';
 import { runSetup } from './setup.js';
+import { verifyCommand } from './verify/command.js';
 
 const USAGE = `usage: slotline <command>
 
@@ -22,6 +23,9 @@ commands:
                          re-stream from an LSN inside the replayable window; ahead of the checkpoint only with --force
   backfill --from <time> [--to <time>] [--from-id <id>] [--to-id <id>] [--chunk <n>] | --cancel
                          re-read source trades by range beside the live stream (times: unix seconds or ISO 8601)
+  verify [--from <time>] [--to <time>] [--bucket <seconds>] [--repair]
+                         compare source and sink per time bucket (count and hash); --repair fixes the buckets
+                         that differ (through the running connector); exit 1 when some still differ
   dead-letters list|show|retry|discard|purge [ids…] [--reason r] [--table t] [--state s] [--from t] [--to t]
                [--limit n] [--after id] [--all] [--note "why"] [--older-than-days n]
                          inspect and act on rows that could not be mapped
@@ -169,6 +173,27 @@ async function main(argv: string[]): Promise<number> {
     }
     const result = await deadLettersCommand(cfg, sub, f, ids);
     (result.code === 0 ? process.stdout : process.stderr).write(`${result.out}\n`);
+    return result.code;
+  }
+  if (command === 'verify') {
+    let cfg: Config;
+    try {
+      cfg = loadConfig(process.env);
+    } catch (err) {
+      return report(null, err);
+    }
+    const f = flags(rest, ['from', 'to', 'bucket'], ['repair']);
+    if (typeof f === 'string') {
+      process.stderr.write(`slotline verify: ${f}\n`);
+      return 2;
+    }
+    const log = createLogger({
+      level: cfg.logLevel,
+      secrets: secretsOf(cfg),
+      destination: process.stderr,
+    });
+    const result = await verifyCommand(cfg, f, log.child({ component: 'verify' }));
+    (result.report ? process.stdout : process.stderr).write(`${result.out}\n`);
     return result.code;
   }
   if (command === 'status' || command === 'reset-lsn' || command === 'backfill') {

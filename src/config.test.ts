@@ -32,7 +32,7 @@ describe('loadConfig', () => {
       adminToken: null,
       logLevel: 'info',
       batchMaxRows: 5000,
-      inflightMaxRows: 20000,
+      inflightMaxRows: 10000,
       inflightMaxBytes: 64 * 1024 * 1024,
       statusIntervalMs: 10000,
       idleAckIntervalMs: 1000,

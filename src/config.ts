@@ -173,7 +173,7 @@ export const SETTINGS = {
   SLOTLINE_INFLIGHT_MAX_ROWS: setting(
     int(1, 100_000_000),
     'Changes decoded but not yet durable in every sink; above it the connector stops reading the replication socket.',
-    '20000',
+    '10000',
   ),
   SLOTLINE_INFLIGHT_MAX_BYTES: setting(
     int(1024, 2 ** 40),
@@ -231,6 +231,26 @@ export const SETTINGS = {
     'Resolved and discarded dead letters are purged after this many days (checked hourly); pending ones are never purged.',
     '30',
   ),
+  SLOTLINE_VERIFY_INTERVAL_MS: setting(
+    int(0, 7 * 86_400_000),
+    'How often the connector compares source and sink per time bucket (row count and hash, as `slotline verify`); 0 disables it. Results in /status and the `slotline_verify_*` metrics.',
+    '0',
+  ),
+  SLOTLINE_VERIFY_BUCKET_SECONDS: setting(
+    int(60, 366 * 86_400),
+    'Bucket of trade time that verify compares (and repairs) as a unit.',
+    '3600',
+  ),
+  SLOTLINE_VERIFY_LOOKBACK_SECONDS: setting(
+    int(0, 100 * 366 * 86_400),
+    'How far back in trade time the periodic verify and `POST /api/sync/run` look when no `from` is given; 0: all history.',
+    String(7 * 86_400),
+  ),
+  SLOTLINE_VERIFY_REPAIR: setting(
+    bool,
+    'The periodic verify also repairs the buckets that differ (removes sink rows gone at the source, backfills the bucket).',
+    'false',
+  ),
   SLOTLINE_APPLY_TRUNCATE: setting(
     bool,
     'Apply TRUNCATE of a source table to its sink table.',
@@ -280,6 +300,10 @@ export interface Config {
   snapshot: 'initial' | 'never';
   applyTruncate: boolean;
   deadLetterRetentionDays: number;
+  verifyIntervalMs: number;
+  verifyBucketSeconds: number;
+  verifyLookbackSeconds: number;
+  verifyRepair: boolean;
 }
 
 export interface KafkaSasl {
@@ -374,6 +398,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     snapshot: p.SLOTLINE_SNAPSHOT,
     applyTruncate: p.SLOTLINE_APPLY_TRUNCATE,
     deadLetterRetentionDays: p.SLOTLINE_DEAD_LETTER_RETENTION_DAYS,
+    verifyIntervalMs: p.SLOTLINE_VERIFY_INTERVAL_MS,
+    verifyBucketSeconds: p.SLOTLINE_VERIFY_BUCKET_SECONDS,
+    verifyLookbackSeconds: p.SLOTLINE_VERIFY_LOOKBACK_SECONDS,
+    verifyRepair: p.SLOTLINE_VERIFY_REPAIR,
   };
 }
 

@@ -28,6 +28,19 @@ describe('classifyError', () => {
     expect(e.code).toBe('slot_in_use');
   });
 
+  it('a slot dropped or invalidated under the stream names the recovery', () => {
+    const gone = classifyError(pgError('42704', 'replication slot "s" does not exist'), 'source');
+    expect(gone.code).toBe('slot_missing');
+    expect(gone.retriable).toBe(false);
+    expect(gone.message).toMatch(/slotline setup --resnapshot/);
+    const lost = classifyError(
+      pgError('55000', 'can no longer get changes from replication slot "s"'),
+      'source',
+    );
+    expect(lost.code).toBe('slot_invalidated');
+    expect(lost.message).toMatch(/slotline setup --resnapshot/);
+  });
+
   it('ECONNREFUSED is a retriable ConnectionError', () => {
     const e = classifyError(
       Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), {

@@ -111,6 +111,19 @@ export function classifyError(err: unknown, where: string): SlotlineError {
   if (code === '28P01' || code === '28000') {
     return new AuthError(`${where}: authentication failed: ${message}`, err);
   }
+  if (code === '42704' && /replication slot .* does not exist/.test(message)) {
+    // Dropped under a running connector: the same recovery as when found missing at start.
+    return new SlotMissingError(
+      `${where}: ${message} (dropped by someone, or the server was rebuilt). ` +
+        'Recovery: run `slotline setup --resnapshot` (new slot, fresh snapshot), then `slotline run`',
+    );
+  }
+  if (code === '55000' && /can no longer get changes from replication slot/.test(message)) {
+    return new SlotInvalidatedError(
+      `${where}: ${message} (it fell further behind than max_slot_wal_keep_size allows). ` +
+        'Recovery: run `slotline setup --resnapshot` (new slot, fresh snapshot), then `slotline run`',
+    );
+  }
   if (code === '55006' && /replication slot .* is active/.test(message)) {
     return new SlotInUseError(
       `${where}: ${message} (another consumer holds the slot; retrying)`,

@@ -28,6 +28,7 @@ import { copySnapshot } from './source/snapshot.js';
 import { createSlot, createSlotWithSnapshot, dropSlot, inspectSlot } from './source/slot.js';
 import { PoolCache } from './trades/pools.js';
 import { ChangeRouter } from './trades/router.js';
+import { VerifyService } from './verify/service.js';
 
 export type Phase =
   'starting' | 'standby' | 'snapshotting' | 'streaming' | 'retrying' | 'stopping' | 'stopped';
@@ -55,6 +56,8 @@ export interface ConnectorState {
   cancelBackfill: (() => Promise<unknown>) | null;
   backfill: (() => unknown) | null;
   deadLetters: DeadLetterService | null;
+  /** Source-to-sink verify (POST /api/sync/run, the periodic run); set while leading. */
+  verify: VerifyService | null;
 }
 
 export interface RunHandles {
@@ -88,6 +91,7 @@ export function newConnectorState(): ConnectorState {
     cancelBackfill: null,
     backfill: null,
     deadLetters: null,
+    verify: null,
   };
 }
 
@@ -107,6 +111,11 @@ export async function runConnector(cfg: Config, h: RunHandles): Promise<void> {
     state.lastError = e.message;
     state.errorCount += 1;
     metrics.errors.inc({ kind: e.code, where });
+  };
+  // SIGTERM while start-up is still retrying is a clean stop, not the last attempt's error.
+  const unlessStopping = (err: unknown): undefined => {
+    if (h.shutdown.aborted) return undefined;
+    throw err;
   };
   const onRetry = (what: string) => (err: SlotlineError, attempt: number, delayMs: number) => {
     noteError(err, what);
@@ -157,13 +166,15 @@ export async function runConnector(cfg: Config, h: RunHandles): Promise<void> {
     slot: cfg.slot,
     log: log.child({ component: 'heartbeat' }),
   });
+  let leading = false;
   const progress = setInterval(() => {
     const q = state.queue;
     metrics.inflightRows.set(q?.rows ?? 0);
     metrics.inflightBytes.set(q?.bytes ?? 0);
     metrics.commitLagSeconds.set(state.commits.lagSeconds(Date.now()));
     metrics.streamPaused.set(state.stream?.isPaused ? 1 : 0);
-    metrics.leader.set(state.phase === 'streaming' ? 1 : 0);
+    // The lock holder leads, also while it sets up or snapshots.
+    metrics.leader.set(leading ? 1 : 0);
     state.throughput.record(Date.now(), state.router?.stats.changes ?? 0);
   }, 1000);
   progress.unref();
@@ -176,19 +187,20 @@ export async function runConnector(cfg: Config, h: RunHandles): Promise<void> {
     slotMonitor.start();
     // Hot standby: only the holder of the leader lock sets up and streams.
     state.phase = 'standby';
-    const leading = await leader.acquire(h.shutdown, (err) => {
+    leading = await leader.acquire(h.shutdown, (err) => {
       if (err) noteError(err, 'leader');
       else state.lastError = null;
     });
     if (!leading) return;
+    metrics.leader.set(1);
     state.phase = 'starting';
     // Set-up is retried while the source or sink is unreachable; a real
     // misconfiguration (wal_level, privileges, password) stops here.
     await retry(
       () => runSetup(cfg, log.child({ component: 'setup' }), { create: cfg.autoSetup }),
-      (e) => classifyError(e, 'setup'),
+      (e) => awaitOperator(classifyError(e, 'setup')),
       { ...backoff, signal: h.shutdown, onRetry: onRetry('setup') },
-    );
+    ).catch(unlessStopping);
     if (h.shutdown.aborted) return;
 
     for (const s of sinks) await s.open();
@@ -198,9 +210,9 @@ export async function runConnector(cfg: Config, h: RunHandles): Promise<void> {
     // Where do we stand? Either resume a streaming checkpoint, or take the initial snapshot.
     let start = await retry(
       () => resumePoint(cfg, sourcePool, primary, sinks, log),
-      (e) => classifyError(e, 'start'),
+      (e) => awaitOperator(classifyError(e, 'start')),
       { ...backoff, signal: h.shutdown, onRetry: onRetry('start') },
-    );
+    ).catch(unlessStopping);
     if (start === undefined) return;
 
     const queue = new InflightQueue(
@@ -305,6 +317,13 @@ export async function runConnector(cfg: Config, h: RunHandles): Promise<void> {
     state.cancelBackfill = () => backfiller.cancel();
     state.backfill = () => backfiller.info();
     let resumedBackfill = false;
+    state.verify = new VerifyService({
+      cfg,
+      backfiller,
+      metrics,
+      log: log.child({ component: 'verify' }),
+    });
+    state.verify.start();
     const deadLetters = new DeadLetterService({
       slot: cfg.slot,
       sink: sinkPool,
@@ -439,6 +458,7 @@ export async function runConnector(cfg: Config, h: RunHandles): Promise<void> {
     current?.pause();
     heartbeat.stop();
     state.startBackfill = null;
+    await state.verify?.stop();
     await backfiller.stop();
     deadLetters.stopTimers();
     deadLetters.detach();
@@ -465,6 +485,9 @@ export async function runConnector(cfg: Config, h: RunHandles): Promise<void> {
     state.reset = null;
     state.startBackfill = null;
     state.cancelBackfill = null;
+    await state.verify?.stop();
+    state.verify = null;
+    leading = false;
     metrics.leader.set(0);
     for (const s of sinks) await s.close().catch(() => undefined);
     await http?.stop().catch(() => undefined);
@@ -472,6 +495,18 @@ export async function runConnector(cfg: Config, h: RunHandles): Promise<void> {
     await sourcePool.end().catch(() => undefined);
     await sinkPool.end().catch(() => undefined);
   }
+}
+
+/**
+ * A missing or invalidated slot needs an operator (`slotline setup --resnapshot`).
+ * At start-up the connector waits for that, retrying with backoff, rather than
+ * exiting: its readiness names the recovery and its metrics (slot_exists,
+ * slot_wal_status) stay scrapeable for the alerts, and once the operator has
+ * run it, the next attempt takes the fresh snapshot.
+ */
+function awaitOperator(e: SlotlineError): SlotlineError {
+  if (e.code !== 'slot_missing' && e.code !== 'slot_invalidated') return e;
+  return new SlotlineError(e.code, e.message, { retriable: true, cause: e });
 }
 
 type Start = { kind: 'stream'; lsn: Lsn } | { kind: 'snapshot' };

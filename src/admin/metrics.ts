@@ -145,6 +145,27 @@ export function createMetrics(opts: { version: string; defaultMetrics?: boolean 
       help: '1 while a backfill runs.',
       registers: r,
     }),
+    verifyBucketsChecked: new client.Counter({
+      name: 'slotline_verify_buckets_checked_total',
+      help: 'Time buckets compared between source and sink by verify (periodic or POST /api/sync/run).',
+      registers: r,
+    }),
+    verifyBucketsMismatched: new client.Gauge({
+      name: 'slotline_verify_buckets_mismatched',
+      help: 'Buckets that differed between source and sink at the end of the last verify (after its repair, if it repaired).',
+      registers: r,
+    }),
+    verifyRowsRepaired: new client.Counter({
+      name: 'slotline_verify_rows_repaired_total',
+      help: 'Rows a verify repair re-copied from the source (action=recopied) or removed from the sink because the source no longer has them (action=deleted).',
+      labelNames: ['action'],
+      registers: r,
+    }),
+    verifyLastRunTimestampSeconds: new client.Gauge({
+      name: 'slotline_verify_last_run_timestamp_seconds',
+      help: 'When the last verify finished (unix seconds); 0 before the first.',
+      registers: r,
+    }),
   };
   m.buildInfo.set({ version: opts.version, node: process.version }, 1);
   for (const s of WAL_STATUSES) m.slotWalStatus.set({ status: s }, 0);

@@ -51,6 +51,10 @@ export class TimescaleSink implements Sink {
     this.pool.on('error', (err) =>
       this.opts.log.warn({ err: classifyError(err, 'sink') }, 'idle sink connection failed'),
     );
+    // A checked-out client whose server goes away emits 'error' too (pg always does on an
+    // unexpected end), and the pool only listens to idle ones: without this the process
+    // crashed when the sink restarted mid-write. The failed query rejects and is retried.
+    this.pool.on('connect', (client) => client.on('error', () => undefined));
   }
 
   private db(): pg.Pool {

@@ -3,6 +3,9 @@ import { classifyError, SlotlineError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { sleep } from '../retry.js';
 
+/** How long a leader whose lock connection failed tries to take the lock again. */
+const RETAKE_MS = 60_000;
+
 export interface LeaderLockOptions {
   url: string;
   slot: string;
@@ -22,6 +25,7 @@ export interface LeaderLockOptions {
 export class LeaderLock {
   private client: pg.Client | null = null;
   private lostWith: ((err: SlotlineError) => void) | null = null;
+  private released = false;
   /** Rejects if leadership is lost (the lock's connection failed). */
   readonly lost: Promise<never>;
 
@@ -46,8 +50,7 @@ export class LeaderLock {
           [this.opts.slot],
         );
         if (rows[0]?.ok) {
-          client.on('error', (err) => this.fail(err));
-          client.on('end', () => this.fail(new Error('leader lock connection closed')));
+          this.hold(client);
           this.opts.log.info({ slot: this.opts.slot }, 'leader: this replica holds the slot');
           return true;
         }
@@ -71,6 +74,7 @@ export class LeaderLock {
   }
 
   async release(): Promise<void> {
+    this.released = true;
     const c = this.client;
     this.client = null;
     this.lostWith = null;
@@ -89,16 +93,69 @@ export class LeaderLock {
     return client;
   }
 
+  private hold(client: pg.Client): void {
+    client.on('error', (err) => this.fail(err));
+    client.on('end', () => this.fail(new Error('leader lock connection closed')));
+  }
+
   private fail(err: Error): void {
     const lost = this.lostWith;
     if (!lost) return;
     this.lostWith = null;
-    lost(
-      new SlotlineError(
-        'leadership_lost',
-        `lost the leader lock: ${err.message}; exiting so that a standby leads`,
-        { cause: err },
-      ),
+    void this.retake(err).then((ok) => {
+      if (this.released) return; // stopping anyway
+      if (ok) {
+        this.lostWith = lost;
+        return;
+      }
+      lost(
+        new SlotlineError(
+          'leadership_lost',
+          `lost the leader lock: ${err.message}; exiting so that a standby leads`,
+          { cause: err },
+        ),
+      );
+    });
+  }
+
+  /**
+   * The lock's connection failed. Most often the whole source restarted, and
+   * every replica lost its connections with it: take the lock again unless
+   * another replica has it by now. Only then, or when the source stays
+   * unreachable for RETAKE_MS, is leadership lost. (Found by the source
+   * restart fault test: the connector used to exit on every source restart.)
+   */
+  private async retake(err: Error): Promise<boolean> {
+    const drop = async () => {
+      const c = this.client;
+      this.client = null;
+      await c?.end().catch(() => undefined);
+    };
+    await drop();
+    this.opts.log.warn(
+      { code: classifyError(err, 'source').code },
+      `leader lock connection lost (${err.message}); taking the lock again`,
     );
+    const deadline = Date.now() + RETAKE_MS;
+    while (!this.released && Date.now() < deadline) {
+      try {
+        const client = await this.connect();
+        const { rows } = await client.query<{ ok: boolean }>(
+          `SELECT pg_try_advisory_lock(hashtext('slotline'), hashtext($1)) AS ok`,
+          [this.opts.slot],
+        );
+        if (!rows[0]?.ok || this.released) {
+          await drop();
+          return false;
+        }
+        this.hold(client);
+        this.opts.log.info({ slot: this.opts.slot }, 'leader: lock taken again');
+        return true;
+      } catch {
+        await drop(); // connect() may have set it before the query failed
+        await sleep(Math.min(this.opts.pollMs, 1000));
+      }
+    }
+    return false;
   }
 }

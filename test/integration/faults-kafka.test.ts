@@ -1,0 +1,172 @@
+/**
+ * The Kafka broker restarted under load, once cleanly and once by SIGKILL,
+ * with the Kafka sink enabled: afterwards every trade is in Kafka (re-sent
+ * copies allowed, nothing missing) and in TimescaleDB, and verify is clean.
+ */
+import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Kafka, logLevel } from 'kafkajs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  expectSinkEqualsSource,
+  expectSlotAtCheckpoint,
+  sourceTrades,
+} from '../harness/compare.js';
+import { startConnector } from '../harness/connector.js';
+import { createTestContext } from '../harness/context.js';
+import { startKafka, type KafkaBroker } from '../harness/kafka.js';
+import {
+  createPonderTables,
+  insertPools,
+  insertTrades,
+  makePool,
+  makeTrade,
+} from '../harness/ponder.js';
+import { FAST } from '../harness/settings.js';
+import { expectVerifyClean } from '../harness/verify.js';
+import { waitFor } from '../harness/wait.js';
+
+const external = Boolean(process.env.SLOTLINE_TEST_KAFKA_BROKERS);
+let broker: KafkaBroker;
+let kafka: Kafka;
+
+beforeAll(async () => {
+  if (external) return;
+  broker = await startKafka();
+  kafka = new Kafka({
+    clientId: 'faults-kafka',
+    brokers: [broker.brokers],
+    logLevel: logLevel.NOTHING,
+  });
+});
+
+afterAll(async () => {
+  await broker?.[Symbol.asyncDispose]();
+});
+
+/** Trade id → values of every message in `topic` up to its current end. */
+async function tradesInTopic(
+  topic: string,
+): Promise<{ messages: number; ids: Map<string, string> }> {
+  const admin = kafka.admin();
+  await admin.connect();
+  const offsets = await admin.fetchTopicOffsets(topic).finally(() => admin.disconnect());
+  const remaining = new Map<number, number>();
+  for (const o of offsets)
+    if (Number(o.high) > Number(o.low)) remaining.set(o.partition, Number(o.high));
+  const ids = new Map<string, string>();
+  let messages = 0;
+  if (remaining.size === 0) return { messages, ids };
+  const consumer = kafka.consumer({ groupId: `faults-${randomUUID()}`, maxWaitTimeInMs: 100 });
+  await consumer.connect();
+  try {
+    await consumer.subscribe({ topics: [topic], fromBeginning: true });
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`reading ${topic} timed out`)), 60_000);
+      consumer
+        .run({
+          eachMessage: async ({ partition, message }) => {
+            const end = remaining.get(partition);
+            const offset = Number(message.offset);
+            if (end === undefined || offset >= end) return;
+            messages++;
+            const v = JSON.parse(message.value?.toString() ?? 'null') as {
+              after: { id: string; price: string; quantity: string; side: string } | null;
+            };
+            if (v.after)
+              ids.set(v.after.id, `${v.after.price}/${v.after.quantity}/${v.after.side}`);
+            if (offset === end - 1) remaining.delete(partition);
+            if (remaining.size === 0) {
+              clearTimeout(timer);
+              resolve();
+            }
+          },
+        })
+        .catch(reject);
+    });
+  } finally {
+    await consumer.disconnect();
+  }
+  return { messages, ids };
+}
+
+describe('faults: Kafka broker', () => {
+  it.skipIf(external)(
+    'restarted mid-stream (cleanly, then by SIGKILL): every trade in Kafka and in TimescaleDB',
+    async () => {
+      await using ctx = await createTestContext('kafka_restart');
+      await createPonderTables(ctx.source);
+      const pools = Array.from({ length: 3 }, (_, i) => makePool(i));
+      await insertPools(ctx.source, 'public', pools);
+      const topic = `${ctx.slot}.trades`;
+      const env = ctx.env({
+        ...FAST,
+        SLOTLINE_KAFKA_BROKERS: broker.brokers,
+        SLOTLINE_KAFKA_TOPIC_TRADES: topic,
+        SLOTLINE_KAFKA_TOPIC_POOLS: `${ctx.slot}.pools`,
+        SLOTLINE_KAFKA_TOPIC_PARTITIONS: '3',
+      });
+      await using c = startConnector(env);
+      await expectSlotAtCheckpoint(ctx);
+
+      let writing = true;
+      let next = 0;
+      const writer = (async () => {
+        while (writing) {
+          const rows = Array.from({ length: 5 }, () =>
+            makeTrade(next, pools[next % 3]!, { timestamp: 1_700_000_000 + next++ * 3 }),
+          );
+          await insertTrades(ctx.source, 'public', rows);
+          await sleep(10);
+        }
+      })();
+      const restarts: string[] = [];
+      try {
+        for (const how of ['restart', 'kill'] as const) {
+          const at = next;
+          await waitFor(async () => next > at + 300 || undefined, {
+            timeoutMs: 20_000,
+            what: 'writes',
+          });
+          if (how === 'restart') await broker.stop();
+          else broker.kill();
+          await sleep(1_000);
+          await broker.start();
+          restarts.push(how);
+        }
+        await sleep(1_000);
+      } finally {
+        writing = false;
+        await writer;
+      }
+      await expectSinkEqualsSource(ctx, { timeoutMs: 90_000 });
+      const want = await sourceTrades(ctx.source);
+      // Kafka's own checkpoint covers everything written: then the topic holds every trade.
+      const wal = (
+        await ctx.source.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')
+      ).rows[0]!.lsn;
+      await waitFor(
+        async () =>
+          (
+            await ctx.sink.query<{ ok: boolean }>(
+              `SELECT lsn >= $2::pg_lsn AS ok FROM slotline.checkpoints WHERE slot = $1 AND sink = 'kafka'`,
+              [ctx.slot, wal],
+            )
+          ).rows[0]?.ok || undefined,
+        { timeoutMs: 90_000, what: `the Kafka checkpoint to reach ${wal}` },
+      );
+      const got = await tradesInTopic(topic);
+      const missing = want.filter(
+        (t) => got.ids.get(t.id) !== `${t.price}/${t.quantity}/${t.side}`,
+      );
+      expect(missing.slice(0, 5)).toEqual([]);
+      expect(got.ids.size).toBe(want.length);
+      const r = await expectVerifyClean(ctx, { minRows: want.length });
+      console.info(
+        `Kafka broker: ${restarts.join(', ')}; ${want.length} trades, ${got.messages} messages in Kafka ` +
+          `(${got.messages - want.length} re-sent copies), TimescaleDB equal, verify clean over ${r.rows.source}`,
+      );
+      expect((await c.stop()).code, c.output()).toBe(0);
+    },
+  );
+});
