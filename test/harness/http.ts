@@ -41,12 +41,24 @@ export async function call(
   return { status: res.status, body: parsed, text };
 }
 
-/** Waits until the connector on `port` answers /readyz with 200 (streaming, or a healthy standby). */
-export async function waitReady(port: number, timeoutMs = 30_000): Promise<void> {
+/**
+ * Waits until the connector on `port` streams (/readyz 200 with reason
+ * "streaming"); with `standby`, a healthy standby is enough.
+ */
+export async function waitReady(
+  port: number,
+  opts: { timeoutMs?: number; standby?: boolean } = {},
+): Promise<void> {
+  const timeoutMs = opts.timeoutMs ?? 30_000;
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const a = await call(port, 'GET', '/readyz').catch(() => null);
-    if (a?.status === 200) return;
+    const reason = typeof a?.body.reason === 'string' ? a.body.reason : '';
+    if (
+      a?.status === 200 &&
+      (reason.startsWith('streaming') || (opts.standby === true && reason === 'standby'))
+    )
+      return;
     if (Date.now() > deadline) {
       throw new Error(
         `connector on port ${port} not ready after ${timeoutMs} ms: ${a?.text ?? 'no answer'}`,

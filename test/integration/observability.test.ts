@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startConnector, type ConnectorProcess } from '../harness/connector.js';
 import { createTestContext, type TestContext } from '../harness/context.js';
 import { expectSinkEqualsSource } from '../harness/compare.js';
-import { call, freePort } from '../harness/http.js';
+import { call, freePort, waitReady } from '../harness/http.js';
 import {
   RULES_FILE,
   allExpressions,
@@ -47,11 +47,8 @@ beforeAll(async () => {
   );
   port = await freePort();
   connector = startConnector(ctx.env({ ...FAST, SLOTLINE_HTTP_PORT: String(port) }));
-  // Streaming, not merely ready: a healthy standby is ready too, before any snapshot.
-  await waitFor(
-    async () => /^slotline_leader 1$/m.test(await metricsText().catch(() => '')) || undefined,
-    { timeoutMs: 30_000, intervalMs: 100, what: 'the connector to lead and stream' },
-  );
+  // Streaming, not merely leading (the leader also snapshots) nor a ready standby.
+  await waitReady(port);
   // Live changes, so the decode counters have samples, and a dead letter, so the labelled
   // counter has one too (and their labels show).
   await insertTrades(ctx.source, 'public', [
