@@ -94,4 +94,15 @@ describe('classifyError', () => {
     expect(original).toBeInstanceOf(SlotlineError);
     expect(original.name).toBe('ConnectionError');
   });
+  it('treats a pg client that lost its connection as retriable', () => {
+    for (const message of [
+      'Client has encountered a connection error and is not queryable',
+      'Connection terminated unexpectedly',
+      'the database system is shutting down',
+    ]) {
+      const e = classifyError(new Error(message), 'sink');
+      expect(e.retriable, message).toBe(true);
+      expect(e.code).toBe('connection');
+    }
+  });
 });

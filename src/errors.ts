@@ -132,7 +132,9 @@ export function classifyError(err: unknown, where: string): SlotlineError {
   }
   if (
     NODE_NET_CODES.has(code) ||
-    /Connection terminated|connection timeout|socket hang up/i.test(message)
+    /Connection terminated|connection timeout|socket hang up|not queryable|Connection ended|read ECONNRESET|the database system is (starting up|shutting down)/i.test(
+      message,
+    )
   ) {
     return new ConnectionError(`${where}: ${message}`, err);
   }

@@ -153,6 +153,8 @@ describe('faults: database servers', () => {
         await waitFor(async () => (await sinkCount(ctx.sink)) > had + 200, {
           timeoutMs: 20_000,
           what: 'trades streaming into the sink',
+        }).catch((err: unknown) => {
+          throw new Error(`${(err as Error).message}\n${c.output().slice(-4000)}`);
         });
         await sinkCluster.stop(mode);
         await sleep(1_000); // writes go on at the source meanwhile
