@@ -190,6 +190,7 @@ export class DeadLetterService {
   /** Pool references that pending unknown_pool dead letters wait for. */
   private readonly waiting = new Set<string>();
   private timers: NodeJS.Timeout[] = [];
+  private gaugeSoon: NodeJS.Timeout | null = null;
   private retrying: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly opts: DeadLetterServiceOptions) {}
@@ -199,6 +200,15 @@ export class DeadLetterService {
     this.router = router;
     this.queue = queue;
     router.deadLetters = {
+      // The entries gauge follows soon after new dead letters (they are written within moments).
+      onDeadLetter: () => {
+        if (this.gaugeSoon) return;
+        this.gaugeSoon = setTimeout(() => {
+          this.gaugeSoon = null;
+          void this.refreshGauge().catch(() => undefined);
+        }, 2000);
+        this.gaugeSoon.unref();
+      },
       onUnknownPool: (ref) => this.waiting.add(ref),
       onPoolAppeared: (ref) => {
         if (!this.waiting.delete(ref)) return;
@@ -238,6 +248,8 @@ export class DeadLetterService {
   }
 
   stopTimers(): void {
+    if (this.gaugeSoon) clearTimeout(this.gaugeSoon);
+    this.gaugeSoon = null;
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
   }

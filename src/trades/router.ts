@@ -72,8 +72,11 @@ export class ChangeRouter {
   /** Set while a backfill runs. */
   watcher: StreamWatcher | null = null;
   /** Told when a trade waits for a pool, and when a pool appears (automatic dead letter retry). */
-  deadLetters: { onUnknownPool(ref: string): void; onPoolAppeared(ref: string): void } | null =
-    null;
+  deadLetters: {
+    onDeadLetter(): void;
+    onUnknownPool(ref: string): void;
+    onPoolAppeared(ref: string): void;
+  } | null = null;
   readonly stats: RouterStats = {
     transactions: 0,
     skippedTransactions: 0,
@@ -384,6 +387,7 @@ export class ChangeRouter {
       reason: rejection.reason,
     };
     this.stats.deadLetters += 1;
+    this.deadLetters?.onDeadLetter();
     if (rejection.code === 'unknown_pool' && target.kind === 'trades') {
       const ref = values[target.cols.poolId];
       if (typeof ref === 'string') this.deadLetters?.onUnknownPool(ref);
