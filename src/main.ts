@@ -26,6 +26,7 @@ import { pgMicrosToUnixMs } from './source/wire.js';
 import { Backfiller, parseBackfillRange } from './source/backfill.js';
 import { copySnapshot } from './source/snapshot.js';
 import { createSlot, createSlotWithSnapshot, dropSlot, inspectSlot } from './source/slot.js';
+import { quoteIdent } from './sql.js';
 import { PoolCache } from './trades/pools.js';
 import { ChangeRouter } from './trades/router.js';
 import { VerifyService } from './verify/service.js';
@@ -281,11 +282,21 @@ export async function runConnector(cfg: Config, h: RunHandles): Promise<void> {
 
     if (start.kind === 'snapshot') {
       state.phase = 'snapshotting';
-      const lsn = await takeSnapshot(cfg, primary, sinks, router, queue, pools, h, log);
+      const lsn = await takeSnapshot(
+        cfg,
+        { source: sourcePool, sink: sinkPool },
+        primary,
+        sinks,
+        router,
+        queue,
+        pools,
+        h,
+        log,
+      );
       if (lsn === null) return;
       start = { kind: 'stream', lsn };
     } else {
-      await loadPools(pools, sourcePool, cfg, log);
+      await loadPools(pools, { source: sourcePool, sink: sinkPool }, cfg, log);
     }
 
     const sinkNames = sinks.map((s) => s.name);
@@ -556,6 +567,7 @@ async function resumePoint(
  */
 async function takeSnapshot(
   cfg: Config,
+  db: { source: pg.Pool; sink: pg.Pool },
   primary: TimescaleSink,
   sinks: Sink[],
   router: ChangeRouter,
@@ -565,57 +577,39 @@ async function takeSnapshot(
   log: Logger,
 ): Promise<Lsn | null> {
   const slog = log.child({ component: 'snapshot' });
-  const admin = new pg.Client({
-    connectionString: cfg.sourceUrl,
-    application_name: 'slotline-setup',
-  });
-  const sinkDb = new pg.Client({
-    connectionString: cfg.sinkUrl,
-    application_name: 'slotline-setup',
-  });
-  await admin.connect();
-  await sinkDb.connect();
+  // A slot made by `setup` (or by an interrupted snapshot) has no usable snapshot any more.
+  await dropSlot(db.source, cfg.slot);
+  await setCheckpointState(db.sink, cfg.slot, TIMESCALE_SINK, 'snapshotting', null, null);
+  if (cfg.snapshot === 'never') {
+    const lsn = await createSlot(db.source, cfg.slot);
+    await completeSnapshot(sinks, primary, lsn);
+    slog.info({ lsn: formatLsn(lsn) }, 'slot created without snapshot (SLOTLINE_SNAPSHOT=never)');
+    return lsn;
+  }
+  const exported = await createSlotWithSnapshot(cfg.sourceUrl, cfg.slot);
   try {
-    // A slot made by `setup` (or by an interrupted snapshot) has no usable snapshot any more.
-    await dropSlot(admin, cfg.slot);
-    await setCheckpointState(sinkDb, cfg.slot, TIMESCALE_SINK, 'snapshotting', null, null);
-    if (cfg.snapshot === 'never') {
-      const lsn = await createSlot(admin, cfg.slot);
-      await completeSnapshot(sinks, primary, lsn);
-      slog.info({ lsn: formatLsn(lsn) }, 'slot created without snapshot (SLOTLINE_SNAPSHOT=never)');
-      return lsn;
-    }
-    const exported = await createSlotWithSnapshot(cfg.sourceUrl, cfg.slot);
-    try {
-      const lsn = exported.consistentPoint;
-      await setCheckpointState(sinkDb, cfg.slot, TIMESCALE_SINK, 'snapshotting', null, lsn);
-      slog.info({ lsn: formatLsn(lsn) }, 'initial snapshot started');
-      pools.clear();
-      const t0 = Date.now();
-      const counts = await copySnapshot({
-        url: cfg.sourceUrl,
-        snapshotName: exported.snapshotName,
-        lsn,
-        schema: cfg.sourceSchema,
-        router,
-        queue,
-        signal: h.shutdown,
-        log: slog,
-      });
-      await queue.flushAll();
-      if (h.shutdown.aborted) return null;
-      await completeSnapshot(sinks, primary, lsn);
-      slog.info(
-        { lsn: formatLsn(lsn), ...counts, ms: Date.now() - t0 },
-        'initial snapshot complete',
-      );
-      return lsn;
-    } finally {
-      await exported.connection.end().catch(() => undefined);
-    }
+    const lsn = exported.consistentPoint;
+    await setCheckpointState(db.sink, cfg.slot, TIMESCALE_SINK, 'snapshotting', null, lsn);
+    slog.info({ lsn: formatLsn(lsn) }, 'initial snapshot started');
+    pools.clear();
+    const t0 = Date.now();
+    const counts = await copySnapshot({
+      url: cfg.sourceUrl,
+      snapshotName: exported.snapshotName,
+      lsn,
+      schema: cfg.sourceSchema,
+      router,
+      queue,
+      signal: h.shutdown,
+      log: slog,
+    });
+    await queue.flushAll();
+    if (h.shutdown.aborted) return null;
+    await completeSnapshot(sinks, primary, lsn);
+    slog.info({ lsn: formatLsn(lsn), ...counts, ms: Date.now() - t0 }, 'initial snapshot complete');
+    return lsn;
   } finally {
-    await admin.end().catch(() => undefined);
-    await sinkDb.end().catch(() => undefined);
+    await exported.connection.end().catch(() => undefined);
   }
 }
 
@@ -626,27 +620,18 @@ async function completeSnapshot(sinks: Sink[], primary: TimescaleSink, lsn: Lsn)
 }
 
 /** Symbols from the sink's mirror (consistent with the checkpoint), then any pool only the source has. */
-async function loadPools(pools: PoolCache, source: pg.Pool, cfg: Config, log: Logger) {
-  const sink = new pg.Client({ connectionString: cfg.sinkUrl });
-  await sink.connect();
-  try {
-    const ident = (s: string) => `"${s.replace(/"/g, '""')}"`;
-    const q = (schema: string) => `SELECT id, order_book, coin FROM ${ident(schema)}.pools`;
-    const fromSink = await sink.query<{
-      id: string;
-      order_book: string | null;
-      coin: string | null;
-    }>(q(cfg.sinkSchema));
-    for (const r of fromSink.rows) pools.set({ id: r.id, orderBook: r.order_book, coin: r.coin });
-    const fromSource = await source.query<{
-      id: string;
-      order_book: string | null;
-      coin: string | null;
-    }>(q(cfg.sourceSchema));
-    for (const r of fromSource.rows)
-      pools.setIfAbsent({ id: r.id, orderBook: r.order_book, coin: r.coin });
-    log.info({ pools: pools.size }, 'pool symbols loaded');
-  } finally {
-    await sink.end().catch(() => undefined);
-  }
+async function loadPools(
+  pools: PoolCache,
+  db: { source: pg.Pool; sink: pg.Pool },
+  cfg: Config,
+  log: Logger,
+) {
+  type Row = { id: string; order_book: string | null; coin: string | null };
+  const q = (schema: string) => `SELECT id, order_book, coin FROM ${quoteIdent(schema)}.pools`;
+  const fromSink = await db.sink.query<Row>(q(cfg.sinkSchema));
+  for (const r of fromSink.rows) pools.set({ id: r.id, orderBook: r.order_book, coin: r.coin });
+  const fromSource = await db.source.query<Row>(q(cfg.sourceSchema));
+  for (const r of fromSource.rows)
+    pools.setIfAbsent({ id: r.id, orderBook: r.order_book, coin: r.coin });
+  log.info({ pools: pools.size }, 'pool symbols loaded');
 }

@@ -3,7 +3,8 @@ import { type Lsn, parseLsn } from '../checkpoint/lsn.js';
 import type { TupleValues } from '../decode/pgoutput.js';
 import type { Logger } from '../log.js';
 import type { InflightQueue } from '../sinks/inflight.js';
-import type { ChangeRouter, RelationLike } from '../trades/router.js';
+import { relationOf } from '../source/relation.js';
+import type { ChangeRouter } from '../trades/router.js';
 import { HttpError } from './http.js';
 import type { Metrics } from './metrics.js';
 
@@ -350,11 +351,7 @@ export class DeadLetterService {
       }
       const [schema = '', name = ''] = r.source_table.split('.');
       const columns = Object.keys(r.raw);
-      const relation: RelationLike = {
-        schema,
-        name,
-        columns: columns.map((c) => ({ name: c, typeOid: 0, typmod: -1, isKey: false })),
-      };
+      const relation = relationOf(schema, name, columns);
       const values: TupleValues = columns.map((c) => r.raw[c] ?? null);
       const op = r.operation === 'insert' || r.operation === 'update' ? r.operation : 'snapshot';
       const lsn: Lsn = parseLsn(r.lsn);

@@ -12,6 +12,7 @@
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
+import { quoteIdent } from '../sql.js';
 
 const WEI = 10n ** 18n;
 /** Anvil's chain id: a local test chain. */
@@ -67,7 +68,6 @@ const MARKETS: ReadonlyArray<{ coin: string; price: bigint }> = [
 ];
 
 const hex = (bytes: number) => `0x${randomBytes(bytes).toString('hex')}`;
-const ident = (s: string) => `"${s.replace(/"/g, '""')}"`;
 const randomInt = (min: number, max: number) => min + Math.floor(Math.random() * (max - min + 1));
 
 export class TradeGenerator {
@@ -85,7 +85,7 @@ export class TradeGenerator {
     private readonly client: pg.ClientBase,
     private readonly opts: GeneratorOptions,
   ) {
-    this.schema = ident(opts.schema ?? 'public');
+    this.schema = quoteIdent(opts.schema ?? 'public');
     this.pools = MARKETS.map((m) => ({
       id: hex(32),
       coin: m.coin,

@@ -3,6 +3,7 @@
  * second, and how it is shown. Sampling is I/O; formatting is pure.
  */
 import pg from 'pg';
+import { quoteIdent } from '../sql.js';
 
 export interface ProgressSample {
   /** ms since the connector started */
@@ -49,7 +50,6 @@ export interface SamplerOptions {
   slot: string;
 }
 
-const ident = (s: string) => `"${s.replace(/"/g, '""')}"`;
 const num = (v: string | null | undefined) => (v === null || v === undefined ? null : Number(v));
 
 /** Reads the numbers of the progress line; a table that does not exist yet reads as null. */
@@ -75,14 +75,14 @@ export class ProgressSampler {
     const [source, sinkRows, deadLetters] = await Promise.all([
       this.source
         .query<{ rows: string; lag: string | null }>(
-          `SELECT (SELECT count(*) FROM ${ident(this.opts.sourceSchema)}.order_book_trades) AS rows,
+          `SELECT (SELECT count(*) FROM ${quoteIdent(this.opts.sourceSchema)}.order_book_trades) AS rows,
                   (SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint
                      FROM pg_replication_slots WHERE slot_name = $1) AS lag`,
           [this.opts.slot],
         )
         .then((r) => r.rows[0])
         .catch(() => undefined),
-      this.sinkCount(`${ident(this.opts.sinkSchema)}.analytics_trades`),
+      this.sinkCount(`${quoteIdent(this.opts.sinkSchema)}.analytics_trades`),
       this.sinkCount('slotline.dead_letters'),
     ]);
     const at = Date.now();
@@ -114,11 +114,11 @@ export class ProgressSampler {
     const [source, sink] = await Promise.all([
       this.source.query<{ n: string; v: string }>(
         `SELECT count(*) AS n, coalesce(sum(price * quantity), 0)::text AS v
-           FROM ${ident(this.opts.sourceSchema)}.order_book_trades`,
+           FROM ${quoteIdent(this.opts.sourceSchema)}.order_book_trades`,
       ),
       this.sink.query<{ n: string; v: string }>(
         `SELECT count(*) AS n, coalesce(sum(volume), 0)::text AS v
-           FROM ${ident(this.opts.sinkSchema)}.analytics_trades`,
+           FROM ${quoteIdent(this.opts.sinkSchema)}.analytics_trades`,
       ),
     ]);
     const s = source.rows[0];

@@ -176,14 +176,6 @@ export class InflightQueue {
     return new Promise((resolve) => this.barriers.push({ seq, resolve }));
   }
 
-  /** Drops everything not yet taken; used when the stream restarts from the durable checkpoint. */
-  discardOpen(): void {
-    const b = this.open;
-    this.heldRows -= b.rows;
-    this.heldBytes -= b.bytes;
-    this.open = new Batch(b.seq);
-  }
-
   private seal(): void {
     const b = this.open;
     this.sealed.push(b);

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import pg from 'pg';
 import { SinkSchemaError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { quoteIdent } from '../sql.js';
 
 export interface SinkSchemaOptions {
   url: string;
@@ -15,7 +16,6 @@ export interface SinkSchemaReport {
 }
 
 const SQL_DIR = new URL('../../sql/', import.meta.url);
-const ident = (s: string) => `"${s.replace(/"/g, '""')}"`;
 
 /** Columns the connector writes; a sink table without them is a schema mismatch. */
 const REQUIRED_COLUMNS: Record<string, string[]> = {
@@ -46,8 +46,8 @@ export async function applySinkSchema(opts: SinkSchemaOptions): Promise<SinkSche
   await client.connect();
   try {
     await client.query(`SELECT pg_advisory_lock(hashtext('slotline.setup'))`);
-    await client.query(`CREATE SCHEMA IF NOT EXISTS ${ident(opts.schema)}`);
-    await client.query(`SET search_path TO ${ident(opts.schema)}, public`);
+    await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(opts.schema)}`);
+    await client.query(`SET search_path TO ${quoteIdent(opts.schema)}, public`);
     const timescale = await ensureTimescale(client, opts.log);
     for (const file of [
       '001_connector.sql',

@@ -11,6 +11,7 @@ import type { Logger } from '../log.js';
 import type { Batch } from './batch.js';
 import { coalesce, type Segment } from './coalesce.js';
 import type { Sink } from './sink.js';
+import { quoteIdent } from '../sql.js';
 
 export interface TimescaleSinkOptions {
   url: string;
@@ -21,8 +22,6 @@ export interface TimescaleSinkOptions {
 }
 
 export const TIMESCALE_SINK = 'timescale';
-
-const ident = (s: string) => `"${s.replace(/"/g, '""')}"`;
 
 /**
  * Writes batches into TimescaleDB (or plain PostgreSQL): one transaction per
@@ -37,7 +36,7 @@ export class TimescaleSink implements Sink {
   private readonly sql: ReturnType<typeof statements>;
 
   constructor(private readonly opts: TimescaleSinkOptions) {
-    this.sql = statements(ident(opts.schema));
+    this.sql = statements(quoteIdent(opts.schema));
   }
 
   async open(): Promise<void> {

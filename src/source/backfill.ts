@@ -12,6 +12,8 @@ import {
   type StreamWatcher,
 } from '../trades/router.js';
 import { TRADES_TABLE } from './checks.js';
+import { tableRelation } from './relation.js';
+import { quoteIdent } from '../sql.js';
 
 export interface BackfillRange {
   /** unix seconds, inclusive */
@@ -47,7 +49,6 @@ export interface BackfillInfo {
 
 const DEFAULT_CHUNK = 5000;
 const MAX_CHUNK = 50_000;
-const ident = (s: string) => `"${s.replace(/"/g, '""')}"`;
 
 function seconds(v: unknown, name: string): number | null {
   if (v === undefined || v === null) return null;
@@ -265,7 +266,7 @@ export class Backfiller implements StreamWatcher {
     const log = this.opts.log.child({ backfill: job.id });
     log.info({ range: job.range }, 'backfill started');
     const relation = await this.columns();
-    const list = relation.columns.map((c) => ident(c.name)).join(', ');
+    const list = relation.columns.map((c) => quoteIdent(c.name)).join(', ');
     const r = job.range;
     while (!this.cancelled) {
       const chunk = job.chunks + 1;
@@ -275,7 +276,7 @@ export class Backfiller implements StreamWatcher {
       await this.mark(job, chunk, 'low');
       const params: unknown[] = [job.lastId, r.fromTs, r.toTs, r.fromId, r.toId, r.chunkSize];
       const { rows } = await this.opts.source.query<Record<string, string | null>>({
-        text: `SELECT ${list} FROM ${ident(this.opts.sourceSchema)}.${ident(TRADES_TABLE)}
+        text: `SELECT ${list} FROM ${quoteIdent(this.opts.sourceSchema)}.${quoteIdent(TRADES_TABLE)}
                 WHERE ($1::text IS NULL OR id > $1)
                   AND ($2::bigint IS NULL OR timestamp >= $2) AND ($3::bigint IS NULL OR timestamp < $3)
                   AND ($4::text IS NULL OR id >= $4) AND ($5::text IS NULL OR id <= $5)
@@ -334,16 +335,7 @@ export class Backfiller implements StreamWatcher {
 
   private async columns(): Promise<RelationLike> {
     if (this.relation) return this.relation;
-    const cols = await this.opts.source.query<{ attname: string }>(
-      `SELECT attname FROM pg_attribute
-        WHERE attrelid = ($1 || '.' || $2)::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum`,
-      [ident(this.opts.sourceSchema), ident(TRADES_TABLE)],
-    );
-    this.relation = {
-      schema: this.opts.sourceSchema,
-      name: TRADES_TABLE,
-      columns: cols.rows.map((c) => ({ name: c.attname, typeOid: 0, typmod: -1, isKey: false })),
-    };
+    this.relation = await tableRelation(this.opts.source, this.opts.sourceSchema, TRADES_TABLE);
     return this.relation;
   }
 }

@@ -1,13 +1,13 @@
 import type pg from 'pg';
 import { PublicationMissingError, SourceSetupError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { quoteIdent } from '../sql.js';
 
 export const TRADES_TABLE = 'order_book_trades';
 export const POOLS_TABLE = 'pools';
 export const SOURCE_TABLES = [TRADES_TABLE, POOLS_TABLE] as const;
 
 type Queryable = Pick<pg.ClientBase, 'query'>;
-const ident = (s: string) => `"${s.replace(/"/g, '""')}"`;
 
 export interface SourceCheckOptions {
   schema: string;
@@ -98,10 +98,12 @@ export async function ensurePublication(
     'SELECT pubinsert, pubupdate, pubdelete, puballtables FROM pg_publication WHERE pubname = $1',
     [opts.publication],
   );
-  const tables = SOURCE_TABLES.map((t) => `${ident(opts.schema)}.${ident(t)}`);
+  const tables = SOURCE_TABLES.map((t) => `${quoteIdent(opts.schema)}.${quoteIdent(t)}`);
   const p = pub.rows[0];
   if (!p) {
-    await db.query(`CREATE PUBLICATION ${ident(opts.publication)} FOR TABLE ${tables.join(', ')}`);
+    await db.query(
+      `CREATE PUBLICATION ${quoteIdent(opts.publication)} FOR TABLE ${tables.join(', ')}`,
+    );
     log.info({ publication: opts.publication }, 'publication created');
     return;
   }
@@ -114,7 +116,7 @@ export async function ensurePublication(
   const missing = await missingTables(db, opts);
   for (const t of missing) {
     await db.query(
-      `ALTER PUBLICATION ${ident(opts.publication)} ADD TABLE ${ident(opts.schema)}.${ident(t)}`,
+      `ALTER PUBLICATION ${quoteIdent(opts.publication)} ADD TABLE ${quoteIdent(opts.schema)}.${quoteIdent(t)}`,
     );
     log.info({ publication: opts.publication, table: t }, 'table added to publication');
   }

@@ -2,10 +2,12 @@ import pg from 'pg';
 import type { Lsn } from '../checkpoint/lsn.js';
 import type { Logger } from '../log.js';
 import type { InflightQueue } from '../sinks/inflight.js';
-import type { ChangeRouter, RelationLike } from '../trades/router.js';
+import type { ChangeRouter } from '../trades/router.js';
 import { POOLS_TABLE, TRADES_TABLE } from './checks.js';
 import { connectionOf, CopyOutQuery } from './copy-both.js';
 import { parseCopyTextRow } from './copy-text.js';
+import { tableRelation } from './relation.js';
+import { quoteIdent } from '../sql.js';
 
 export interface SnapshotCopyOptions {
   url: string;
@@ -19,8 +21,6 @@ export interface SnapshotCopyOptions {
   signal: AbortSignal;
   log: Logger;
 }
-
-const ident = (s: string) => `"${s.replace(/"/g, '""')}"`;
 
 /**
  * Copies the source tables as of the slot's exported snapshot with COPY … TO
@@ -57,22 +57,13 @@ async function copyTable(
   table: string,
   opts: SnapshotCopyOptions,
 ): Promise<number> {
-  const cols = await client.query<{ attname: string }>(
-    `SELECT attname FROM pg_attribute
-      WHERE attrelid = ($1 || '.' || $2)::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum`,
-    [ident(opts.schema), ident(table)],
-  );
-  const relation: RelationLike = {
-    schema: opts.schema,
-    name: table,
-    columns: cols.rows.map((c) => ({ name: c.attname, typeOid: 0, typmod: -1, isKey: false })),
-  };
-  const list = relation.columns.map((c) => ident(c.name)).join(', ');
+  const relation = await tableRelation(client, opts.schema, table);
+  const list = relation.columns.map((c) => quoteIdent(c.name)).join(', ');
   const conn = connectionOf(client);
   let rows = 0;
   let paused = false;
   const query = new CopyOutQuery(
-    `COPY (SELECT ${list} FROM ${ident(opts.schema)}.${ident(table)}) TO STDOUT`,
+    `COPY (SELECT ${list} FROM ${quoteIdent(opts.schema)}.${quoteIdent(table)}) TO STDOUT`,
     (chunk) => {
       opts.router.snapshotRow(relation, parseCopyTextRow(chunk), opts.lsn, chunk.length);
       rows += 1;

@@ -13,6 +13,7 @@ import {
   type VerifyReport,
   type VerifyRequest,
 } from './buckets.js';
+import { quoteIdent } from '../sql.js';
 
 /**
  * `slotline verify`: source `order_book_trades` against sink `analytics_trades`,
@@ -84,8 +85,6 @@ const DEFAULT_SETTLE_MS = 10_000;
 const DEFAULT_RECHECKS = 2;
 const MAX_REPORTED = 100;
 const DEAD_STATES = ['pending', 'retried', 'discarded'];
-
-const ident = (s: string) => `"${s.replace(/"/g, '""')}"`;
 
 /** The per-row hash, identical SQL on both sides. */
 const rowHash = (id: string, price: string, quantity: string, side: string) =>
@@ -208,8 +207,8 @@ class Verifier {
     private readonly sink: pg.Client,
     readonly excluded: Set<string>,
   ) {
-    this.src = `${ident(o.sourceSchema)}.${ident(TRADES_TABLE)}`;
-    this.dst = `${ident(o.sinkSchema)}.analytics_trades`;
+    this.src = `${quoteIdent(o.sourceSchema)}.${quoteIdent(TRADES_TABLE)}`;
+    this.dst = `${quoteIdent(o.sinkSchema)}.analytics_trades`;
     this.skip = [...excluded];
   }
 

@@ -5,6 +5,8 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { freePort, waitReady } from './http.js';
+import { FAST } from './settings.js';
 
 export const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
 
@@ -91,4 +93,32 @@ export async function runCommand(
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** The admin token tests give the connector. */
+export const ADMIN_TOKEN = 'test-admin-token-0123456789';
+
+/**
+ * A connector with its HTTP server on a free port and the admin token set,
+ * returned once it streams.
+ */
+export async function startWithHttp(
+  ctx: { env(extra?: Record<string, string>): Record<string, string> },
+  extra: Record<string, string> = {},
+): Promise<{ c: ConnectorProcess; port: number; env: Record<string, string> }> {
+  const port = await freePort();
+  const env = ctx.env({
+    ...FAST,
+    SLOTLINE_HTTP_PORT: String(port),
+    SLOTLINE_ADMIN_TOKEN: ADMIN_TOKEN,
+    ...extra,
+  });
+  const c = startConnector(env);
+  try {
+    await waitReady(port);
+  } catch (err) {
+    c.kill('SIGKILL');
+    throw new Error(`${(err as Error).message}\n${c.output().slice(-3000)}`, { cause: err });
+  }
+  return { c, port, env };
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseLsn } from '../../src/checkpoint/lsn.js';
-import { startConnector } from '../harness/connector.js';
+import { ADMIN_TOKEN, startConnector, startWithHttp } from '../harness/connector.js';
 import { createTestContext } from '../harness/context.js';
 import {
   expectSinkEqualsSource,
@@ -8,7 +8,7 @@ import {
   positions,
   sinkTrades,
 } from '../harness/compare.js';
-import { call, freePort, waitReady } from '../harness/http.js';
+import { call, waitReady } from '../harness/http.js';
 import { FAST } from '../harness/settings.js';
 import {
   createPonderTables,
@@ -19,7 +19,7 @@ import {
 } from '../harness/ponder.js';
 import { waitFor } from '../harness/wait.js';
 
-const TOKEN = 'test-admin-token-0123456789';
+const TOKEN = ADMIN_TOKEN;
 
 async function running(name: string, extra: Record<string, string> = {}) {
   const ctx = await createTestContext(name);
@@ -31,11 +31,7 @@ async function running(name: string, extra: Record<string, string> = {}) {
     'public',
     Array.from({ length: 100 }, (_, i) => makeTrade(i, pools[i % 2]!)),
   );
-  const port = await freePort();
-  const c = startConnector(
-    ctx.env({ ...FAST, SLOTLINE_HTTP_PORT: String(port), SLOTLINE_ADMIN_TOKEN: TOKEN, ...extra }),
-  );
-  await waitReady(port);
+  const { c, port } = await startWithHttp(ctx, extra);
   await expectSinkEqualsSource(ctx);
   await expectSlotAtCheckpoint(ctx);
   return {

@@ -1,9 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { runCommand, startConnector } from '../harness/connector.js';
+import { ADMIN_TOKEN, runCommand, startWithHttp } from '../harness/connector.js';
 import { createTestContext } from '../harness/context.js';
 import { expectSinkEqualsSource, expectSlotAtCheckpoint, sinkTrades } from '../harness/compare.js';
-import { call, freePort, waitReady } from '../harness/http.js';
-import { FAST } from '../harness/settings.js';
+import { call } from '../harness/http.js';
 import {
   createPonderTables,
   insertPools,
@@ -13,7 +12,7 @@ import {
 } from '../harness/ponder.js';
 import { waitFor } from '../harness/wait.js';
 
-const TOKEN = 'test-admin-token-0123456789';
+const TOKEN = ADMIN_TOKEN;
 
 interface Letter {
   id: number;
@@ -27,10 +26,7 @@ interface Letter {
 async function running(name: string) {
   const ctx = await createTestContext(name);
   await createPonderTables(ctx.source);
-  const port = await freePort();
-  const env = ctx.env({ ...FAST, SLOTLINE_HTTP_PORT: String(port), SLOTLINE_ADMIN_TOKEN: TOKEN });
-  const c = startConnector(env);
-  await waitReady(port);
+  const { c, port, env } = await startWithHttp(ctx);
   await expectSlotAtCheckpoint(ctx);
   const letters = async (query = '') =>
     ((await call(port, 'GET', `/admin/dead-letters${query}`, { token: TOKEN })).body.items ??
