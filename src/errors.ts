@@ -79,6 +79,40 @@ export class ProtocolError extends SlotlineError {
   }
 }
 
+/**
+ * An operator's request that cannot be carried out as asked; nothing was changed.
+ * Raised below the HTTP edge, which alone maps `kind` to a status code.
+ */
+export class RequestRefused extends SlotlineError {
+  constructor(
+    readonly kind: 'invalid' | 'conflict' | 'not_found',
+    message: string,
+  ) {
+    super(`request_${kind}`, message);
+  }
+}
+
+/** The request is malformed or names impossible values (HTTP 400). */
+export class InvalidRequest extends RequestRefused {
+  constructor(message: string) {
+    super('invalid', message);
+  }
+}
+
+/** The request is valid but not possible in the connector's present state (HTTP 409). */
+export class Conflict extends RequestRefused {
+  constructor(message: string) {
+    super('conflict', message);
+  }
+}
+
+/** The request names something that does not exist (HTTP 404). */
+export class NotFound extends RequestRefused {
+  constructor(message: string) {
+    super('not_found', message);
+  }
+}
+
 interface PgErrorLike {
   code?: string;
   message?: string;

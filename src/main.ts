@@ -1,7 +1,7 @@
 import pg from 'pg';
 import { adminControl } from './admin/control.js';
 import { DeadLetterService } from './admin/dead-letters.js';
-import { HttpError, HttpServer } from './admin/http.js';
+import { HttpServer } from './admin/http.js';
 import { createMetrics, DecodeCounter, type Metrics } from './admin/metrics.js';
 import { Acker } from './checkpoint/acker.js';
 import { type Lsn, formatLsn, minLsn } from './checkpoint/lsn.js';
@@ -9,7 +9,7 @@ import { CommitTracker, RateMeter } from './checkpoint/commit-lag.js';
 import { resetCheckpoints, setCheckpointState } from './checkpoint/store.js';
 import type { Config } from './config.js';
 import { PgoutputDecoder } from './decode/pgoutput.js';
-import { classifyError, SlotlineError } from './errors.js';
+import { classifyError, Conflict, SlotlineError } from './errors.js';
 import type { Logger } from './log.js';
 import { backoffDelay, retry, sleep } from './retry.js';
 import { foreignSlot, runSetup, slotGone, slotLost } from './setup.js';
@@ -309,7 +309,7 @@ export async function runConnector(cfg: Config, h: RunHandles): Promise<void> {
     let wakeForReset: (() => void) | null = null;
     state.reset = (lsn) =>
       new Promise<void>((resolve, reject) => {
-        if (resetRequest) return reject(new HttpError(409, 'another LSN reset is in progress'));
+        if (resetRequest) return reject(new Conflict('another LSN reset is in progress'));
         resetRequest = { lsn, done: (err) => (err ? reject(err as Error) : resolve()) };
         wakeForReset?.();
       });

@@ -4,11 +4,12 @@ import { readCheckpoints } from '../checkpoint/store.js';
 import type { Config } from '../config.js';
 import type { ConnectorState } from '../main.js';
 import { inspectSlot } from '../source/slot.js';
-import { HttpError, type AdminControl, type Probe } from './http.js';
+import { type AdminControl, type Probe } from './http.js';
 import type { Metrics } from './metrics.js';
 import { parseFilter } from './dead-letters.js';
 import { syncHealth } from './sync-api.js';
 import { syncRunAnswer } from '../verify/buckets.js';
+import { Conflict, InvalidRequest, RequestRefused } from '../errors.js';
 
 export interface ControlDeps {
   cfg: Config;
@@ -70,14 +71,11 @@ export function adminControl(d: ControlDeps): AdminControl {
   const lagSeconds = () => state.commits.lagSeconds(Date.now());
   const dl = () => {
     if (!state.deadLetters)
-      throw new HttpError(
-        409,
-        `dead letters are not available now: the connector is ${state.phase}`,
-      );
+      throw new Conflict(`dead letters are not available now: the connector is ${state.phase}`);
     return state.deadLetters;
   };
   const intParam = (v: string, name: string) => {
-    if (!/^\d{1,9}$/.test(v)) throw new HttpError(400, `${name} must be a whole number`);
+    if (!/^\d{1,9}$/.test(v)) throw new InvalidRequest(`${name} must be a whole number`);
     return Number(v);
   };
 
@@ -196,19 +194,18 @@ export function adminControl(d: ControlDeps): AdminControl {
     },
     async resetLsn(text: string, force: boolean) {
       if (!isLsn(text))
-        throw new HttpError(
-          400,
+        throw new InvalidRequest(
           `invalid LSN ${JSON.stringify(text)}: expected X/Y in hex, e.g. "0/16B3748"`,
         );
       if (!state.reset || !state.acker || state.phase !== 'streaming') {
-        throw new HttpError(409, `cannot reset now: the connector is ${state.phase}`);
+        throw new Conflict(`cannot reset now: the connector is ${state.phase}`);
       }
       const info = await inspectSlot(d.source, cfg.slot);
       if (!info?.confirmedFlushLsn)
-        throw new HttpError(409, `replication slot ${cfg.slot} does not exist`);
+        throw new Conflict(`replication slot ${cfg.slot} does not exist`);
       const checkpoints = await readCheckpoints(d.sink, cfg.slot);
       const checkpoint = minLsn(checkpoints.flatMap((c) => (c.lsn === null ? [] : [c.lsn])));
-      if (checkpoint === null) throw new HttpError(409, 'no sink has a checkpoint yet');
+      if (checkpoint === null) throw new Conflict('no sink has a checkpoint yet');
       const plan = planLsnReset({
         target: parseLsn(text),
         force,
@@ -216,17 +213,17 @@ export function adminControl(d: ControlDeps): AdminControl {
         checkpoint,
         walEnd: info.currentLsn,
       });
-      if (!plan.ok) throw new HttpError(plan.status, plan.message);
+      if (!plan.ok) throw new Conflict(plan.message);
       if (plan.mode !== 'noop') await state.reset(plan.to);
       return { mode: plan.mode, from: formatLsn(plan.from), to: formatLsn(plan.to) };
     },
     async startBackfill(body) {
       if (!state.startBackfill)
-        throw new HttpError(409, `cannot start a backfill now: the connector is ${state.phase}`);
+        throw new Conflict(`cannot start a backfill now: the connector is ${state.phase}`);
       return state.startBackfill(body);
     },
     async cancelBackfill() {
-      if (!state.cancelBackfill) throw new HttpError(409, 'no backfill can be cancelled now');
+      if (!state.cancelBackfill) throw new Conflict('no backfill can be cancelled now');
       return state.cancelBackfill();
     },
     deadLetters: {
@@ -244,15 +241,13 @@ export function adminControl(d: ControlDeps): AdminControl {
       async discard(body) {
         const { note, ...rest } = body;
         if (typeof note !== 'string' || note.trim().length === 0 || note.length > 2000) {
-          throw new HttpError(
-            400,
+          throw new InvalidRequest(
             'note is required: say why these dead letters are discarded (at most 2000 characters)',
           );
         }
         const f = parseFilter(rest);
         if (f.ids === undefined && f.reason === undefined && f.table === undefined) {
-          throw new HttpError(
-            400,
+          throw new InvalidRequest(
             'discard needs ids, reason or table: it never applies to everything by accident',
           );
         }
@@ -261,22 +256,22 @@ export function adminControl(d: ControlDeps): AdminControl {
       async purge(body) {
         const days = body.olderThanDays ?? cfg.deadLetterRetentionDays;
         if (typeof days !== 'number' || !(days >= 0) || days > 36_500)
-          throw new HttpError(400, 'olderThanDays must be a number of days');
+          throw new InvalidRequest('olderThanDays must be a number of days');
         for (const k of Object.keys(body))
-          if (k !== 'olderThanDays') throw new HttpError(400, `unknown field ${JSON.stringify(k)}`);
+          if (k !== 'olderThanDays') throw new InvalidRequest(`unknown field ${JSON.stringify(k)}`);
         return dl().purge(days);
       },
     },
     async syncRun(body) {
       // The old service's sync: here a verify of the sink against the source, repairing what differs.
       if (!state.verify || state.phase !== 'streaming')
-        throw new HttpError(409, `cannot verify and repair now: the connector is ${state.phase}`);
+        throw new Conflict(`cannot verify and repair now: the connector is ${state.phase}`);
       const req = state.verify.request(body, true);
       const t0 = Date.now();
       try {
         return syncRunAnswer(await state.verify.run(req));
       } catch (err) {
-        if (err instanceof HttpError) throw err;
+        if (err instanceof RequestRefused) throw err;
         // Callers of the old endpoint read `success`; a failed pass says so in the same shape.
         return {
           success: false,

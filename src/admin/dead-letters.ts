@@ -5,8 +5,8 @@ import type { Logger } from '../log.js';
 import type { InflightQueue } from '../sinks/inflight.js';
 import { relationOf } from '../source/relation.js';
 import type { ChangeRouter } from '../trades/router.js';
-import { HttpError } from './http.js';
 import type { Metrics } from './metrics.js';
+import { InvalidRequest, Conflict, NotFound } from '../errors.js';
 
 export const DEAD_LETTER_STATES = ['pending', 'retried', 'resolved', 'discarded'] as const;
 export type DeadLetterState = (typeof DEAD_LETTER_STATES)[number];
@@ -61,33 +61,33 @@ function when(v: unknown, name: string): string | undefined {
     if (/^\d+$/.test(v)) return new Date(Number(v) * 1000).toISOString();
     if (!Number.isNaN(Date.parse(v))) return new Date(Date.parse(v)).toISOString();
   }
-  throw new HttpError(400, `${name} must be unix seconds or an ISO 8601 time`);
+  throw new InvalidRequest(`${name} must be unix seconds or an ISO 8601 time`);
 }
 
 function short(v: unknown, name: string): string | undefined {
   if (v === undefined || v === null) return undefined;
   if (typeof v === 'string' && v.length > 0 && v.length <= 256) return v;
-  throw new HttpError(400, `${name} must be a non-empty string of at most 256 characters`);
+  throw new InvalidRequest(`${name} must be a non-empty string of at most 256 characters`);
 }
 
-/** Validates a filter from a query string or a JSON body. Throws HttpError(400). */
+/** Validates a filter from a query string or a JSON body. Throws InvalidRequest. */
 export function parseFilter(
   input: Record<string, unknown>,
   allowed: string[] = [],
 ): DeadLetterFilter {
   const known = new Set(['ids', 'reason', 'table', 'state', 'from', 'to', ...allowed]);
   for (const k of Object.keys(input))
-    if (!known.has(k)) throw new HttpError(400, `unknown field ${JSON.stringify(k)}`);
+    if (!known.has(k)) throw new InvalidRequest(`unknown field ${JSON.stringify(k)}`);
   const f: DeadLetterFilter = {};
   if (input.ids !== undefined) {
     const raw = typeof input.ids === 'string' ? input.ids.split(',') : input.ids;
     if (!Array.isArray(raw) || raw.length === 0 || raw.length > MAX_IDS) {
-      throw new HttpError(400, `ids must be a non-empty list of at most ${MAX_IDS} ids`);
+      throw new InvalidRequest(`ids must be a non-empty list of at most ${MAX_IDS} ids`);
     }
     f.ids = raw.map((x) => {
       const n = typeof x === 'string' && /^\d+$/.test(x) ? Number(x) : x;
       if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 1)
-        throw new HttpError(400, 'ids must be positive integers');
+        throw new InvalidRequest('ids must be positive integers');
       return n;
     });
   }
@@ -97,7 +97,7 @@ export function parseFilter(
   if (table !== undefined) f.table = table;
   if (input.state !== undefined) {
     if (!DEAD_LETTER_STATES.includes(input.state as DeadLetterState)) {
-      throw new HttpError(400, `state must be one of ${DEAD_LETTER_STATES.join(', ')}`);
+      throw new InvalidRequest(`state must be one of ${DEAD_LETTER_STATES.join(', ')}`);
     }
     f.state = input.state as DeadLetterState;
   }
@@ -261,7 +261,7 @@ export class DeadLetterService {
     afterId: number,
   ): Promise<{ items: DeadLetterRow[]; next: number | null }> {
     if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE)
-      throw new HttpError(400, `limit must be 1 to ${MAX_PAGE}`);
+      throw new InvalidRequest(`limit must be 1 to ${MAX_PAGE}`);
     const w = where(f, null);
     const params = [this.opts.slot, ...w.params, afterId, limit];
     const { rows } = await this.opts.sink.query<Row>(
@@ -278,7 +278,7 @@ export class DeadLetterService {
       `SELECT ${COLUMNS} FROM slotline.dead_letters WHERE slot = $1 AND id = $2`,
       [this.opts.slot, id],
     );
-    if (!rows[0]) throw new HttpError(404, `no dead letter ${id}`);
+    if (!rows[0]) throw new NotFound(`no dead letter ${id}`);
     return fromRow(rows[0]);
   }
 
@@ -330,7 +330,7 @@ export class DeadLetterService {
     const router = this.router;
     const queue = this.queue;
     if (!router || !queue)
-      throw new HttpError(409, 'dead letters can be retried only while the connector streams');
+      throw new Conflict('dead letters can be retried only while the connector streams');
     const w = where(f, ['pending', 'retried']);
     const params = [this.opts.slot, ...w.params, MAX_RETRY];
     const { rows } = await this.opts.sink.query<Row>(

@@ -1,6 +1,7 @@
 import { timingSafeEqual, createHash } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { RequestRefused } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from './metrics.js';
 
@@ -13,6 +14,13 @@ export class HttpError extends Error {
     super(message);
   }
 }
+
+/** The one place where a refused request becomes an HTTP status. */
+const REFUSAL_STATUS: Record<RequestRefused['kind'], number> = {
+  invalid: 400,
+  conflict: 409,
+  not_found: 404,
+};
 
 export interface Probe {
   ok: boolean;
@@ -275,6 +283,8 @@ export class HttpServer {
     } catch (err) {
       if (err instanceof HttpError) {
         send(err.status, { error: err.message });
+      } else if (err instanceof RequestRefused) {
+        send(REFUSAL_STATUS[err.kind], { error: err.message });
       } else {
         this.opts.log.error({ err }, 'HTTP handler failed');
         send(500, { error: 'internal error' });

@@ -1,5 +1,4 @@
 import type pg from 'pg';
-import { HttpError } from '../admin/http.js';
 import type { Metrics } from '../admin/metrics.js';
 import { type Lsn, formatLsn } from '../checkpoint/lsn.js';
 import type { TupleValues } from '../decode/pgoutput.js';
@@ -14,6 +13,7 @@ import {
 import { TRADES_TABLE } from './checks.js';
 import { tableRelation } from './relation.js';
 import { quoteIdent } from '../sql.js';
+import { InvalidRequest, Conflict, NotFound } from '../errors.js';
 
 export interface BackfillRange {
   /** unix seconds, inclusive */
@@ -58,20 +58,20 @@ function seconds(v: unknown, name: string): number | null {
     const ms = Date.parse(v);
     if (!Number.isNaN(ms)) return Math.floor(ms / 1000);
   }
-  throw new HttpError(400, `${name} must be unix seconds or an ISO 8601 time`);
+  throw new InvalidRequest(`${name} must be unix seconds or an ISO 8601 time`);
 }
 
 function text(v: unknown, name: string): string | null {
   if (v === undefined || v === null) return null;
   if (typeof v === 'string' && v.length > 0 && v.length <= 1024) return v;
-  throw new HttpError(400, `${name} must be a non-empty string`);
+  throw new InvalidRequest(`${name} must be a non-empty string`);
 }
 
-/** Validates a backfill request: a time range and/or an id range. Throws HttpError(400). */
+/** Validates a backfill request: a time range and/or an id range. Throws InvalidRequest. */
 export function parseBackfillRange(body: Record<string, unknown>): BackfillRange {
   const known = new Set(['from', 'to', 'fromId', 'toId', 'chunkSize']);
   for (const k of Object.keys(body))
-    if (!known.has(k)) throw new HttpError(400, `unknown field ${JSON.stringify(k)}`);
+    if (!known.has(k)) throw new InvalidRequest(`unknown field ${JSON.stringify(k)}`);
   const r: BackfillRange = {
     fromTs: seconds(body.from, 'from'),
     toTs: seconds(body.to, 'to'),
@@ -82,16 +82,16 @@ export function parseBackfillRange(body: Record<string, unknown>): BackfillRange
   if (body.chunkSize !== undefined) {
     const c = body.chunkSize;
     if (typeof c !== 'number' || !Number.isInteger(c) || c < 1 || c > MAX_CHUNK) {
-      throw new HttpError(400, `chunkSize must be a whole number from 1 to ${MAX_CHUNK}`);
+      throw new InvalidRequest(`chunkSize must be a whole number from 1 to ${MAX_CHUNK}`);
     }
     r.chunkSize = c;
   }
   if (r.fromTs === null && r.fromId === null)
-    throw new HttpError(400, 'give "from" (a time) or "fromId"');
+    throw new InvalidRequest('give "from" (a time) or "fromId"');
   if (r.fromTs !== null && r.toTs !== null && r.toTs <= r.fromTs)
-    throw new HttpError(400, '"to" must be after "from"');
+    throw new InvalidRequest('"to" must be after "from"');
   if (r.fromId !== null && r.toId !== null && r.toId < r.fromId)
-    throw new HttpError(400, '"toId" must not be before "fromId"');
+    throw new InvalidRequest('"toId" must not be before "fromId"');
   return r;
 }
 
@@ -128,10 +128,7 @@ export class Backfiller implements StreamWatcher {
   /** Starts a backfill; 409 while one runs. */
   async start(range: BackfillRange): Promise<BackfillInfo> {
     if (this.job?.state === 'running')
-      throw new HttpError(
-        409,
-        `backfill ${this.job.id} is running; DELETE /admin/backfill cancels it`,
-      );
+      throw new Conflict(`backfill ${this.job.id} is running; DELETE /admin/backfill cancels it`);
     const { rows } = await this.opts.sink
       .query<{ id: string }>(
         `INSERT INTO slotline.backfills (slot, from_ts, to_ts, from_id, to_id, chunk_size, state)
@@ -139,8 +136,7 @@ export class Backfiller implements StreamWatcher {
         [this.opts.slot, range.fromTs, range.toTs, range.fromId, range.toId, range.chunkSize],
       )
       .catch((err: { code?: string }) => {
-        if (err.code === '23505')
-          throw new HttpError(409, 'a backfill is already running for this slot');
+        if (err.code === '23505') throw new Conflict('a backfill is already running for this slot');
         throw err;
       });
     return this.launch({
@@ -192,7 +188,7 @@ export class Backfiller implements StreamWatcher {
 
   async cancel(): Promise<BackfillInfo> {
     const job = this.job;
-    if (!job || job.state !== 'running') throw new HttpError(404, 'no backfill is running');
+    if (!job || job.state !== 'running') throw new NotFound('no backfill is running');
     this.cancelled = true;
     await this.running;
     return job;

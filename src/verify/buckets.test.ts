@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { HttpError } from '../admin/http.js';
+import { InvalidRequest } from '../errors.js';
 import {
   alignRange,
   bucketSpans,
@@ -104,9 +104,8 @@ describe('parseVerifyRequest', () => {
     } catch (e) {
       err = e;
     }
-    expect(err).toBeInstanceOf(HttpError);
-    expect((err as HttpError).status).toBe(400);
-    expect((err as HttpError).message).toMatch(message);
+    expect(err).toBeInstanceOf(InvalidRequest);
+    expect((err as InvalidRequest).message).toMatch(message);
   });
 });
 

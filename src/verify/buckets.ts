@@ -1,4 +1,4 @@
-import { HttpError } from '../admin/http.js';
+import { InvalidRequest } from '../errors.js';
 
 /**
  * The pure half of `slotline verify`: source and sink are summarised per time
@@ -105,7 +105,7 @@ export function parseTime(v: unknown, name: string): number | null {
     const ms = Date.parse(v);
     if (!Number.isNaN(ms)) return Math.floor(ms / 1000);
   }
-  throw new HttpError(400, `${name} must be unix seconds or an ISO 8601 time`);
+  throw new InvalidRequest(`${name} must be unix seconds or an ISO 8601 time`);
 }
 
 export interface RequestDefaults {
@@ -123,7 +123,7 @@ export interface RequestDefaults {
  * `from`, `to` (unix s or ISO), `bucketSeconds`, `repair`. Without `from` it
  * covers the lookback window (all history when it is 0); without `to` it
  * stops at the start of the current bucket, which the live stream is still
- * filling (comparing it under load would only find rows in flight). Throws HttpError(400).
+ * filling (comparing it under load would only find rows in flight). Throws InvalidRequest.
  */
 export function parseVerifyRequest(
   body: Record<string, unknown>,
@@ -131,7 +131,7 @@ export function parseVerifyRequest(
 ): VerifyRequest {
   const known = new Set(['from', 'to', 'bucketSeconds', 'repair']);
   for (const k of Object.keys(body))
-    if (!known.has(k)) throw new HttpError(400, `unknown field ${JSON.stringify(k)}`);
+    if (!known.has(k)) throw new InvalidRequest(`unknown field ${JSON.stringify(k)}`);
   let size = d.bucketSeconds;
   if (body.bucketSeconds !== undefined) {
     const b = body.bucketSeconds;
@@ -141,21 +141,20 @@ export function parseVerifyRequest(
       b < MIN_BUCKET_SECONDS ||
       b > MAX_BUCKET_SECONDS
     ) {
-      throw new HttpError(
-        400,
+      throw new InvalidRequest(
         `bucketSeconds must be a whole number from ${MIN_BUCKET_SECONDS} to ${MAX_BUCKET_SECONDS}`,
       );
     }
     size = b;
   }
   if (body.repair !== undefined && typeof body.repair !== 'boolean')
-    throw new HttpError(400, 'repair must be a boolean');
+    throw new InvalidRequest('repair must be a boolean');
   let from = parseTime(body.from, 'from');
   let to = parseTime(body.to, 'to');
   if (from === null && d.lookbackSeconds > 0) from = Math.max(0, d.now - d.lookbackSeconds);
   if (to === null) to = Math.floor(d.now / size) * size;
   if (from !== null && to !== null && to <= from)
-    throw new HttpError(400, '"to" must be after "from"');
+    throw new InvalidRequest('"to" must be after "from"');
   return {
     ...alignRange({ from, to, bucketSeconds: size }),
     repair: typeof body.repair === 'boolean' ? body.repair : d.repair,

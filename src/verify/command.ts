@@ -1,10 +1,10 @@
 import { request, type CliResult } from '../admin/client.js';
-import { HttpError } from '../admin/http.js';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import { sleep } from '../retry.js';
 import { parseVerifyRequest, type TimeSpan } from './buckets.js';
 import { runVerify } from './verify.js';
+import { RequestRefused } from '../errors.js';
 
 /**
  * `slotline verify [--from t] [--to t] [--bucket s] [--repair]`: compares the
@@ -39,7 +39,7 @@ export async function verifyCommand(
       repair: flags.repair === true,
     });
   } catch (err) {
-    if (err instanceof HttpError) return { code: 2, out: err.message, report: false };
+    if (err instanceof RequestRefused) return { code: 2, out: err.message, report: false };
     throw err;
   }
   try {

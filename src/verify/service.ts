@@ -1,7 +1,6 @@
-import { HttpError } from '../admin/http.js';
 import type { Metrics } from '../admin/metrics.js';
 import type { Config } from '../config.js';
-import { classifyError } from '../errors.js';
+import { classifyError, Conflict } from '../errors.js';
 import type { Logger } from '../log.js';
 import { sleep } from '../retry.js';
 import type { Backfiller } from '../source/backfill.js';
@@ -56,7 +55,7 @@ export class VerifyService {
 
   constructor(private readonly opts: VerifyServiceOptions) {}
 
-  /** A request from a JSON body, with the configured defaults. Throws HttpError(400). */
+  /** A request from a JSON body, with the configured defaults. Throws InvalidRequest. */
   request(body: Record<string, unknown>, repair: boolean): VerifyRequest {
     const c = this.opts.cfg;
     return parseVerifyRequest(body, {
@@ -70,7 +69,7 @@ export class VerifyService {
   /** Runs one verify, after the one that is running (verifies never overlap). */
   async run(req: VerifyRequest): Promise<VerifyReport> {
     while (this.current) await this.current.catch(() => undefined);
-    if (this.stopping.signal.aborted) throw new HttpError(409, 'the connector is stopping');
+    if (this.stopping.signal.aborted) throw new Conflict('the connector is stopping');
     const c = this.opts.cfg;
     const m = this.opts.metrics;
     const run = runVerify({
@@ -177,7 +176,7 @@ export class VerifyService {
         return job.rows;
       } catch (err) {
         // Someone started a backfill in between: wait for it, then ours.
-        if (err instanceof HttpError && err.status === 409) {
+        if (err instanceof Conflict) {
           await sleep(200, signal);
           continue;
         }
