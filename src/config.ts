@@ -216,6 +216,11 @@ export const SETTINGS = {
     'On SIGTERM, how long to flush and acknowledge before exiting anyway.',
     '25000',
   ),
+  SLOTLINE_LIVENESS_TIMEOUT_MS: setting(
+    int(1_000, 86_400_000),
+    'GET /healthz fails when the connector reads the slot and hears nothing from the server this long. A pause (an operator, a full queue while a sink is down) never fails it.',
+    '300000',
+  ),
   SLOTLINE_AUTO_SETUP: setting(
     bool,
     "`run` first applies `setup` (idempotent). Turn off when the connector's role may not create publications or DDL.",
@@ -296,6 +301,7 @@ export interface Config {
   retryInitialMs: number;
   retryMaxMs: number;
   shutdownTimeoutMs: number;
+  livenessTimeoutMs: number;
   autoSetup: boolean;
   snapshot: 'initial' | 'never';
   applyTruncate: boolean;
@@ -394,6 +400,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     retryInitialMs: p.SLOTLINE_RETRY_INITIAL_MS,
     retryMaxMs: p.SLOTLINE_RETRY_MAX_MS,
     shutdownTimeoutMs: p.SLOTLINE_SHUTDOWN_TIMEOUT_MS,
+    livenessTimeoutMs: p.SLOTLINE_LIVENESS_TIMEOUT_MS,
     autoSetup: p.SLOTLINE_AUTO_SETUP,
     snapshot: p.SLOTLINE_SNAPSHOT,
     applyTruncate: p.SLOTLINE_APPLY_TRUNCATE,

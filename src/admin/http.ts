@@ -4,16 +4,10 @@ import type { AddressInfo } from 'node:net';
 import { RequestRefused } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from './metrics.js';
+import { routes } from './routes.js';
+import { HttpError, type AdminControl, type Route } from './api.js';
 
-/** An answer other than 200, with a message for the caller. */
-export class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
+export { HttpError, type AdminControl, type Probe } from './api.js';
 
 /** The one place where a refused request becomes an HTTP status. */
 const REFUSAL_STATUS: Record<RequestRefused['kind'], number> = {
@@ -21,34 +15,6 @@ const REFUSAL_STATUS: Record<RequestRefused['kind'], number> = {
   conflict: 409,
   not_found: 404,
 };
-
-export interface Probe {
-  ok: boolean;
-  reason: string;
-}
-
-/** What the running connector offers the HTTP surface. */
-export interface AdminControl {
-  liveness(): Probe;
-  readiness(): Probe;
-  status(): Promise<unknown>;
-  syncHealth(): Promise<unknown>;
-  syncStats(): Promise<unknown>;
-  pause(): unknown;
-  resume(): unknown;
-  resetLsn(lsn: string, force: boolean): Promise<unknown>;
-  startBackfill(body: Record<string, unknown>): Promise<unknown>;
-  cancelBackfill(): Promise<unknown>;
-  /** POST /api/sync/run: a verify-and-repair pass. */
-  syncRun(body: Record<string, unknown>): Promise<unknown>;
-  deadLetters: {
-    list(query: Record<string, string>): Promise<unknown>;
-    show(id: number): Promise<unknown>;
-    retry(body: Record<string, unknown>): Promise<unknown>;
-    discard(body: Record<string, unknown>): Promise<unknown>;
-    purge(body: Record<string, unknown>): Promise<unknown>;
-  };
-}
 
 export interface HttpServerOptions {
   port: number;
@@ -61,20 +27,6 @@ export interface HttpServerOptions {
   control: AdminControl;
   metrics: Metrics;
   log: Logger;
-}
-
-type Handler = (
-  req: http.IncomingMessage,
-  body: Record<string, unknown>,
-  url: URL,
-  params: string[],
-) => Promise<[number, unknown] | string>;
-interface Route {
-  method: string;
-  /** A path, or a pattern whose groups become `params`. */
-  path: string | RegExp;
-  admin: boolean;
-  handler: Handler;
 }
 
 const hash = (s: string) => createHash('sha256').update(s).digest();
@@ -96,126 +48,7 @@ export class HttpServer {
   private readonly routes: Route[];
 
   constructor(private readonly opts: HttpServerOptions) {
-    const c = opts.control;
-    const probe = (p: Probe): [number, unknown] => [
-      p.ok ? 200 : 503,
-      { status: p.ok ? 'ok' : 'unavailable', reason: p.reason },
-    ];
-    const str = (v: unknown) => (typeof v === 'string' ? v : undefined);
-    this.routes = [
-      { method: 'GET', path: '/healthz', admin: false, handler: async () => probe(c.liveness()) },
-      { method: 'GET', path: '/readyz', admin: false, handler: async () => probe(c.readiness()) },
-      {
-        method: 'GET',
-        path: '/metrics',
-        admin: false,
-        handler: async () => opts.metrics.registry.metrics(),
-      },
-      {
-        method: 'GET',
-        path: '/status',
-        admin: false,
-        handler: async () => [200, await c.status()],
-      },
-      {
-        method: 'GET',
-        path: '/api/sync/health',
-        admin: false,
-        handler: async () => [200, await c.syncHealth()],
-      },
-      {
-        method: 'GET',
-        path: '/api/sync/stats',
-        admin: false,
-        handler: async () => [200, await c.syncStats()],
-      },
-      {
-        method: 'POST',
-        path: '/api/sync/run',
-        admin: true,
-        handler: async (_r, b) => [200, await c.syncRun(b)],
-      },
-      {
-        method: 'POST',
-        path: '/api/sync/force',
-        admin: true,
-        handler: async (_r, b) => {
-          if (
-            typeof b.fromTimestamp !== 'number' ||
-            !Number.isInteger(b.fromTimestamp) ||
-            b.fromTimestamp < 0
-          ) {
-            throw new HttpError(400, 'fromTimestamp must be unix seconds (a non-negative integer)');
-          }
-          return [202, await c.startBackfill({ from: b.fromTimestamp })];
-        },
-      },
-      {
-        method: 'POST',
-        path: '/admin/lsn-reset',
-        admin: true,
-        handler: async (_r, b) => {
-          const lsn = str(b.lsn);
-          if (lsn === undefined)
-            throw new HttpError(400, 'lsn is required, as X/Y in hex (e.g. "0/16B3748")');
-          if (b.force !== undefined && typeof b.force !== 'boolean')
-            throw new HttpError(400, 'force must be a boolean');
-          return [200, await c.resetLsn(lsn, b.force === true)];
-        },
-      },
-      {
-        method: 'POST',
-        path: '/admin/backfill',
-        admin: true,
-        handler: async (_r, b) => [202, await c.startBackfill(b)],
-      },
-      {
-        method: 'DELETE',
-        path: '/admin/backfill',
-        admin: true,
-        handler: async () => [200, await c.cancelBackfill()],
-      },
-      { method: 'POST', path: '/admin/pause', admin: true, handler: async () => [200, c.pause()] },
-      {
-        method: 'GET',
-        path: '/admin/dead-letters',
-        admin: true,
-        handler: async (_r, _b, url) => [
-          200,
-          await c.deadLetters.list(Object.fromEntries(url.searchParams)),
-        ],
-      },
-      {
-        method: 'GET',
-        path: /^\/admin\/dead-letters\/(\d{1,15})$/,
-        admin: true,
-        handler: async (_r, _b, _u, p) => [200, await c.deadLetters.show(Number(p[0]))],
-      },
-      {
-        method: 'POST',
-        path: '/admin/dead-letters/retry',
-        admin: true,
-        handler: async (_r, b) => [200, await c.deadLetters.retry(b)],
-      },
-      {
-        method: 'POST',
-        path: '/admin/dead-letters/discard',
-        admin: true,
-        handler: async (_r, b) => [200, await c.deadLetters.discard(b)],
-      },
-      {
-        method: 'POST',
-        path: '/admin/dead-letters/purge',
-        admin: true,
-        handler: async (_r, b) => [200, await c.deadLetters.purge(b)],
-      },
-      {
-        method: 'POST',
-        path: '/admin/resume',
-        admin: true,
-        handler: async () => [200, c.resume()],
-      },
-    ];
+    this.routes = routes(opts.control, opts.metrics);
   }
 
   get port(): number {

@@ -105,15 +105,20 @@ export async function advanceCheckpoint(
 }
 
 /**
- * An operator's LSN reset: every sink of the slot is set to `lsn`, backwards
+ * An operator's LSN reset: the sink's checkpoint is set to `lsn`, backwards
  * (re-stream) or forwards (skip). The only write that may move a checkpoint
  * back; the connector is not streaming while it runs.
  */
-export async function resetCheckpoints(db: Queryable, slot: string, lsn: Lsn): Promise<number> {
+export async function resetCheckpoint(
+  db: Queryable,
+  slot: string,
+  sink: string,
+  lsn: Lsn,
+): Promise<number> {
   const r = await db.query(
-    `UPDATE slotline.checkpoints SET lsn = $2::pg_lsn, updated_at = now()
-      WHERE slot = $1 AND state = 'streaming'`,
-    [slot, formatLsn(lsn)],
+    `UPDATE slotline.checkpoints SET lsn = $3::pg_lsn, updated_at = now()
+      WHERE slot = $1 AND sink = $2 AND state = 'streaming'`,
+    [slot, sink, formatLsn(lsn)],
   );
   return r.rowCount ?? 0;
 }

@@ -53,6 +53,9 @@ export class Batch {
   commitTime: bigint | null = null;
   /** Source transactions committed inside this batch. */
   commits = 0;
+  /** Changes and bytes up to the last commit: what follows belongs to a transaction still arriving. */
+  committedRows = 0;
+  committedBytes = 0;
 
   constructor(readonly seq: number) {}
 

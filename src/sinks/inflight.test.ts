@@ -225,4 +225,62 @@ describe('InflightQueue', () => {
     expect(b.checkpoint).toBe(400n);
     expect(b.commits).toBe(2);
   });
+
+  it('seals a full batch at its last commit, carrying the transaction still arriving', () => {
+    const q = queue({ batchMaxRows: 4 });
+    q.push(del(1), 10);
+    q.push(del(2), 10);
+    q.commit(100n, 1n, true);
+    q.push(del(3), 10);
+    q.push(del(4), 10);
+    const b = q.peek('timescale');
+    expect(b?.changes.map((c) => (c.kind === 'trade_delete' ? c.tradeId : ''))).toEqual(['1', '2']);
+    expect(b?.checkpoint).toBe(100n);
+    expect(b?.bytes).toBe(20);
+    q.release('timescale', b!);
+    // The open batch holds the rest of the transaction, and is not handed out before its commit.
+    expect(q.peek('timescale')).toBeNull();
+    expect(q.rows).toBe(2);
+    expect(q.bytes).toBe(20);
+    q.commit(200n, 2n, true);
+    expect(q.peek('timescale')?.rows).toBe(2);
+  });
+
+  it('a transaction larger than a batch still spans batches', () => {
+    const q = queue({ batchMaxRows: 2 });
+    for (let i = 0; i < 5; i++) q.push(del(i), 1);
+    const b = q.peek('timescale');
+    expect(b?.rows).toBe(2);
+    expect(b?.checkpoint).toBeNull();
+  });
+
+  it('flushCommitted writes what committed and drops the uncommitted tail', async () => {
+    const q = queue({ batchMaxRows: 10, maxRows: 4 });
+    q.push(del(1), 5);
+    q.commit(100n, 1n, true);
+    q.push(del(2), 5);
+    q.push(del(3), 5);
+    q.push(del(4), 5);
+    expect(q.full).toBe(true);
+    const drained = q.drained();
+    const flushed = q.flushCommitted();
+    expect(q.rows).toBe(1);
+    expect(q.bytes).toBe(5);
+    expect(await settled(drained)).toBe(true);
+    const b = q.peek('timescale');
+    expect(b?.rows).toBe(1);
+    expect(b?.checkpoint).toBe(100n);
+    expect(await settled(flushed)).toBe(false);
+    q.release('timescale', b!);
+    expect(await settled(flushed)).toBe(true);
+    expect(q.idle).toBe(true);
+  });
+
+  it('flushCommitted with no commit at all drops the open transaction', async () => {
+    const q = queue({ batchMaxRows: 10 });
+    q.push(del(1), 5);
+    expect(q.discardUncommitted()).toBe(1);
+    expect(q.idle).toBe(true);
+    expect(await settled(q.flushCommitted())).toBe(true);
+  });
 });

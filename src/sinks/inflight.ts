@@ -62,7 +62,7 @@ export class InflightQueue {
     this.heldRows += 1;
     this.heldBytes += bytes;
     if (this.open.changes.length >= this.opts.batchMaxRows) {
-      this.seal();
+      this.sealAtCommit();
       this.wake();
     }
   }
@@ -73,7 +73,37 @@ export class InflightQueue {
     if (b.checkpoint === null || lsn > b.checkpoint) b.checkpoint = lsn;
     if (commitTime !== null) b.commitTime = commitTime;
     if (isTransaction) b.commits += 1;
+    b.committedRows = b.changes.length;
+    b.committedBytes = b.bytes;
     this.wake();
+  }
+
+  /**
+   * Forgets the changes after the last commit: the transaction they belong to
+   * did not end in this stream and comes again, whole, when replication
+   * restarts from the checkpoint. Writing that tail would show a reader half a
+   * source transaction and send it to Kafka twice. Returns the rows dropped.
+   */
+  discardUncommitted(): number {
+    const b = this.open;
+    const rows = b.changes.length - b.committedRows;
+    if (rows === 0) return 0;
+    const bytes = b.bytes - b.committedBytes;
+    b.changes.length = b.committedRows;
+    b.bytes = b.committedBytes;
+    this.heldRows -= rows;
+    this.heldBytes -= bytes;
+    this.notifyDrained();
+    return rows;
+  }
+
+  /**
+   * Resolves once everything up to the last commit is durable in every sink;
+   * the uncommitted tail is dropped first (see discardUncommitted).
+   */
+  flushCommitted(): Promise<void> {
+    this.discardUncommitted();
+    return this.flushAll();
   }
 
   /** The next batch for `sink`, waiting until there is one or the signal aborts. */
@@ -123,13 +153,7 @@ export class InflightQueue {
       this.heldRows -= done.rows;
       this.heldBytes -= done.bytes;
     }
-    if (wasFull || this.drainListeners.length > 0) {
-      if (this.heldRows <= this.opts.maxRows / 2 && this.heldBytes <= this.opts.maxBytes / 2) {
-        const listeners = this.drainListeners;
-        this.drainListeners = [];
-        for (const l of listeners) l();
-      }
-    }
+    if (wasFull || this.drainListeners.length > 0) this.notifyDrained();
     if (this.barriers.length > 0) {
       const first = this.sealed[0];
       const doneBelow = first ? first.seq : this.open.seq;
@@ -180,6 +204,30 @@ export class InflightQueue {
     const b = this.open;
     this.sealed.push(b);
     this.open = new Batch(this.nextSeq++);
+  }
+
+  /**
+   * Seals a full batch at its last commit when it has one, carrying the
+   * transaction still arriving into the next batch: a batch then ends
+   * mid-transaction only when one transaction is larger than a batch.
+   */
+  private sealAtCommit(): void {
+    const b = this.open;
+    this.seal();
+    const from = b.committedRows;
+    if (from === 0 || from === b.changes.length) return;
+    const next = this.open;
+    for (let i = from; i < b.changes.length; i++) next.changes.push(b.changes[i] as Change);
+    b.changes.length = from;
+    next.bytes = b.bytes - b.committedBytes;
+    b.bytes = b.committedBytes;
+  }
+
+  private notifyDrained(): void {
+    if (this.heldRows > this.opts.maxRows / 2 || this.heldBytes > this.opts.maxBytes / 2) return;
+    const listeners = this.drainListeners;
+    this.drainListeners = [];
+    for (const l of listeners) l();
   }
 
   private cursor(sink: string): number {

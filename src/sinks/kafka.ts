@@ -7,6 +7,7 @@ import { formatLsn } from '../checkpoint/lsn.js';
 import {
   advanceCheckpoint,
   readCheckpoint,
+  resetCheckpoint,
   setCheckpointState,
   type Checkpoint,
 } from '../checkpoint/store.js';
@@ -362,6 +363,13 @@ export class KafkaSink implements Sink {
     const p = this.producer;
     this.producer = null;
     if (p) await withTimeout(p.disconnect(), CLOSE_TIMEOUT_MS).catch(() => undefined);
+  }
+
+  async resetTo(lsn: Lsn): Promise<void> {
+    await resetCheckpoint(this.pool(), this.opts.slot, KAFKA_SINK, lsn);
+    // The skip rule in send() reads this: without it a replayed range never reaches Kafka.
+    this.durable = lsn;
+    this.pending = null;
   }
 
   /** Snapshot done at `lsn`: this sink streams from there (its 'r' records are sent already). */

@@ -15,6 +15,12 @@ export interface Sink {
   checkpoint(): Promise<Checkpoint | null>;
   /** Writes `batch`; resolves only once it is durable. Idempotent under replay. */
   write(batch: Batch): Promise<void>;
+  /**
+   * An operator's LSN reset: this sink holds everything up to `lsn` from now on
+   * (backwards: the range is streamed and applied again; forwards: skipped).
+   * Called only while no replication stream runs and nothing is in flight.
+   */
+  resetTo(lsn: Lsn): Promise<void>;
   /** Initial snapshot done at `lsn`: remove what the snapshot did not see, start streaming there. */
   completeSnapshot(lsn: Lsn): Promise<void>;
   close(): Promise<void>;

@@ -3,6 +3,7 @@ import { type Lsn, formatLsn } from '../checkpoint/lsn.js';
 import {
   advanceCheckpoint,
   readCheckpoint,
+  resetCheckpoint,
   setCheckpointState,
   type Checkpoint,
 } from '../checkpoint/store.js';
@@ -174,6 +175,10 @@ export class TimescaleSink implements Sink {
       if (seg.truncate.tables.includes('trades')) await client.query(this.sql.tradeTruncate, [lsn]);
       if (seg.truncate.tables.includes('pools')) await client.query(this.sql.poolTruncate, [lsn]);
     }
+  }
+
+  async resetTo(lsn: Lsn): Promise<void> {
+    await resetCheckpoint(this.db(), this.opts.slot, this.name, lsn);
   }
 
   async completeSnapshot(lsn: Lsn): Promise<void> {

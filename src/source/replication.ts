@@ -90,7 +90,12 @@ export class ReplicationStream {
       (err: unknown) => this.fail(err as Error),
     );
     await Promise.race([started, this.ended]);
-    this.timer = setInterval(() => this.sendStatus(false), o.statusIntervalMs);
+    // A quiet server sends nothing while our updates keep its timeout away: ask
+    // for a reply then, so that hearing from it proves the connection alive.
+    this.timer = setInterval(
+      () => this.sendStatus(Date.now() - this.lastMessageAt >= o.statusIntervalMs),
+      o.statusIntervalMs,
+    );
     this.timer.unref();
     o.log.info({ slot: o.slot, startLsn: formatLsn(o.startLsn) }, 'replication started');
   }

@@ -5,10 +5,9 @@
  * Kafka holds; without SLOTLINE_KAFKA_BROKERS kafkajs is not even loaded.
  */
 import { execFile } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { Kafka, logLevel, type IHeaders } from 'kafkajs';
+import { Kafka, logLevel } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseLsn } from '../../src/checkpoint/lsn.js';
 import {
@@ -20,6 +19,7 @@ import {
 import { startConnector } from '../harness/connector.js';
 import { createTestContext, type TestContext } from '../harness/context.js';
 import { startKafka, type KafkaBroker } from '../harness/kafka.js';
+import { readTopic as readAll, type Received } from '../harness/kafka-topic.js';
 import {
   createPonderTables,
   insertPools,
@@ -48,21 +48,6 @@ afterAll(async () => {
   await broker?.[Symbol.asyncDispose]();
 });
 
-interface Received {
-  partition: number;
-  offset: number;
-  key: unknown;
-  lsn: bigint;
-  /** position in the source transaction; -1 for snapshot rows */
-  seq: number;
-  value: {
-    before: Record<string, unknown> | null;
-    after: Record<string, unknown> | null;
-    op: string;
-    source: Record<string, unknown>;
-  };
-}
-
 function topicsOf(ctx: TestContext) {
   return { trades: `${ctx.slot}.trades`, pools: `${ctx.slot}.pools` };
 }
@@ -79,56 +64,7 @@ function kafkaEnv(ctx: TestContext, extra: Record<string, string> = {}): Record<
   });
 }
 
-const header = (h: IHeaders | undefined, name: string): string | undefined => {
-  const v = h?.[name];
-  return v === undefined ? undefined : String(Array.isArray(v) ? v[0] : v);
-};
-
-/** Everything in `topic` up to its current end, per partition in offset order. */
-async function readTopic(topic: string): Promise<Received[]> {
-  const admin = kafka.admin();
-  await admin.connect();
-  const offsets = await admin.fetchTopicOffsets(topic).finally(() => admin.disconnect());
-  const remaining = new Map<number, number>();
-  for (const o of offsets)
-    if (Number(o.high) > Number(o.low)) remaining.set(o.partition, Number(o.high));
-  const out: Received[] = [];
-  if (remaining.size === 0) return out;
-  const consumer = kafka.consumer({ groupId: `test-${randomUUID()}`, maxWaitTimeInMs: 100 });
-  await consumer.connect();
-  try {
-    await consumer.subscribe({ topics: [topic], fromBeginning: true });
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`reading ${topic} timed out`)), 30_000);
-      consumer
-        .run({
-          eachMessage: async ({ partition, message }) => {
-            const offset = Number(message.offset);
-            const end = remaining.get(partition);
-            if (end === undefined || offset >= end) return;
-            const seq = header(message.headers, 'slotline.seq');
-            out.push({
-              partition,
-              offset,
-              key: JSON.parse(message.key?.toString() ?? 'null'),
-              lsn: parseLsn(header(message.headers, 'slotline.lsn') ?? ''),
-              seq: seq === undefined ? -1 : Number(seq),
-              value: JSON.parse(message.value?.toString() ?? 'null') as Received['value'],
-            });
-            if (offset === end - 1) remaining.delete(partition);
-            if (remaining.size === 0) {
-              clearTimeout(timer);
-              resolve();
-            }
-          },
-        })
-        .catch(reject);
-    });
-  } finally {
-    await consumer.disconnect();
-  }
-  return out;
-}
+const readTopic = (topic: string) => readAll(kafka, topic, 30_000);
 
 async function kafkaCheckpoint(ctx: TestContext): Promise<bigint | null> {
   const r = await ctx.sink.query<{ lsn: string | null }>(

@@ -1,0 +1,61 @@
+import type { Lsn } from '../checkpoint/lsn.js';
+import type { BackfillInfo, BackfillRange } from '../source/backfill.js';
+import type { SlotHealth } from '../source/slot-health.js';
+import type { VerifyService, VerifyStatus } from '../verify/service.js';
+import type { DeadLetterService } from './dead-letters.js';
+
+export type Phase =
+  'starting' | 'standby' | 'snapshotting' | 'streaming' | 'retrying' | 'stopping' | 'stopped';
+
+/** What the connector is doing, as the HTTP surface shows it. */
+export interface ConnectorView {
+  phase: Phase;
+  lastError: string | null;
+  errorCount: number;
+  /** unix ms */
+  startedAt: number;
+  /** Why the replication socket is not read now (empty: it is). */
+  pauseReasons: string[];
+  /** unix ms since which the socket has been read without a pause */
+  readingSince: number | null;
+  /** unix ms of the last message or keepalive from the server (0: none yet) */
+  lastServerContactAt: number;
+  inflight: { rows: number; bytes: number; transactions: number };
+  /** The flush LSN acknowledged to the server (null before streaming). */
+  acknowledged: Lsn | null;
+  commitLagSeconds: number;
+  /** unix ms of the commit time of the last transaction durable everywhere */
+  lastDurableCommitMs: number | null;
+  throughputPerSecond: number;
+  transactions: number;
+  changes: number;
+  deadLetters: number;
+  slot: SlotHealth | null;
+  backfill: BackfillInfo | null;
+  verify: VerifyStatus | null;
+}
+
+export interface ResetOutcome {
+  mode: 'replay' | 'skip' | 'noop';
+  from: Lsn;
+  to: Lsn;
+}
+
+/**
+ * The port through which admin/ drives the connector. admin/ owns it; the
+ * connector implements it; nothing in admin/ knows how the connector is built.
+ * Refusals are domain errors (errors.ts), mapped to HTTP status at the edge.
+ */
+export interface ConnectorPort {
+  view(): ConnectorView;
+  /** Stop / resume reading the slot on an operator's word (status updates go on). */
+  pause(): void;
+  resume(): void;
+  /** Stops the stream, checks the target against the slot, moves every sink, streams again. */
+  resetLsn(target: Lsn, force: boolean): Promise<ResetOutcome>;
+  startBackfill(range: BackfillRange): Promise<BackfillInfo>;
+  cancelBackfill(): Promise<BackfillInfo>;
+  /** Null while the connector does not lead (standby, starting, stopped). */
+  deadLetters(): DeadLetterService | null;
+  verify(): VerifyService | null;
+}

@@ -1,0 +1,470 @@
+import pg from 'pg';
+import { adminControl } from '../admin/control.js';
+import type { DeadLetterService } from '../admin/dead-letters.js';
+import { HttpServer } from '../admin/http.js';
+import { createMetrics, DecodeCounter, type Metrics } from '../admin/metrics.js';
+import type { ConnectorPort, ConnectorView, ResetOutcome } from '../admin/port.js';
+import { type Lsn, formatLsn, minLsn } from '../checkpoint/lsn.js';
+import { readCheckpoints } from '../checkpoint/store.js';
+import { planLsnReset } from '../checkpoint/reset-plan.js';
+import type { Config } from '../config.js';
+import { classifyError, Conflict, type SlotlineError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { retry } from '../retry.js';
+import { runSetup } from '../setup.js';
+import { createSinks } from '../sinks/index.js';
+import type { Sink } from '../sinks/sink.js';
+import type { BackfillInfo, BackfillRange } from '../source/backfill.js';
+import { LeaderLock } from '../source/leader.js';
+import { SlotMonitor } from '../source/slot-health.js';
+import { inspectSlot } from '../source/slot.js';
+import { PoolCache } from '../trades/pools.js';
+import { ChangeRouter } from '../trades/router.js';
+import type { VerifyService } from '../verify/service.js';
+import { FlowControl } from './flow.js';
+import { LeaderServices } from './leading.js';
+import { Pipeline } from './pipeline.js';
+import { ReplicationSession } from './session.js';
+import {
+  awaitOperator,
+  loadPools,
+  resumePoint,
+  takeSnapshot,
+  type StartupDeps,
+} from './startup.js';
+import { type ConnectorState, newConnectorState, StatusBoard } from './status.js';
+import { type ResetRequest, ResetRequests, Supervisor } from './supervisor.js';
+
+export interface RunHandles {
+  /** Aborted on SIGTERM/SIGINT: stop reading, flush, final ack, close. */
+  shutdown: AbortSignal;
+  log: Logger;
+  /** Filled in as the connector runs (the demo reads it). */
+  state?: ConnectorState;
+  metrics?: Metrics;
+  /** Called once the HTTP server listens (its port, when SLOTLINE_HTTP_PORT is 0 in tests). */
+  onHttp?: (port: number) => void;
+}
+
+const VERSION = '0.1.0';
+
+/**
+ * `slotline run`: the parts of a connector and their lifecycle. Services start
+ * in order (HTTP and slot health, the leader lock, set-up, sinks and pipeline,
+ * the snapshot or resume point, the services beside the stream, the
+ * supervisor of replication sessions) and stop in reverse. It is also the
+ * admin port: the HTTP surface drives it only through ConnectorPort.
+ */
+export class Connector implements ConnectorPort {
+  private readonly log: Logger;
+  private readonly metrics: Metrics;
+  private readonly status: StatusBoard;
+  private readonly db: { source: pg.Pool; sink: pg.Pool };
+  private readonly slotMonitor: SlotMonitor;
+  private readonly http: HttpServer | null;
+  private readonly leader: LeaderLock;
+  private readonly sinks: Sink[];
+  private readonly pools: PoolCache;
+  private readonly router: ChangeRouter;
+  private readonly pipeline: Pipeline;
+  private readonly flow = new FlowControl();
+  private readonly resets = new ResetRequests();
+  private readonly counter: DecodeCounter;
+  private services: LeaderServices | null = null;
+  private session: ReplicationSession | null = null;
+  private readingSince: number | null = null;
+  private progress: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly cfg: Config,
+    private readonly h: RunHandles,
+  ) {
+    this.log = h.log;
+    this.metrics = h.metrics ?? createMetrics({ version: VERSION });
+    this.status = new StatusBoard(h.state ?? newConnectorState(), this.metrics);
+    this.db = { source: controlPool(cfg.sourceUrl, h.log), sink: controlPool(cfg.sinkUrl, h.log) };
+    this.slotMonitor = new SlotMonitor({
+      pool: this.db.source,
+      slot: cfg.slot,
+      metrics: this.metrics,
+      log: h.log.child({ component: 'slot' }),
+    });
+    this.http = this.createHttp();
+    this.leader = new LeaderLock({
+      url: cfg.sourceUrl,
+      slot: cfg.slot,
+      pollMs: cfg.standbyPollMs,
+      log: h.log.child({ component: 'leader' }),
+    });
+    this.sinks = createSinks(cfg, h.log);
+    this.pools = new PoolCache(cfg.poolJoinColumn);
+    this.pipeline = this.createPipeline();
+    this.router = new ChangeRouter(
+      this.pipeline.queue,
+      this.pools,
+      {
+        sourceSchema: cfg.sourceSchema,
+        applyTruncate: cfg.applyTruncate,
+        idleAckIntervalMs: cfg.idleAckIntervalMs,
+      },
+      h.log.child({ component: 'router' }),
+    );
+    this.counter = new DecodeCounter(this.metrics);
+    this.flow.onChange((paused) => {
+      this.readingSince = paused ? null : (this.readingSince ?? Date.now());
+      this.metrics.streamPaused.set(paused ? 1 : 0);
+    });
+  }
+
+  /** Resolves after a clean shutdown; rejects with a non-retriable SlotlineError. */
+  async run(): Promise<void> {
+    try {
+      await this.startSurface();
+      if (!(await this.becomeLeader())) return;
+      const from = await this.prepare();
+      if (from === null || this.h.shutdown.aborted) return;
+      await this.stream(from);
+    } finally {
+      await this.stop();
+    }
+  }
+
+  // ---- lifecycle -------------------------------------------------------
+
+  /** Up before anything that may wait on a database: liveness answers while set-up retries. */
+  private async startSurface(): Promise<void> {
+    if (this.http) {
+      await this.http.start();
+      this.h.onHttp?.(this.http.port);
+    }
+    this.slotMonitor.start();
+    this.progress = setInterval(() => this.publishProgress(), 1000);
+    this.progress.unref();
+  }
+
+  /** Hot standby: only the holder of the leader lock sets up and streams. */
+  private async becomeLeader(): Promise<boolean> {
+    this.status.enter('standby');
+    const leading = await this.leader.acquire(this.h.shutdown, (err) => {
+      if (err) this.status.noteError(err, 'leader');
+      else this.status.lastError = null;
+    });
+    if (leading) this.status.setLeading(true);
+    return leading;
+  }
+
+  /** Set-up, sinks, and the position to stream from (after the initial snapshot, if any). */
+  private async prepare(): Promise<Lsn | null> {
+    this.status.enter('starting');
+    const deps = this.startupDeps();
+    // Set-up is retried while the source or sink is unreachable; a real
+    // misconfiguration (wal_level, privileges, password) stops here.
+    const ready = await this.retrying('setup', () =>
+      runSetup(this.cfg, this.log.child({ component: 'setup' }), { create: this.cfg.autoSetup }),
+    );
+    if (ready === undefined) return null;
+    for (const s of this.sinks) await s.open();
+    const start = await this.retrying('start', () => resumePoint(deps));
+    if (start === undefined) return null;
+    this.pipeline.start();
+    if (start.kind === 'stream') {
+      await loadPools(deps, this.pools);
+      this.pipeline.startAcking(start.lsn);
+      return start.lsn;
+    }
+    this.status.enter('snapshotting');
+    const lsn = await takeSnapshot(deps, {
+      router: this.router,
+      pipeline: this.pipeline,
+      pools: this.pools,
+      signal: this.h.shutdown,
+    });
+    if (lsn !== null) this.pipeline.startAcking(lsn);
+    return lsn;
+  }
+
+  private async stream(from: Lsn): Promise<void> {
+    this.log.debug({ from: formatLsn(from) }, 'streaming from the durable position');
+    const services = new LeaderServices({
+      cfg: this.cfg,
+      source: this.db.source,
+      sink: this.db.sink,
+      router: this.router,
+      pipeline: this.pipeline,
+      metrics: this.metrics,
+      log: this.log,
+    });
+    this.services = services;
+    await services.start();
+    const supervisor: Supervisor = new Supervisor({
+      backoff: this.backoff(),
+      shutdown: this.h.shutdown,
+      log: this.log,
+      resets: this.resets,
+      session: () => this.newSession(() => supervisor.streaming()),
+      applyReset: (r) => this.applyReset(r),
+      onRetry: (err, delayMs) => {
+        this.status.enter('retrying');
+        this.status.noteError(err, 'source');
+        this.log.warn(
+          { code: err.code, delayMs },
+          `replication interrupted: ${err.message}; reconnecting`,
+        );
+      },
+    });
+    await supervisor.run();
+  }
+
+  private newSession(onStreaming: () => void): ReplicationSession {
+    const fatal = Promise.race([this.pipeline.failed, this.leader.lost]);
+    fatal.catch(() => undefined);
+    const session = new ReplicationSession(
+      {
+        url: this.cfg.sourceUrl,
+        slot: this.cfg.slot,
+        publication: this.cfg.publication,
+        statusIntervalMs: this.cfg.statusIntervalMs,
+        ackIntervalMs: this.cfg.ackIntervalMs,
+        flushTimeoutMs: Math.max(0, this.cfg.shutdownTimeoutMs - 2000),
+      },
+      {
+        pipeline: this.pipeline,
+        router: this.router,
+        flow: this.flow,
+        counter: this.counter,
+        log: this.log,
+        shutdown: this.h.shutdown,
+        resetWanted: () => this.resets.wanted(),
+        fatal,
+        quiesce: async () => {
+          this.status.enter('stopping');
+          await this.services?.quiesce();
+        },
+        onStreaming: () => {
+          this.status.enter('streaming');
+          this.readingSince = this.flow.paused ? null : Date.now();
+          onStreaming();
+          this.services?.onStreaming();
+        },
+      },
+    );
+    this.session = session;
+    return session;
+  }
+
+  /** Stops in reverse order of start; the stream itself has already ended (flushed, acked). */
+  private async stop(): Promise<void> {
+    if (this.status.phase !== 'stopped') this.status.enter('stopping');
+    await this.services?.quiesce();
+    await this.pipeline.stop();
+    this.slotMonitor.stop();
+    if (this.progress) clearInterval(this.progress);
+    this.status.setLeading(false);
+    for (const s of this.sinks) await s.close().catch(() => undefined);
+    await this.http?.stop().catch(() => undefined);
+    await this.leader.release();
+    await this.db.source.end().catch(() => undefined);
+    await this.db.sink.end().catch(() => undefined);
+    if (this.pipeline.acking)
+      this.log.info(
+        { flushLsn: formatLsn(this.pipeline.flushLsn()) },
+        'stopped; final position acknowledged',
+      );
+    this.status.enter('stopped');
+  }
+
+  // ---- LSN reset -------------------------------------------------------
+
+  /**
+   * Runs between two sessions, with no stream that could acknowledge: the
+   * target is checked against the slot as it is now, then every sink and the
+   * acker move together.
+   */
+  private async applyReset(r: ResetRequest): Promise<ResetOutcome> {
+    const plan = await this.planReset(r);
+    if (plan.mode !== 'noop') {
+      await this.pipeline.resetTo(plan.to);
+      this.log.warn(
+        { mode: plan.mode, from: formatLsn(plan.from), to: formatLsn(plan.to) },
+        'LSN reset by an operator: streaming again from there',
+      );
+    }
+    return plan;
+  }
+
+  private async planReset(r: ResetRequest): Promise<ResetOutcome> {
+    const info = await inspectSlot(this.db.source, this.cfg.slot);
+    if (!info?.confirmedFlushLsn)
+      throw new Conflict(`replication slot ${this.cfg.slot} does not exist`);
+    const checkpoints = await readCheckpoints(this.db.sink, this.cfg.slot);
+    const checkpoint = minLsn(checkpoints.flatMap((c) => (c.lsn === null ? [] : [c.lsn])));
+    if (checkpoint === null) throw new Conflict('no sink has a checkpoint yet');
+    const plan = planLsnReset({
+      target: r.target,
+      force: r.force,
+      confirmedFlush: info.confirmedFlushLsn,
+      checkpoint,
+      walEnd: info.currentLsn,
+    });
+    if (!plan.ok) throw new Conflict(plan.message);
+    return plan;
+  }
+
+  // ---- the admin port ----------------------------------------------------
+
+  view(): ConnectorView {
+    const stats = this.router.stats;
+    const commits = this.pipeline.commits;
+    return {
+      phase: this.status.phase,
+      lastError: this.status.lastError,
+      errorCount: this.status.errorCount,
+      startedAt: this.status.startedAt,
+      pauseReasons: this.flow.reasons(),
+      readingSince: this.readingSince,
+      lastServerContactAt: this.session?.lastServerContactAt ?? 0,
+      inflight: {
+        rows: this.pipeline.queue.rows,
+        bytes: this.pipeline.queue.bytes,
+        transactions: commits.pending,
+      },
+      acknowledged: this.pipeline.acking ? this.pipeline.flushLsn() : null,
+      commitLagSeconds: commits.lagSeconds(Date.now()),
+      lastDurableCommitMs: commits.lastDurableCommitMs,
+      throughputPerSecond: this.status.throughput.perSecond(),
+      transactions: stats.transactions,
+      changes: stats.changes,
+      deadLetters: stats.deadLetters,
+      slot: this.slotMonitor.latest,
+      backfill: this.services?.backfiller.info() ?? null,
+      verify: this.services?.verify.status() ?? null,
+    };
+  }
+
+  pause(): void {
+    this.flow.hold('operator');
+  }
+
+  resume(): void {
+    this.flow.release('operator');
+  }
+
+  async resetLsn(target: Lsn, force: boolean): Promise<ResetOutcome> {
+    if (this.status.phase !== 'streaming')
+      throw new Conflict(`cannot reset now: the connector is ${this.status.phase}`);
+    // Refuse what is impossible already without interrupting the stream; the
+    // decision that counts is taken again once the stream has stopped.
+    const plan = await this.planReset({ target, force });
+    if (plan.mode === 'noop') return plan;
+    return this.resets.request({ target, force });
+  }
+
+  startBackfill(range: BackfillRange): Promise<BackfillInfo> {
+    const s = this.leaderServices();
+    if (!s)
+      throw new Conflict(`cannot start a backfill now: the connector is ${this.status.phase}`);
+    return s.backfiller.start(range);
+  }
+
+  cancelBackfill(): Promise<BackfillInfo> {
+    const s = this.leaderServices();
+    if (!s) throw new Conflict('no backfill can be cancelled now');
+    return s.backfiller.cancel();
+  }
+
+  deadLetters(): DeadLetterService | null {
+    return this.leaderServices()?.deadLetters ?? null;
+  }
+
+  verify(): VerifyService | null {
+    return this.leaderServices()?.verify ?? null;
+  }
+
+  // ---- parts ---------------------------------------------------------------
+
+  private leaderServices(): LeaderServices | null {
+    return this.services?.running ? this.services : null;
+  }
+
+  private createHttp(): HttpServer | null {
+    const { cfg, h } = this;
+    if (cfg.httpPort <= 0 && !h.onHttp) return null;
+    return new HttpServer({
+      port: cfg.httpPort,
+      adminToken: cfg.adminToken,
+      control: adminControl({
+        port: this,
+        slot: cfg.slot,
+        publication: cfg.publication,
+        deadLetterRetentionDays: cfg.deadLetterRetentionDays,
+        sink: this.db.sink,
+        metrics: this.metrics,
+        livenessTimeoutMs: cfg.livenessTimeoutMs,
+      }),
+      metrics: this.metrics,
+      log: h.log.child({ component: 'http' }),
+    });
+  }
+
+  private createPipeline(): Pipeline {
+    return new Pipeline({
+      sinks: this.sinks,
+      batchMaxRows: this.cfg.batchMaxRows,
+      inflightMaxRows: this.cfg.inflightMaxRows,
+      inflightMaxBytes: this.cfg.inflightMaxBytes,
+      backoff: this.backoff(),
+      metrics: this.metrics,
+      log: this.log,
+      onRetry: (e, sink) => this.status.noteError(e, sink),
+    });
+  }
+
+  private startupDeps(): StartupDeps {
+    return {
+      cfg: this.cfg,
+      source: this.db.source,
+      sink: this.db.sink,
+      sinks: this.sinks,
+      log: this.log,
+    };
+  }
+
+  private backoff() {
+    return { initialMs: this.cfg.retryInitialMs, maxMs: this.cfg.retryMaxMs };
+  }
+
+  /** Retries `fn` while it fails for a passing reason; undefined when stopped meanwhile. */
+  private async retrying<T>(what: string, fn: () => Promise<T>): Promise<T | undefined> {
+    try {
+      return await retry(fn, (e) => awaitOperator(classifyError(e, what)), {
+        ...this.backoff(),
+        signal: this.h.shutdown,
+        onRetry: (err: SlotlineError, attempt, delayMs) => {
+          this.status.noteError(err, what);
+          this.log.warn({ code: err.code, attempt, delayMs }, `${what}: ${err.message}; retrying`);
+        },
+      });
+    } catch (err) {
+      // SIGTERM while start-up is still retrying is a clean stop, not the last attempt's error.
+      if (this.h.shutdown.aborted) return undefined;
+      throw err;
+    }
+  }
+
+  private publishProgress(): void {
+    const q = this.pipeline.queue;
+    const m = this.metrics;
+    m.inflightRows.set(q.rows);
+    m.inflightBytes.set(q.bytes);
+    m.commitLagSeconds.set(this.pipeline.commits.lagSeconds(Date.now()));
+    // The lock holder leads, also while it sets up or snapshots.
+    m.leader.set(this.status.leading ? 1 : 0);
+    this.status.throughput.record(Date.now(), this.router.stats.changes);
+  }
+}
+
+function controlPool(url: string, log: Logger): pg.Pool {
+  const pool = new pg.Pool({ connectionString: url, max: 2, application_name: 'slotline-control' });
+  pool.on('error', (err) => log.debug({ err }, 'idle control connection failed'));
+  return pool;
+}

@@ -1,0 +1,100 @@
+import type pg from 'pg';
+import { DeadLetterService } from '../admin/dead-letters.js';
+import type { Metrics } from '../admin/metrics.js';
+import type { Config } from '../config.js';
+import type { Logger } from '../log.js';
+import { Backfiller } from '../source/backfill.js';
+import { Heartbeat } from '../source/heartbeat.js';
+import type { ChangeRouter } from '../trades/router.js';
+import { VerifyService } from '../verify/service.js';
+import type { Pipeline } from './pipeline.js';
+
+export interface LeaderServicesOptions {
+  cfg: Config;
+  source: pg.Pool;
+  sink: pg.Pool;
+  router: ChangeRouter;
+  pipeline: Pipeline;
+  metrics: Metrics;
+  log: Logger;
+}
+
+/**
+ * What runs beside the stream while this replica leads: the heartbeat,
+ * backfills, the periodic verify and dead-letter handling. Started once the
+ * start position is known; quiesced before the final flush, so that nothing
+ * enters the pipeline while it drains.
+ */
+export class LeaderServices {
+  readonly backfiller: Backfiller;
+  readonly verify: VerifyService;
+  readonly deadLetters: DeadLetterService;
+  private readonly heartbeat: Heartbeat;
+  private backfillResumed = false;
+  private active = false;
+
+  constructor(private readonly o: LeaderServicesOptions) {
+    const { cfg, metrics, log } = o;
+    this.heartbeat = new Heartbeat({
+      pool: o.source,
+      intervalMs: cfg.heartbeatIntervalMs,
+      slot: cfg.slot,
+      log: log.child({ component: 'heartbeat' }),
+    });
+    this.backfiller = new Backfiller({
+      slot: cfg.slot,
+      sourceSchema: cfg.sourceSchema,
+      source: o.source,
+      sink: o.sink,
+      router: o.router,
+      flushLsn: () => o.pipeline.flushLsn(),
+      metrics,
+      log: log.child({ component: 'backfill' }),
+    });
+    this.verify = new VerifyService({
+      cfg,
+      backfiller: this.backfiller,
+      metrics,
+      log: log.child({ component: 'verify' }),
+    });
+    this.deadLetters = new DeadLetterService({
+      slot: cfg.slot,
+      sink: o.sink,
+      retentionDays: cfg.deadLetterRetentionDays,
+      metrics,
+      log: log.child({ component: 'dead-letters' }),
+    });
+  }
+
+  get running(): boolean {
+    return this.active;
+  }
+
+  async start(): Promise<void> {
+    this.active = true;
+    this.heartbeat.start();
+    this.verify.start();
+    await this.deadLetters.attach(this.o.router, this.o.pipeline.queue);
+    this.deadLetters.startTimers();
+  }
+
+  /** The first stream is up: a backfill that ran when the connector stopped goes on. */
+  onStreaming(): void {
+    if (this.backfillResumed || !this.active) return;
+    this.backfillResumed = true;
+    this.backfiller
+      .resume()
+      .catch((err: unknown) => this.o.log.warn({ err }, 'cannot resume a backfill'));
+  }
+
+  /** Stops everything that could still push into the pipeline. Idempotent. */
+  async quiesce(): Promise<void> {
+    if (!this.active) return;
+    this.active = false;
+    this.heartbeat.stop();
+    await this.verify.stop();
+    await this.backfiller.stop();
+    this.deadLetters.stopTimers();
+    this.deadLetters.detach();
+  }
+}

@@ -1,0 +1,89 @@
+/**
+ * Reading what the connector wrote to Kafka: every message of a topic up to
+ * its end at the time of the call, with slotline's headers decoded.
+ */
+import { randomUUID } from 'node:crypto';
+import type { IHeaders, Kafka } from 'kafkajs';
+import { parseLsn } from '../../src/checkpoint/lsn.js';
+
+export interface Received {
+  partition: number;
+  offset: number;
+  key: unknown;
+  /** slotline.lsn: the commit LSN of the source transaction */
+  lsn: bigint;
+  /** slotline.seq: position in the source transaction; -1 for snapshot rows */
+  seq: number;
+  value: {
+    before: Record<string, unknown> | null;
+    after: Record<string, unknown> | null;
+    op: string;
+    source: Record<string, unknown>;
+  };
+}
+
+export const header = (h: IHeaders | undefined, name: string): string | undefined => {
+  const v = h?.[name];
+  return v === undefined ? undefined : String(Array.isArray(v) ? v[0] : v);
+};
+
+/** Everything in `topic` up to its current end, per partition in offset order. */
+export async function readTopic(
+  kafka: Kafka,
+  topic: string,
+  timeoutMs = 60_000,
+): Promise<Received[]> {
+  const admin = kafka.admin();
+  await admin.connect();
+  const offsets = await admin.fetchTopicOffsets(topic).finally(() => admin.disconnect());
+  const remaining = new Map<number, number>();
+  for (const o of offsets)
+    if (Number(o.high) > Number(o.low)) remaining.set(o.partition, Number(o.high));
+  const out: Received[] = [];
+  if (remaining.size === 0) return out;
+  const consumer = kafka.consumer({ groupId: `test-${randomUUID()}`, maxWaitTimeInMs: 100 });
+  await consumer.connect();
+  try {
+    await consumer.subscribe({ topics: [topic], fromBeginning: true });
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`reading ${topic} timed out`)), timeoutMs);
+      consumer
+        .run({
+          eachMessage: async ({ partition, message }) => {
+            const offset = Number(message.offset);
+            const end = remaining.get(partition);
+            if (end === undefined || offset >= end) return;
+            const seq = header(message.headers, 'slotline.seq');
+            out.push({
+              partition,
+              offset,
+              key: JSON.parse(message.key?.toString() ?? 'null'),
+              lsn: parseLsn(header(message.headers, 'slotline.lsn') ?? ''),
+              seq: seq === undefined ? -1 : Number(seq),
+              value: JSON.parse(message.value?.toString() ?? 'null') as Received['value'],
+            });
+            if (offset === end - 1) remaining.delete(partition);
+            if (remaining.size === 0) {
+              clearTimeout(timer);
+              resolve();
+            }
+          },
+        })
+        .catch(reject);
+    });
+  } finally {
+    await consumer.disconnect();
+  }
+  return out;
+}
+
+/** How often each streamed event (slotline.lsn, slotline.seq) is in the topic. */
+export function eventCounts(messages: readonly Received[]): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const m of messages) {
+    if (m.seq < 0) continue;
+    const k = `${m.lsn}/${m.seq}`;
+    counts.set(k, (counts.get(k) ?? 0) + 1);
+  }
+  return counts;
+}
