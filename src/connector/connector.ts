@@ -10,7 +10,7 @@ import { planLsnReset } from '../checkpoint/reset-plan.js';
 import type { Config } from '../config.js';
 import { classifyError, Conflict, type SlotlineError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { retry } from '../retry.js';
+import { retry, sleep } from '../retry.js';
 import { runSetup } from '../setup.js';
 import { createSinks } from '../sinks/index.js';
 import type { Sink } from '../sinks/sink.js';
@@ -281,7 +281,7 @@ export class Connector implements ConnectorPort {
    * acker move together.
    */
   private async applyReset(r: ResetRequest): Promise<ResetOutcome> {
-    const plan = await this.planReset(r);
+    const plan = await this.planReset(r, true);
     if (plan.mode !== 'noop') {
       await this.pipeline.resetTo(plan.to);
       this.log.warn(
@@ -292,8 +292,16 @@ export class Connector implements ConnectorPort {
     return plan;
   }
 
-  private async planReset(r: ResetRequest): Promise<ResetOutcome> {
-    const info = await inspectSlot(this.db.source, this.cfg.slot);
+  /**
+   * The reset's window, from the slot and the checkpoints. With `settled`, it
+   * first waits for the server to end the old replication connection: only
+   * then has it processed every status update we sent, and the slot's
+   * confirmed flush is final.
+   */
+  private async planReset(r: ResetRequest, settled: boolean): Promise<ResetOutcome> {
+    const info = settled
+      ? await this.inactiveSlot()
+      : await inspectSlot(this.db.source, this.cfg.slot);
     if (!info?.confirmedFlushLsn)
       throw new Conflict(`replication slot ${this.cfg.slot} does not exist`);
     const checkpoints = await readCheckpoints(this.db.sink, this.cfg.slot);
@@ -308,6 +316,19 @@ export class Connector implements ConnectorPort {
     });
     if (!plan.ok) throw new Conflict(plan.message);
     return plan;
+  }
+
+  private async inactiveSlot() {
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const info = await inspectSlot(this.db.source, this.cfg.slot);
+      if (!info?.active) return info;
+      if (Date.now() > deadline)
+        throw new Conflict(
+          `replication slot ${this.cfg.slot} is still in use by process ${info.activePid}`,
+        );
+      await sleep(20);
+    }
   }
 
   // ---- the admin port ----------------------------------------------------
@@ -354,7 +375,7 @@ export class Connector implements ConnectorPort {
       throw new Conflict(`cannot reset now: the connector is ${this.status.phase}`);
     // Refuse what is impossible already without interrupting the stream; the
     // decision that counts is taken again once the stream has stopped.
-    const plan = await this.planReset({ target, force });
+    const plan = await this.planReset({ target, force }, false);
     if (plan.mode === 'noop') return plan;
     return this.resets.request({ target, force });
   }

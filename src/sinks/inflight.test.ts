@@ -283,4 +283,17 @@ describe('InflightQueue', () => {
     expect(q.idle).toBe(true);
     expect(await settled(q.flushCommitted())).toBe(true);
   });
+
+  it('an idle sink takes the open batch up to its last commit, never a transaction still arriving', () => {
+    const q = queue({ batchMaxRows: 10 });
+    q.push(del(1), 1);
+    q.commit(100n, 1n, true);
+    q.push(del(2), 1);
+    const b = q.peek('timescale');
+    expect(b?.changes.map((c) => (c.kind === 'trade_delete' ? c.tradeId : ''))).toEqual(['1']);
+    expect(b?.checkpoint).toBe(100n);
+    q.release('timescale', b!);
+    expect(q.peek('timescale')).toBeNull();
+    expect(q.rows).toBe(1);
+  });
 });

@@ -133,7 +133,7 @@ export class InflightQueue {
     // Take the open batch only at a commit: a transaction still arriving is
     // better written in one piece, unless it fills a batch by itself.
     if (this.open.checkpoint !== null && cursor === this.open.seq) {
-      this.seal();
+      this.sealAtCommit();
       return this.sealed[this.sealed.length - 1] ?? null;
     }
     return null;
