@@ -4,20 +4,17 @@ import type { DeadLetterService } from '../admin/dead-letters.js';
 import { HttpServer } from '../admin/http.js';
 import { createMetrics, DecodeCounter, type Metrics } from '../admin/metrics.js';
 import type { ConnectorPort, ConnectorView, ResetOutcome } from '../admin/port.js';
-import { type Lsn, formatLsn, minLsn } from '../checkpoint/lsn.js';
-import { readCheckpoints } from '../checkpoint/store.js';
-import { planLsnReset } from '../checkpoint/reset-plan.js';
+import { type Lsn, formatLsn } from '../checkpoint/lsn.js';
 import type { Config } from '../config.js';
 import { classifyError, Conflict, type SlotlineError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { retry, sleep } from '../retry.js';
+import { retry } from '../retry.js';
 import { runSetup } from '../setup.js';
 import { createSinks } from '../sinks/index.js';
 import type { Sink } from '../sinks/sink.js';
 import type { BackfillInfo, BackfillRange } from '../source/backfill.js';
 import { LeaderLock } from '../source/leader.js';
 import { SlotMonitor } from '../source/slot-health.js';
-import { inspectSlot } from '../source/slot.js';
 import { PoolCache } from '../trades/pools.js';
 import { ChangeRouter } from '../trades/router.js';
 import type { VerifyService } from '../verify/service.js';
@@ -33,7 +30,8 @@ import {
   type StartupDeps,
 } from './startup.js';
 import { type ConnectorState, newConnectorState, StatusBoard } from './status.js';
-import { type ResetRequest, ResetRequests, Supervisor } from './supervisor.js';
+import { LsnResetter } from './reset.js';
+import { ResetRequests, Supervisor } from './supervisor.js';
 
 export interface RunHandles {
   /** Aborted on SIGTERM/SIGINT: stop reading, flush, final ack, close. */
@@ -47,6 +45,8 @@ export interface RunHandles {
 }
 
 const VERSION = '0.1.0';
+/** Longest wait for one step of the shutdown after the final acknowledgement. */
+const STOP_STEP_MS = 3000;
 
 /**
  * `slotline run`: the parts of a connector and their lifecycle. Services start
@@ -70,6 +70,7 @@ export class Connector implements ConnectorPort {
   private readonly flow = new FlowControl();
   private readonly resets = new ResetRequests();
   private readonly counter: DecodeCounter;
+  private readonly resetter: LsnResetter;
   private services: LeaderServices | null = null;
   private session: ReplicationSession | null = null;
   private readingSince: number | null = null;
@@ -110,6 +111,13 @@ export class Connector implements ConnectorPort {
       h.log.child({ component: 'router' }),
     );
     this.counter = new DecodeCounter(this.metrics);
+    this.resetter = new LsnResetter({
+      source: this.db.source,
+      sink: this.db.sink,
+      slot: cfg.slot,
+      pipeline: this.pipeline,
+      log: h.log,
+    });
     this.flow.onChange((paused) => {
       this.readingSince = paused ? null : (this.readingSince ?? Date.now());
       this.metrics.streamPaused.set(paused ? 1 : 0);
@@ -202,7 +210,7 @@ export class Connector implements ConnectorPort {
       log: this.log,
       resets: this.resets,
       session: () => this.newSession(() => supervisor.streaming()),
-      applyReset: (r) => this.applyReset(r),
+      applyReset: (r) => this.resetter.apply(r),
       onRetry: (err, delayMs) => {
         this.status.enter('retrying');
         this.status.noteError(err, 'source');
@@ -252,83 +260,39 @@ export class Connector implements ConnectorPort {
     return session;
   }
 
-  /** Stops in reverse order of start; the stream itself has already ended (flushed, acked). */
+  /**
+   * Stops in reverse order of start; the stream itself has already ended
+   * (flushed, acknowledged). Each step is bounded, so a part that hangs (a
+   * database that does not answer) cannot keep the process past its grace period.
+   */
   private async stop(): Promise<void> {
     if (this.status.phase !== 'stopped') this.status.enter('stopping');
-    await this.services?.quiesce();
-    await this.pipeline.stop();
+    const step = (what: string, p: Promise<unknown>) =>
+      within(p, STOP_STEP_MS).then((done) => {
+        if (!done) this.log.warn(`shutdown: ${what} did not finish in ${STOP_STEP_MS} ms`);
+      });
+    await step('the services beside the stream', this.services?.quiesce() ?? Promise.resolve());
+    await step('the sink writers', this.pipeline.stop());
     this.slotMonitor.stop();
     if (this.progress) clearInterval(this.progress);
     this.status.setLeading(false);
-    for (const s of this.sinks) await s.close().catch(() => undefined);
-    await this.http?.stop().catch(() => undefined);
-    await this.leader.release();
-    await this.db.source.end().catch(() => undefined);
-    await this.db.sink.end().catch(() => undefined);
+    for (const s of this.sinks)
+      await step(
+        `closing sink ${s.name}`,
+        s.close().catch(() => undefined),
+      );
+    await step('the HTTP server', this.http?.stop().catch(() => undefined) ?? Promise.resolve());
+    await step('the leader lock', this.leader.release());
+    await step(
+      'the control connections',
+      Promise.allSettled([this.db.source.end(), this.db.sink.end()]),
+    );
     if (this.pipeline.acking)
       this.log.info(
         { flushLsn: formatLsn(this.pipeline.flushLsn()) },
         'stopped; final position acknowledged',
       );
     this.status.enter('stopped');
-  }
-
-  // ---- LSN reset -------------------------------------------------------
-
-  /**
-   * Runs between two sessions, with no stream that could acknowledge: the
-   * target is checked against the slot as it is now, then every sink and the
-   * acker move together.
-   */
-  private async applyReset(r: ResetRequest): Promise<ResetOutcome> {
-    const plan = await this.planReset(r, true);
-    if (plan.mode !== 'noop') {
-      await this.pipeline.resetTo(plan.to);
-      this.log.warn(
-        { mode: plan.mode, from: formatLsn(plan.from), to: formatLsn(plan.to) },
-        'LSN reset by an operator: streaming again from there',
-      );
-    }
-    return plan;
-  }
-
-  /**
-   * The reset's window, from the slot and the checkpoints. With `settled`, it
-   * first waits for the server to end the old replication connection: only
-   * then has it processed every status update we sent, and the slot's
-   * confirmed flush is final.
-   */
-  private async planReset(r: ResetRequest, settled: boolean): Promise<ResetOutcome> {
-    const info = settled
-      ? await this.inactiveSlot()
-      : await inspectSlot(this.db.source, this.cfg.slot);
-    if (!info?.confirmedFlushLsn)
-      throw new Conflict(`replication slot ${this.cfg.slot} does not exist`);
-    const checkpoints = await readCheckpoints(this.db.sink, this.cfg.slot);
-    const checkpoint = minLsn(checkpoints.flatMap((c) => (c.lsn === null ? [] : [c.lsn])));
-    if (checkpoint === null) throw new Conflict('no sink has a checkpoint yet');
-    const plan = planLsnReset({
-      target: r.target,
-      force: r.force,
-      confirmedFlush: info.confirmedFlushLsn,
-      checkpoint,
-      walEnd: info.currentLsn,
-    });
-    if (!plan.ok) throw new Conflict(plan.message);
-    return plan;
-  }
-
-  private async inactiveSlot() {
-    const deadline = Date.now() + 10_000;
-    for (;;) {
-      const info = await inspectSlot(this.db.source, this.cfg.slot);
-      if (!info?.active) return info;
-      if (Date.now() > deadline)
-        throw new Conflict(
-          `replication slot ${this.cfg.slot} is still in use by process ${info.activePid}`,
-        );
-      await sleep(20);
-    }
   }
 
   // ---- the admin port ----------------------------------------------------
@@ -375,7 +339,7 @@ export class Connector implements ConnectorPort {
       throw new Conflict(`cannot reset now: the connector is ${this.status.phase}`);
     // Refuse what is impossible already without interrupting the stream; the
     // decision that counts is taken again once the stream has stopped.
-    const plan = await this.planReset({ target, force }, false);
+    const plan = await this.resetter.check({ target, force }, false);
     if (plan.mode === 'noop') return plan;
     return this.resets.request({ target, force });
   }
@@ -481,6 +445,19 @@ export class Connector implements ConnectorPort {
     // The lock holder leads, also while it sets up or snapshots.
     m.leader.set(this.status.leading ? 1 : 0);
     this.status.throughput.record(Date.now(), this.router.stats.changes);
+  }
+}
+
+/** Whether `p` settled within `ms`. */
+async function within(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  try {
+    return await Promise.race([p.then(() => true as const), late]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 
