@@ -87,15 +87,10 @@ export interface SnapshotParts {
 export async function takeSnapshot(d: StartupDeps, p: SnapshotParts): Promise<Lsn | null> {
   const { cfg } = d;
   const log = d.log.child({ component: 'snapshot' });
+  if (cfg.snapshot === 'never') return startWithoutSnapshot(d, p, log);
   // A slot made by `setup` (or by an interrupted snapshot) has no usable snapshot any more.
   await dropSlot(d.source, cfg.slot);
   await setCheckpointState(d.sink, cfg.slot, TIMESCALE_SINK, 'snapshotting', null, null);
-  if (cfg.snapshot === 'never') {
-    const lsn = await createSlot(d.source, cfg.slot);
-    await completeSnapshot(d.sinks, lsn);
-    log.info({ lsn: formatLsn(lsn) }, 'slot created without snapshot (SLOTLINE_SNAPSHOT=never)');
-    return lsn;
-  }
   const exported = await createSlotWithSnapshot(cfg.sourceUrl, cfg.slot);
   try {
     const lsn = exported.consistentPoint;
@@ -124,11 +119,33 @@ export async function takeSnapshot(d: StartupDeps, p: SnapshotParts): Promise<Ls
   }
 }
 
+/**
+ * SLOTLINE_SNAPSHOT=never: no history is copied, and nothing in the sink is
+ * removed (it may hold rows from before slotline, such as the old polling
+ * service's). The slot `setup` made is kept, so changes written between
+ * `setup` and the first `run` are streamed; pool symbols come from the source.
+ */
+async function startWithoutSnapshot(d: StartupDeps, p: SnapshotParts, log: Logger): Promise<Lsn> {
+  const { cfg } = d;
+  const slot = await inspectSlot(d.source, cfg.slot);
+  const lsn =
+    slot?.confirmedFlushLsn != null && slot.walStatus !== 'lost'
+      ? slot.confirmedFlushLsn
+      : await createSlot(d.source, cfg.slot);
+  await loadPools(d, p.pools);
+  await completeSnapshot(d.sinks, lsn, false);
+  log.info(
+    { lsn: formatLsn(lsn), slot: slot ? 'kept' : 'created' },
+    'streaming without an initial snapshot (SLOTLINE_SNAPSHOT=never); the sink keeps what it holds',
+  );
+  return lsn;
+}
+
 /** The other sinks first: the primary's 'streaming' state is what marks the snapshot done. */
-async function completeSnapshot(sinks: readonly Sink[], lsn: Lsn): Promise<void> {
+async function completeSnapshot(sinks: readonly Sink[], lsn: Lsn, copied = true): Promise<void> {
   const [primary, ...others] = sinks;
-  for (const s of others) await s.completeSnapshot(lsn);
-  await primary?.completeSnapshot(lsn);
+  for (const s of others) await s.completeSnapshot(lsn, copied);
+  await primary?.completeSnapshot(lsn, copied);
 }
 
 /** Symbols from the sink's mirror (consistent with the checkpoint), then any pool only the source has. */

@@ -21,7 +21,11 @@ export interface Sink {
    * Called only while no replication stream runs and nothing is in flight.
    */
   resetTo(lsn: Lsn): Promise<void>;
-  /** Initial snapshot done at `lsn`: remove what the snapshot did not see, start streaming there. */
-  completeSnapshot(lsn: Lsn): Promise<void>;
+  /**
+   * Initial snapshot done at `lsn`: start streaming there. When the snapshot
+   * `copied` the tables, remove what it did not see; without a copy
+   * (SLOTLINE_SNAPSHOT=never) nothing is removed.
+   */
+  completeSnapshot(lsn: Lsn, copied: boolean): Promise<void>;
   close(): Promise<void>;
 }

@@ -181,14 +181,16 @@ export class TimescaleSink implements Sink {
     await resetCheckpoint(this.db(), this.opts.slot, this.name, lsn);
   }
 
-  async completeSnapshot(lsn: Lsn): Promise<void> {
+  async completeSnapshot(lsn: Lsn, copied: boolean): Promise<void> {
     const client = await this.db().connect();
     try {
       await client.query('BEGIN');
-      // Every row the snapshot copied carries source_lsn = lsn; anything older
-      // is a leftover of an earlier slot or an interrupted copy, gone at the source.
-      await client.query(this.sql.tradeSweep, [formatLsn(lsn)]);
-      await client.query(this.sql.poolSweep, [formatLsn(lsn)]);
+      if (copied) {
+        // Every row the snapshot copied carries source_lsn = lsn; anything older
+        // is a leftover of an earlier slot or an interrupted copy, gone at the source.
+        await client.query(this.sql.tradeSweep, [formatLsn(lsn)]);
+        await client.query(this.sql.poolSweep, [formatLsn(lsn)]);
+      }
       await setCheckpointState(client, this.opts.slot, this.name, 'streaming', lsn, lsn);
       await client.query('COMMIT');
     } catch (err) {

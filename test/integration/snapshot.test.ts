@@ -105,4 +105,43 @@ describe('initial snapshot', () => {
     await expectSlotAtCheckpoint(ctx);
     expect((await second.stop()).code, second.output()).toBe(0);
   });
+
+  it('SLOTLINE_SNAPSHOT=never keeps the sink, the slot setup made and the pools', async () => {
+    await using ctx = await createTestContext('snapshot_never');
+    await createPonderTables(ctx.source);
+    const pools = Array.from({ length: 2 }, (_, i) => makePool(i));
+    await insertPools(ctx.source, 'public', pools);
+    const history = Array.from({ length: 5 }, (_, i) => makeTrade(i, pools[0]!));
+    await insertTrades(ctx.source, 'public', history);
+    const env = ctx.env({ ...FAST, SLOTLINE_SNAPSHOT: 'never' });
+    const setup = await runCommand(env, ['setup']);
+    expect(setup.code, setup.output).toBe(0);
+    // What the old polling service left in the sink: slotline must not remove it.
+    await ctx.sink.query(
+      `INSERT INTO analytics_trades (trade_id, time, chain_id, pool_id, symbol, side, price, quantity, volume, source_lsn)
+       VALUES ('migrated-1', to_timestamp(1600000000), 1, 'p', 'MWETH/MUSDC', 'buy', 1, 2, 2, '0/0')`,
+    );
+    // Written between setup and the first run: the slot setup made holds them.
+    const early = Array.from({ length: 5 }, (_, i) => makeTrade(100 + i, pools[1]!));
+    await insertTrades(ctx.source, 'public', early);
+    await using c = startConnector(env);
+    const late = Array.from({ length: 5 }, (_, i) => makeTrade(200 + i, pools[0]!));
+    await insertTrades(ctx.source, 'public', late);
+    const ids = (rows: { id: string }[]) => rows.map((t) => t.id);
+    await waitFor(async () => (await sinkCount(ctx.sink)) === 11 || undefined, {
+      timeoutMs: 30_000,
+      what: 'the migrated row and the ten trades written after setup',
+    });
+    const { rows } = await ctx.sink.query<{ trade_id: string; symbol: string | null }>(
+      'SELECT trade_id, symbol FROM analytics_trades ORDER BY trade_id',
+    );
+    expect(rows.map((r) => r.trade_id).sort()).toEqual(
+      ['migrated-1', ...ids(early), ...ids(late)].sort(),
+    );
+    expect(rows.every((r) => r.symbol !== null)).toBe(true);
+    const letters = await ctx.sink.query('SELECT 1 FROM slotline.dead_letters');
+    expect(letters.rowCount).toBe(0);
+    await expectSlotAtCheckpoint(ctx);
+    expect((await c.stop()).code, c.output()).toBe(0);
+  });
 });
