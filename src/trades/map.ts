@@ -67,7 +67,8 @@ export type RejectCode =
   | 'missing_pool'
   | 'unknown_pool'
   | 'invalid_side'
-  | 'invalid_pool_row';
+  | 'invalid_pool_row'
+  | 'row_too_large';
 
 export interface Rejection {
   code: RejectCode;

@@ -370,3 +370,47 @@ describe('ChangeRouter', () => {
     expect(take()).toEqual([]);
   });
 });
+
+describe('ChangeRouter: what a row becomes counts (DESIGN rule 9)', () => {
+  const coin = 'C'.repeat(60 * 1024);
+
+  it('a trade counts its symbol against the in-flight bytes', () => {
+    const { pools, queue, feed } = setup();
+    pools.set({ id: 'p1', orderBook: '0xob1', coin });
+    feed(begin(0x100n), { tag: 'relation', relation: TRADES });
+    for (let i = 0; i < 10; i++) feed(insert(TRADES, tradeRow(`t${i}`)));
+    // Ten 10-byte messages, but each trade carries the 60 KiB symbol.
+    expect(queue.bytes).toBeGreaterThan(10 * 60 * 1024);
+  });
+
+  it('a trade too large once enriched is a row_too_large dead letter; later trades still flow', () => {
+    const { pools, take, feed } = setup({ maxRowBytes: 32 * 1024 });
+    pools.set({ id: 'p1', orderBook: '0xob1', coin });
+    pools.set({ id: 'p2', orderBook: '0xob2', coin: 'ETH/USDC' });
+    feed(begin(0x100n), { tag: 'relation', relation: TRADES });
+    feed(insert(TRADES, tradeRow('big', '0xob1')), insert(TRADES, tradeRow('ok', '0xob2')));
+    feed(commit(0x100n, 0x128n));
+    const c = changes(take());
+    expect(c.map((x) => x.kind)).toEqual(['dead_letter', 'trade_upsert']);
+    expect(c[0]).toMatchObject({
+      kind: 'dead_letter',
+      letter: { code: 'row_too_large', rowKey: 'big', operation: 'insert' },
+    });
+    const letter = c[0]!.kind === 'dead_letter' ? c[0]!.letter : null;
+    expect(letter?.reason).toMatch(/SLOTLINE_MAX_ROW_BYTES is 32768/);
+    // The letter holds the trade's own values, not the symbol.
+    expect(JSON.stringify(letter?.raw).length).toBeLessThan(1024);
+  });
+
+  it('a pool row too large is a row_too_large dead letter and does not enter the cache', () => {
+    const { pools, take, router } = setup({ maxRowBytes: 32 * 1024 });
+    router.onMessage(begin(0x100n), 10);
+    router.onMessage({ tag: 'relation', relation: POOLS }, 10);
+    router.onMessage(insert(POOLS, poolRow('p1', '0xob1', coin)), coin.length + 100);
+    router.onMessage(commit(0x100n, 0x128n), 10);
+    const c = changes(take());
+    expect(c).toHaveLength(1);
+    expect(c[0]).toMatchObject({ kind: 'dead_letter', letter: { code: 'row_too_large' } });
+    expect(pools.has('0xob1')).toBe(false);
+  });
+});

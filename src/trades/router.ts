@@ -12,9 +12,11 @@ import {
   tradeColumns,
   type PoolColumns,
   type Rejection,
+  type Trade,
   type TradeColumns,
 } from './map.js';
 import type { PoolCache } from './pools.js';
+import { changeBytes, DEFAULT_MAX_ROW_BYTES } from './size.js';
 
 export interface RouterOptions {
   /** SLOTLINE_SOURCE_SCHEMA */
@@ -23,6 +25,11 @@ export interface RouterOptions {
   applyTruncate: boolean;
   /** SLOTLINE_IDLE_ACK_INTERVAL_MS (default 1 s): how often an idle WAL end may be checkpointed. */
   idleAckIntervalMs: number;
+  /**
+   * SLOTLINE_MAX_ROW_BYTES (default 512 KiB): a change estimated larger once
+   * enriched and serialized is a `row_too_large` dead letter, not carried.
+   */
+  maxRowBytes?: number;
   /** Injected clock (ms). */
   now?: () => number;
 }
@@ -100,6 +107,7 @@ export class ChangeRouter {
   private idleTimer: NodeJS.Timeout | null = null;
   private readonly now: () => number;
   private readonly symbolOf: (ref: string) => string | null | undefined;
+  private readonly maxRowBytes: number;
 
   constructor(
     private readonly queue: InflightQueue,
@@ -108,6 +116,7 @@ export class ChangeRouter {
     private readonly log: Logger,
   ) {
     this.now = opts.now ?? Date.now;
+    this.maxRowBytes = opts.maxRowBytes ?? DEFAULT_MAX_ROW_BYTES;
     this.symbolOf = (ref) => this.pools.symbolOf(ref);
   }
 
@@ -309,9 +318,30 @@ export class ChangeRouter {
     commitTime: bigint | null,
     bytes: number,
   ): void {
-    const m = mapTrade(values, target.cols, this.symbolOf);
-    if (m.ok) this.push({ kind: 'trade_upsert', lsn, op, trade: m.value }, bytes);
+    const m = this.mapSized(target, values, bytes);
+    if (m.ok) this.push({ kind: 'trade_upsert', lsn, op, trade: m.value }, m.bytes);
     else this.deadLetter(target, op, values, lsn, commitTime, m.rejection, bytes);
+  }
+
+  /** mapTrade, then what the trade becomes with its symbol, held to maxRowBytes. */
+  private mapSized(
+    target: Extract<Target, { kind: 'trades' }>,
+    values: TupleValues,
+    messageBytes: number,
+  ): { ok: true; value: Trade; bytes: number } | { ok: false; rejection: Rejection } {
+    const m = mapTrade(values, target.cols, this.symbolOf);
+    if (!m.ok) return m;
+    const symbolBytes = this.pools.symbolBytes(m.value.poolId);
+    const bytes = changeBytes(messageBytes, symbolBytes);
+    if (bytes <= this.maxRowBytes) return { ok: true, value: m.value, bytes };
+    return {
+      ok: false,
+      rejection: tooLarge(
+        bytes,
+        this.maxRowBytes,
+        `its pool's symbol is ${symbolBytes} bytes, copied into every trade`,
+      ),
+    };
   }
 
   private routePool(
@@ -323,14 +353,18 @@ export class ChangeRouter {
     bytes: number,
   ): void {
     const m = mapPool(values, target.cols);
-    if (!m.ok) {
-      this.deadLetter(target, op, values, lsn, commitTime, m.rejection, bytes);
+    const size = changeBytes(bytes);
+    if (!m.ok || size > this.maxRowBytes) {
+      const rejection = m.ok
+        ? tooLarge(size, this.maxRowBytes, 'the pool row itself')
+        : m.rejection;
+      this.deadLetter(target, op, values, lsn, commitTime, rejection, bytes);
       return;
     }
     const ref = this.pools.joinColumn === 'id' ? m.value.id : m.value.orderBook;
     const appeared = ref !== null && !this.pools.has(ref);
     this.pools.set(m.value);
-    this.push({ kind: 'pool_upsert', lsn, op, pool: m.value }, bytes);
+    this.push({ kind: 'pool_upsert', lsn, op, pool: m.value }, size);
     if (appeared) this.deadLetters?.onPoolAppeared(ref);
   }
 
@@ -351,19 +385,22 @@ export class ChangeRouter {
         code: 'missing_key',
         reason: `${relation.schema}.${relation.name} is not a mapped table`,
       };
+    const rawBytes = valuesBytes(values);
     if (target.kind === 'trades') {
-      const m = mapTrade(values, target.cols, this.symbolOf);
+      const m = this.mapSized(target, values, rawBytes);
       if (!m.ok) return m.rejection;
       // Pushed as it is: a retry belongs to no streamed transaction.
       this.stats.changes += 1;
-      this.queue.push({ kind: 'trade_upsert', lsn, op, trade: m.value }, 256);
+      this.queue.push({ kind: 'trade_upsert', lsn, op, trade: m.value }, m.bytes);
       return null;
     }
     const m = mapPool(values, target.cols);
     if (!m.ok) return m.rejection;
+    const size = changeBytes(rawBytes);
+    if (size > this.maxRowBytes) return tooLarge(size, this.maxRowBytes, 'the pool row itself');
     this.pools.set(m.value);
     this.stats.changes += 1;
-    this.queue.push({ kind: 'pool_upsert', lsn, op, pool: m.value }, 256);
+    this.queue.push({ kind: 'pool_upsert', lsn, op, pool: m.value }, size);
     return null;
   }
 
@@ -396,7 +433,7 @@ export class ChangeRouter {
       { table: letter.sourceTable, key: letter.rowKey, code: letter.code },
       'row dead-lettered',
     );
-    this.push({ kind: 'dead_letter', lsn, letter }, bytes);
+    this.push({ kind: 'dead_letter', lsn, letter }, changeBytes(bytes));
   }
 
   private push(change: Change, bytes: number): void {
@@ -408,6 +445,19 @@ export class ChangeRouter {
     this.stats.changes += 1;
     this.queue.push(change, bytes);
   }
+}
+
+function valuesBytes(values: TupleValues): number {
+  let n = 0;
+  for (const v of values) if (typeof v === 'string') n += v.length;
+  return n;
+}
+
+function tooLarge(bytes: number, max: number, why: string): Rejection {
+  return {
+    code: 'row_too_large',
+    reason: `the change would carry about ${bytes} bytes once enriched and serialized (${why}); SLOTLINE_MAX_ROW_BYTES is ${max}`,
+  };
 }
 
 function fromSnapshot(c: Change): boolean {
