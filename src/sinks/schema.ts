@@ -52,6 +52,7 @@ export async function applySinkSchema(opts: SinkSchemaOptions): Promise<SinkSche
     await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(opts.schema)}`);
     await client.query(`SET search_path TO ${quoteIdent(opts.schema)}, public`);
     const timescale = await ensureTimescale(client, opts.url, opts.log);
+    if (timescale) await findTimescaleFunctions(client, opts.schema);
     for (const file of [
       '001_connector.sql',
       '002_sink_tables.sql',
@@ -123,6 +124,21 @@ const PRELOAD_FIX =
   "To use it: add timescaledb to shared_preload_libraries in the sink server's postgresql.conf and restart it";
 const NOT_PRELOADED = `TimescaleDB is installed on the sink server but not preloaded (shared_preload_libraries lacks timescaledb): using plain tables and views. ${PRELOAD_FIX}, then run \`slotline setup\` again`;
 
+/**
+ * Puts the extension's schema on the search_path after the sink schema: an
+ * earlier version installed it into the first deployment's sink schema, where
+ * another deployment's DDL could not find create_hypertable.
+ */
+async function findTimescaleFunctions(client: pg.Client, schema: string): Promise<void> {
+  const r = await client.query<{ nspname: string }>(
+    `SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+      WHERE e.extname = 'timescaledb'`,
+  );
+  const ext = r.rows[0]?.nspname;
+  if (!ext || ext === schema || ext === 'public') return;
+  await client.query(`SET search_path TO ${quoteIdent(schema)}, ${quoteIdent(ext)}, public`);
+}
+
 async function timescaleVersion(client: pg.Client): Promise<string | null> {
   const v = await client.query<{ extversion: string }>(
     `SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'`,
@@ -151,7 +167,9 @@ async function createExtensionApart(url: string): Promise<Error | null> {
   c.on('error', () => undefined);
   try {
     await c.connect();
-    await c.query('CREATE EXTENSION IF NOT EXISTS timescaledb');
+    // Into public explicitly: the session's search_path must not decide, or the
+    // first deployment's sink schema would hide create_hypertable from the next.
+    await c.query('CREATE EXTENSION IF NOT EXISTS timescaledb SCHEMA public');
     return null;
   } catch (err) {
     return err as Error;

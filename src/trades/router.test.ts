@@ -414,3 +414,40 @@ describe('ChangeRouter: what a row becomes counts (DESIGN rule 9)', () => {
     expect(pools.has('0xob1')).toBe(false);
   });
 });
+
+describe('ChangeRouter: lossy corners (issue 11.13)', () => {
+  const del = (rel: Relation, key: ColumnValue[] | undefined): PgoutputMessage =>
+    ({ tag: 'delete', relation: rel, key }) as PgoutputMessage;
+
+  it('several keyless deletes of one transaction are one dead letter each', () => {
+    const { take, feed } = setup();
+    feed(begin(0x100n), { tag: 'relation', relation: TRADES });
+    // Identity USING INDEX on (transaction_id): the key carries no id.
+    const key = (tx: string): ColumnValue[] => [null, null, null, null, null, tx, null, null];
+    feed(del(TRADES, key('0xa')), del(TRADES, key('0xb')), del(TRADES, key('0xc')));
+    feed(commit(0x100n, 0x128n));
+    const batches = take();
+    const letters = changes(batches).filter((c) => c.kind === 'dead_letter');
+    expect(letters).toHaveLength(3);
+    const keys = letters.map((c) => (c.kind === 'dead_letter' ? c.letter.rowKey : ''));
+    expect(new Set(keys).size).toBe(3);
+    expect(keys[0]).toMatch(/^\(missing\) /);
+  });
+
+  it('TRUNCATE pools empties the pool cache: later trades of that pool are unknown_pool letters', () => {
+    for (const applyTruncate of [true, false]) {
+      const { pools, take, feed } = setup({ applyTruncate });
+      pools.set({ id: 'p1', orderBook: '0xob1', coin: 'ETH/USDC' });
+      feed(
+        begin(0x100n),
+        { tag: 'relation', relation: POOLS },
+        { tag: 'relation', relation: TRADES },
+      );
+      feed({ tag: 'truncate', relations: [POOLS], cascade: false, restartIdentity: false });
+      feed(insert(TRADES, tradeRow('t1', '0xob1')), commit(0x100n, 0x128n));
+      const c = changes(take());
+      expect(pools.has('0xob1')).toBe(false);
+      expect(c.at(-1)).toMatchObject({ kind: 'dead_letter', letter: { code: 'unknown_pool' } });
+    }
+  });
+});

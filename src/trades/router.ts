@@ -102,6 +102,7 @@ export class ChangeRouter {
     seq: number;
   } | null = null;
   private lastIdleAt = 0;
+  private keylessSnapshotRows = 0;
   private lastQueued: Lsn = 0n;
   private pendingIdle: Lsn | null = null;
   private idleTimer: NodeJS.Timeout | null = null;
@@ -167,25 +168,10 @@ export class ChangeRouter {
         if (this.tx?.skip !== false) return;
         this.onRow(msg, bytes, this.tx.finalLsn, this.tx.commitTime);
         return;
-      case 'truncate': {
+      case 'truncate':
         if (this.tx?.skip !== false) return;
-        const tables: ('trades' | 'pools')[] = [];
-        for (const r of msg.relations) {
-          const t = this.targets.get(r.oid);
-          if (t?.kind === 'trades' || t?.kind === 'pools') tables.push(t.kind);
-        }
-        if (tables.length === 0) return;
-        if (!this.opts.applyTruncate) {
-          this.log.warn(
-            { tables },
-            'TRUNCATE at the source not applied (SLOTLINE_APPLY_TRUNCATE=false)',
-          );
-          return;
-        }
-        this.log.warn({ tables }, 'TRUNCATE at the source: clearing the sink tables');
-        this.push({ kind: 'truncate', lsn: this.tx.finalLsn, tables }, bytes);
+        this.onTruncate(msg, bytes, this.tx.finalLsn);
         return;
-      }
       case 'message':
         if (msg.prefix === HEARTBEAT_PREFIX) this.stats.heartbeats += 1;
         else if (msg.prefix === WATERMARK_PREFIX && this.tx?.skip === false) {
@@ -200,6 +186,31 @@ export class ChangeRouter {
         throw new Error(`unhandled pgoutput message ${JSON.stringify(never)}`);
       }
     }
+  }
+
+  private onTruncate(
+    msg: Extract<PgoutputMessage, { tag: 'truncate' }>,
+    bytes: number,
+    lsn: Lsn,
+  ): void {
+    const tables: ('trades' | 'pools')[] = [];
+    for (const r of msg.relations) {
+      const t = this.targets.get(r.oid);
+      if (t?.kind === 'trades' || t?.kind === 'pools') tables.push(t.kind);
+    }
+    if (tables.length === 0) return;
+    // The cache follows the source whatever the sink does: later trades of a
+    // truncated pool are unknown_pool letters, not trades with a stale symbol.
+    if (tables.includes('pools')) this.pools.clear();
+    if (!this.opts.applyTruncate) {
+      this.log.warn(
+        { tables },
+        'TRUNCATE at the source not applied (SLOTLINE_APPLY_TRUNCATE=false)',
+      );
+      return;
+    }
+    this.log.warn({ tables }, 'TRUNCATE at the source: clearing the sink tables');
+    this.push({ kind: 'truncate', lsn, tables }, bytes);
   }
 
   /**
@@ -417,7 +428,7 @@ export class ChangeRouter {
     const letter: DeadLetter = {
       sourceTable: `${target.relation.schema}.${target.relation.name}`,
       operation,
-      rowKey: typeof id === 'string' && id !== '' ? id : '(missing)',
+      rowKey: typeof id === 'string' && id !== '' ? id : this.missingKey(operation),
       commitTime,
       raw: rawValues(target.relation, values),
       code: rejection.code,
@@ -434,6 +445,17 @@ export class ChangeRouter {
       'row dead-lettered',
     );
     this.push({ kind: 'dead_letter', lsn, letter }, changeBytes(bytes));
+  }
+
+  /**
+   * The key of a letter whose row has no id. Letters are unique by (table, key,
+   * LSN), so several keyless deletes of one statement would collapse into one
+   * letter: each gets its position in the transaction (the same on a replay).
+   * A row whose id is empty keeps '(missing)': the primary key allows one.
+   */
+  private missingKey(operation: DeadLetter['operation']): string {
+    if (operation !== 'delete') return '(missing)';
+    return `(missing) change ${this.tx ? this.tx.seq : this.keylessSnapshotRows++}`;
   }
 
   private push(change: Change, bytes: number): void {

@@ -2,12 +2,14 @@
  * TimescaleDB on the sink in the states users meet (issue 11, items 10 and 13):
  * installed but not preloaded, and a second deployment in another sink schema.
  */
+import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCommand, startConnector } from '../harness/connector.js';
 import { startCluster, timescaleAvailable, type Cluster } from '../harness/cluster.js';
 import { expectSinkEqualsSource, expectSlotAtCheckpoint } from '../harness/compare.js';
 import { FAST } from '../harness/settings.js';
 import { createSplitContext } from '../harness/split-context.js';
+import { createTestContext } from '../harness/context.js';
 import {
   createPonderTables,
   insertPools,
@@ -69,5 +71,39 @@ describe.skipIf(!withTimescale)('TimescaleDB installed but not preloaded (11.10)
     await ctx.sink.query(`ALTER DATABASE ${ctx.sinkDb} OWNER TO CURRENT_USER`);
     await ctx.sink.query(`REASSIGN OWNED BY ${role} TO CURRENT_USER`);
     await ctx.sink.query(`DROP OWNED BY ${role}`);
+  });
+});
+
+describe.skipIf(!withTimescale)('TimescaleDB and custom sink schemas (11.13)', () => {
+  const hypertable = async (db: pg.Pool, schema: string) =>
+    (
+      await db.query(
+        `SELECT 1 FROM timescaledb_information.hypertables
+          WHERE hypertable_schema = $1 AND hypertable_name = 'analytics_trades'`,
+        [schema],
+      )
+    ).rowCount;
+
+  it('two deployments with different sink schemas on one sink database both get hypertables', async () => {
+    await using a = await createTestContext('schema_a');
+    await using b = await createTestContext('schema_b');
+    for (const ctx of [a, b]) await createPonderTables(ctx.source);
+    const first = await runCommand(a.env({ ...FAST, SLOTLINE_SINK_SCHEMA: 'alpha' }), ['setup']);
+    expect(first.code, first.output).toBe(0);
+    const envB = b.env({ ...FAST, SLOTLINE_SINK_URL: a.sinkUrl, SLOTLINE_SINK_SCHEMA: 'beta' });
+    const second = await runCommand(envB, ['setup']);
+    expect(second.code, second.output).toBe(0);
+    expect(await hypertable(a.sink, 'alpha')).toBe(1);
+    expect(await hypertable(a.sink, 'beta')).toBe(1);
+  });
+
+  it('an extension an earlier version installed into a custom sink schema is found from another', async () => {
+    await using ctx = await createTestContext('schema_ext');
+    await createPonderTables(ctx.source);
+    await ctx.sink.query('CREATE SCHEMA alpha');
+    await ctx.sink.query('CREATE EXTENSION timescaledb SCHEMA alpha');
+    const r = await runCommand(ctx.env({ ...FAST, SLOTLINE_SINK_SCHEMA: 'beta' }), ['setup']);
+    expect(r.code, r.output).toBe(0);
+    expect(await hypertable(ctx.sink, 'beta')).toBe(1);
   });
 });
