@@ -451,3 +451,24 @@ describe('ChangeRouter: lossy corners (issue 11.13)', () => {
     }
   });
 });
+
+describe('ChangeRouter: replica identity FULL (issue 11.6)', () => {
+  it('an UPDATE that changes the id deletes the old id (the old row comes as `old`)', () => {
+    const { pools, take, feed } = setup();
+    pools.set({ id: 'p1', orderBook: '0xob1', coin: 'ETH/USDC' });
+    const full = { ...TRADES, replicaIdentity: 'f' as const };
+    feed(begin(0x100n), { tag: 'relation', relation: full });
+    feed({
+      tag: 'update',
+      relation: full,
+      key: null,
+      old: tradeRow('t1'),
+      new: tradeRow('t1-moved'),
+    });
+    feed(commit(0x100n, 0x128n));
+    const c = changes(take());
+    expect(c.map((x) => x.kind)).toEqual(['trade_delete', 'trade_upsert']);
+    expect(c[0]).toMatchObject({ kind: 'trade_delete', tradeId: 't1' });
+    expect(c[1]).toMatchObject({ trade: { tradeId: 't1-moved' } });
+  });
+});

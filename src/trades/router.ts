@@ -259,8 +259,11 @@ export class ChangeRouter {
 
   private resolve(relation: Relation): Target {
     if (relation.schema !== this.opts.sourceSchema) return { kind: 'other' };
-    if (relation.name === TRADES_TABLE)
-      return { kind: 'trades', cols: tradeColumns(relation), relation };
+    if (relation.name === TRADES_TABLE) {
+      const cols = tradeColumns(relation);
+      warnKeylessIdentity(relation, cols.id, this.log);
+      return { kind: 'trades', cols, relation };
+    }
     if (relation.name === POOLS_TABLE)
       return { kind: 'pools', cols: poolColumns(relation), relation };
     return { kind: 'other' };
@@ -307,8 +310,10 @@ export class ChangeRouter {
       return;
     }
     const op = msg.tag;
-    // The key changed (UPDATE … SET id = …): the old id is gone.
-    const oldId = msg.tag === 'update' && msg.key ? msg.key[target.cols.id] : null;
+    // The key changed (UPDATE … SET id = …): the old id is gone. The old id comes
+    // as `key` with the default identity, as the whole `old` row with FULL.
+    const before = msg.tag === 'update' ? (msg.key ?? msg.old) : undefined;
+    const oldId = before ? before[target.cols.id] : null;
     const newId = msg.new[target.cols.id];
     if (typeof oldId === 'string' && oldId !== newId) {
       if (target.kind === 'trades') this.push({ kind: 'trade_delete', lsn, tradeId: oldId }, 0);
@@ -467,6 +472,16 @@ export class ChangeRouter {
     this.stats.changes += 1;
     this.queue.push(change, bytes);
   }
+}
+
+/** Setup refuses this identity; changed afterwards, every delete becomes a missing_key letter. */
+function warnKeylessIdentity(relation: Relation, idCol: number, log: Logger): void {
+  // Snapshot relations (RelationLike) carry no identity: only streamed ones are checked.
+  if (relation.replicaIdentity !== 'i' || relation.columns[idCol]?.isKey !== false) return;
+  log.warn(
+    { table: `${relation.schema}.${relation.name}` },
+    `${relation.schema}.${relation.name} has REPLICA IDENTITY USING INDEX without the id column: its deletes cannot be applied and become missing_key dead letters. Fix: ALTER TABLE ${relation.schema}.${relation.name} REPLICA IDENTITY DEFAULT (or FULL)`,
+  );
 }
 
 function valuesBytes(values: TupleValues): number {
