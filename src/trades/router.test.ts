@@ -472,3 +472,36 @@ describe('ChangeRouter: replica identity FULL (issue 11.6)', () => {
     expect(c[1]).toMatchObject({ trade: { tradeId: 't1-moved' } });
   });
 });
+
+describe('ChangeRouter: a mapped column renamed or dropped (issue 11.11)', () => {
+  const RENAMED = relation(
+    16401,
+    'public',
+    'order_book_trades',
+    TRADE_COLS.map((c) => (c === 'price' ? 'price_wei' : c)),
+  );
+
+  it('inserts become missing_column letters, deletes still apply, and the fixed relation maps again', () => {
+    const { pools, take, feed } = setup();
+    pools.set({ id: 'p1', orderBook: '0xob1', coin: 'ETH/USDC' });
+    feed(begin(0x100n), { tag: 'relation', relation: RENAMED });
+    feed(insert(RENAMED, tradeRow('t1')));
+    feed({ tag: 'delete', relation: RENAMED, key: tradeRow('t0'), old: null });
+    feed(commit(0x100n, 0x128n));
+    feed(begin(0x200n), { tag: 'relation', relation: TRADES }, insert(TRADES, tradeRow('t2')));
+    feed(commit(0x200n, 0x228n));
+    const c = changes(take());
+    expect(c.map((x) => x.kind)).toEqual(['dead_letter', 'trade_delete', 'trade_upsert']);
+    expect(c[0]).toMatchObject({
+      letter: { code: 'missing_column', rowKey: 't1', raw: { price_wei: '100' } },
+    });
+    expect(c[0]!.kind === 'dead_letter' && c[0]!.letter.reason).toMatch(/lacks column\(s\) price/);
+    expect(c[2]).toMatchObject({ trade: { tradeId: 't2' } });
+  });
+
+  it('a retry of such a letter is refused while the relation still lacks the column', () => {
+    const { router } = setup();
+    const rejection = router.remap(RENAMED, tradeRow('t1'), 0x100n, 'insert');
+    expect(rejection?.code).toBe('missing_column');
+  });
+});

@@ -1,5 +1,6 @@
 import type { Lsn } from '../checkpoint/lsn.js';
 import type { PgoutputMessage, Relation, TupleValues } from '../decode/pgoutput.js';
+import { SourceSetupError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Change, DeadLetter, SourceTx } from '../sinks/batch.js';
 import type { InflightQueue } from '../sinks/inflight.js';
@@ -52,7 +53,20 @@ export const HEARTBEAT_PREFIX = 'slotline_heartbeat';
 type Target =
   | { kind: 'trades'; cols: TradeColumns; relation: Relation }
   | { kind: 'pools'; cols: PoolColumns; relation: Relation }
+  /** A mapped table that lacks a column slotline maps (renamed or dropped). */
+  | {
+      kind: 'unmapped';
+      table: 'trades' | 'pools';
+      cols: { id: number };
+      relation: Relation;
+      rejection: Rejection;
+    }
   | { kind: 'other' };
+
+/** What a change to `target` is about: trades or pools. */
+function tableOf(target: Exclude<Target, { kind: 'other' }>): 'trades' | 'pools' {
+  return target.kind === 'unmapped' ? target.table : target.kind;
+}
 
 export type RelationLike = Pick<Relation, 'schema' | 'name' | 'columns'>;
 
@@ -159,9 +173,16 @@ export class ChangeRouter {
         this.queue.commit(msg.endLsn, msg.commitTime, true);
         return;
       }
-      case 'relation':
-        this.targets.set(msg.relation.oid, this.resolve(msg.relation));
+      case 'relation': {
+        const target = this.resolve(msg.relation);
+        this.targets.set(msg.relation.oid, target);
+        if (target.kind === 'unmapped')
+          this.log.error(
+            { table: `${msg.relation.schema}.${msg.relation.name}` },
+            `${target.rejection.reason}: its inserts and updates become missing_column dead letters until the column is back`,
+          );
         return;
+      }
       case 'insert':
       case 'update':
       case 'delete':
@@ -255,17 +276,32 @@ export class ChangeRouter {
     const target = this.resolve(relation as Relation);
     if (target.kind === 'trades') this.routeTrade(target, 'snapshot', values, lsn, null, bytes);
     else if (target.kind === 'pools') this.routePool(target, 'snapshot', values, lsn, null, bytes);
+    else if (target.kind === 'unmapped')
+      this.deadLetter(target, 'snapshot', values, lsn, null, target.rejection, bytes);
   }
 
   private resolve(relation: Relation): Target {
     if (relation.schema !== this.opts.sourceSchema) return { kind: 'other' };
-    if (relation.name === TRADES_TABLE) {
-      const cols = tradeColumns(relation);
-      warnKeylessIdentity(relation, cols.id, this.log);
-      return { kind: 'trades', cols, relation };
+    try {
+      if (relation.name === TRADES_TABLE) {
+        const cols = tradeColumns(relation);
+        warnKeylessIdentity(relation, cols.id, this.log);
+        return { kind: 'trades', cols, relation };
+      }
+      if (relation.name === POOLS_TABLE)
+        return { kind: 'pools', cols: poolColumns(relation), relation };
+    } catch (err) {
+      // Not fatal: the WAL before a fix would replay into the same crash on every
+      // restart, even after the column is back. Each Relation message resolves anew.
+      if (!(err instanceof SourceSetupError)) throw err;
+      return {
+        kind: 'unmapped',
+        table: relation.name === TRADES_TABLE ? 'trades' : 'pools',
+        cols: { id: relation.columns.findIndex((c) => c.name === 'id') },
+        relation,
+        rejection: { code: 'missing_column', reason: err.message },
+      };
     }
-    if (relation.name === POOLS_TABLE)
-      return { kind: 'pools', cols: poolColumns(relation), relation };
     return { kind: 'other' };
   }
 
@@ -277,7 +313,7 @@ export class ChangeRouter {
   ): void {
     const target = this.targets.get(msg.relation.oid) ?? this.resolve(msg.relation);
     if (target.kind === 'other') return;
-    if (this.watcher && target.kind === 'trades') {
+    if (this.watcher && tableOf(target) === 'trades') {
       for (const t of [
         msg.tag === 'insert' ? null : (msg.key ?? msg.old),
         msg.tag === 'delete' ? null : msg.new,
@@ -287,43 +323,45 @@ export class ChangeRouter {
       }
     }
     if (msg.tag === 'delete') {
-      const old = msg.key ?? msg.old;
-      const idCol = target.cols.id;
-      const id = old ? old[idCol] : null;
-      if (typeof id !== 'string') {
-        this.deadLetter(
-          target,
-          'delete',
-          old ?? [],
-          lsn,
-          commitTime,
-          { code: 'missing_key', reason: 'delete without a key' },
-          bytes,
-        );
-        return;
-      }
-      if (target.kind === 'trades') this.push({ kind: 'trade_delete', lsn, tradeId: id }, bytes);
-      else {
-        this.pools.delete(id);
-        this.push({ kind: 'pool_delete', lsn, poolId: id }, bytes);
-      }
+      this.onDelete(target, msg.key ?? msg.old, lsn, commitTime, bytes);
       return;
     }
-    const op = msg.tag;
     // The key changed (UPDATE … SET id = …): the old id is gone. The old id comes
     // as `key` with the default identity, as the whole `old` row with FULL.
-    const before = msg.tag === 'update' ? (msg.key ?? msg.old) : undefined;
+    const before = msg.tag === 'update' ? (msg.key ?? msg.old) : null;
     const oldId = before ? before[target.cols.id] : null;
-    const newId = msg.new[target.cols.id];
-    if (typeof oldId === 'string' && oldId !== newId) {
-      if (target.kind === 'trades') this.push({ kind: 'trade_delete', lsn, tradeId: oldId }, 0);
-      else {
-        this.pools.delete(oldId);
-        this.push({ kind: 'pool_delete', lsn, poolId: oldId }, 0);
-      }
-    }
+    if (typeof oldId === 'string' && oldId !== msg.new[target.cols.id])
+      this.removeKey(tableOf(target), oldId, lsn, 0);
+    const op = msg.tag;
     if (target.kind === 'trades') this.routeTrade(target, op, msg.new, lsn, commitTime, bytes);
-    else this.routePool(target, op, msg.new, lsn, commitTime, bytes);
+    else if (target.kind === 'pools') this.routePool(target, op, msg.new, lsn, commitTime, bytes);
+    else this.deadLetter(target, op, msg.new, lsn, commitTime, target.rejection, bytes);
+  }
+
+  /** A delete needs only the key, so it applies even while a mapped column is missing. */
+  private onDelete(
+    target: Exclude<Target, { kind: 'other' }>,
+    old: TupleValues | null,
+    lsn: Lsn,
+    commitTime: bigint,
+    bytes: number,
+  ): void {
+    const id = old ? old[target.cols.id] : null;
+    if (typeof id === 'string') {
+      this.removeKey(tableOf(target), id, lsn, bytes);
+      return;
+    }
+    const rejection: Rejection = { code: 'missing_key', reason: 'delete without a key' };
+    this.deadLetter(target, 'delete', old ?? [], lsn, commitTime, rejection, bytes);
+  }
+
+  private removeKey(table: 'trades' | 'pools', id: string, lsn: Lsn, bytes: number): void {
+    if (table === 'trades') {
+      this.push({ kind: 'trade_delete', lsn, tradeId: id }, bytes);
+      return;
+    }
+    this.pools.delete(id);
+    this.push({ kind: 'pool_delete', lsn, poolId: id }, bytes);
   }
 
   private routeTrade(
@@ -401,6 +439,7 @@ export class ChangeRouter {
         code: 'missing_key',
         reason: `${relation.schema}.${relation.name} is not a mapped table`,
       };
+    if (target.kind === 'unmapped') return target.rejection;
     const rawBytes = valuesBytes(values);
     if (target.kind === 'trades') {
       const m = this.mapSized(target, values, rawBytes);
