@@ -177,8 +177,13 @@ export const SETTINGS = {
   ),
   SLOTLINE_INFLIGHT_MAX_BYTES: setting(
     int(1024, 2 ** 40),
-    'Same bound in bytes of decoded values.',
+    'Same bound in bytes of what the changes become: decoded values plus the symbol each trade carries.',
     String(64 * 1024 * 1024),
+  ),
+  SLOTLINE_MAX_ROW_BYTES: setting(
+    int(1024, 2 ** 30),
+    "Largest change carried, estimated once enriched and serialized (a trade carries its pool's symbol); a larger one becomes a row_too_large dead letter.",
+    String(512 * 1024),
   ),
   SLOTLINE_STATUS_INTERVAL_MS: setting(
     int(100, 3_600_000),
@@ -293,6 +298,7 @@ export interface Config {
   batchMaxRows: number;
   inflightMaxRows: number;
   inflightMaxBytes: number;
+  maxRowBytes: number;
   statusIntervalMs: number;
   ackIntervalMs: number;
   idleAckIntervalMs: number;
@@ -392,6 +398,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     batchMaxRows: p.SLOTLINE_BATCH_MAX_ROWS,
     inflightMaxRows: p.SLOTLINE_INFLIGHT_MAX_ROWS,
     inflightMaxBytes: p.SLOTLINE_INFLIGHT_MAX_BYTES,
+    maxRowBytes: p.SLOTLINE_MAX_ROW_BYTES,
     statusIntervalMs: p.SLOTLINE_STATUS_INTERVAL_MS,
     ackIntervalMs: p.SLOTLINE_ACK_INTERVAL_MS,
     idleAckIntervalMs: p.SLOTLINE_IDLE_ACK_INTERVAL_MS,

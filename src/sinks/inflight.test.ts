@@ -255,18 +255,15 @@ describe('InflightQueue', () => {
   });
 
   it('flushCommitted writes what committed and drops the uncommitted tail', async () => {
-    const q = queue({ batchMaxRows: 10, maxRows: 4 });
+    const q = queue({ batchMaxRows: 10, maxRows: 100 });
     q.push(del(1), 5);
     q.commit(100n, 1n, true);
     q.push(del(2), 5);
     q.push(del(3), 5);
     q.push(del(4), 5);
-    expect(q.full).toBe(true);
-    const drained = q.drained();
     const flushed = q.flushCommitted();
     expect(q.rows).toBe(1);
     expect(q.bytes).toBe(5);
-    expect(await settled(drained)).toBe(true);
     const b = q.peek('timescale');
     expect(b?.rows).toBe(1);
     expect(b?.checkpoint).toBe(100n);
@@ -274,6 +271,16 @@ describe('InflightQueue', () => {
     q.release('timescale', b!);
     expect(await settled(flushed)).toBe(true);
     expect(q.idle).toBe(true);
+  });
+
+  it('a full queue keeps the transaction still arriving open only while it is under half the bounds', () => {
+    const q = queue({ batchMaxRows: 100, maxRows: 10 });
+    q.push(del(1), 1);
+    q.commit(100n, 1n, true);
+    for (let i = 2; i <= 5; i++) q.push(del(i), 1);
+    // sealRows is half of maxRows: the batch sealed at its commit; the tail stays open.
+    expect(q.peek('timescale')?.rows).toBe(1);
+    expect(q.rows).toBe(5);
   });
 
   it('flushCommitted with no commit at all drops the open transaction', async () => {
@@ -295,5 +302,87 @@ describe('InflightQueue', () => {
     q.release('timescale', b!);
     expect(q.peek('timescale')).toBeNull();
     expect(q.rows).toBe(1);
+  });
+});
+
+/**
+ * The stream as main.ts drives it: push while the queue is not full, otherwise
+ * wait for drained(); one sink writes whatever batch it can get. Returns the
+ * rows written, or throws if neither side can move (the wedge of issue 11.7).
+ */
+async function pumpOneTransaction(
+  opts: InflightOptions,
+  rows: number,
+  rowBytes: (i: number) => number,
+): Promise<number> {
+  const q = new InflightQueue(opts, ['timescale']);
+  let written = 0;
+  let pushed = 0;
+  let committed = false;
+  for (let step = 0; ; step++) {
+    if (step > 10 * rows + 100) throw new Error('no progress');
+    if (pushed < rows && !q.full) {
+      q.push(del(pushed, 7n), rowBytes(pushed));
+      pushed += 1;
+      continue;
+    }
+    if (pushed === rows && !committed) {
+      q.commit(9n, 1n, true);
+      committed = true;
+    }
+    const b = q.peek('timescale');
+    if (!b) {
+      if (committed && q.idle) return written;
+      throw new Error(`wedged: ${pushed}/${rows} pushed, ${q.rows} rows / ${q.bytes} bytes held`);
+    }
+    const waiting = q.full ? q.drained() : null;
+    q.release('timescale', b);
+    written += b.rows;
+    // Whoever paused the stream must hear back once the sink emptied the queue.
+    if (waiting && q.idle) expect(await settled(waiting)).toBe(true);
+  }
+}
+
+describe('InflightQueue: progress whatever the bounds (issue 11.7)', () => {
+  it('a transaction that fills the byte bound mid-way is written in batches that seal on bytes', async () => {
+    // 1 MiB, Ponder-sized rows of ~276 bytes: full after ~3,800 rows.
+    const opts = { batchMaxRows: 5000, maxRows: 10_000, maxBytes: 1 << 20 };
+    expect(await pumpOneTransaction(opts, 20_000, () => 276)).toBe(20_000);
+  });
+
+  it('a batch sealed on bytes stays under a quarter of the byte bound', () => {
+    const q = queue({ batchMaxRows: 5000, maxRows: 10_000, maxBytes: 1000 });
+    for (let i = 0; i < 30; i++) q.push(del(i), 10);
+    const b = q.peek('timescale');
+    expect(b?.bytes).toBe(250);
+    expect(b?.checkpoint).toBeNull();
+  });
+
+  it('in-flight rows below batchMaxRows do not wedge either', async () => {
+    const opts = { batchMaxRows: 5000, maxRows: 1000, maxBytes: 1 << 30 };
+    expect(await pumpOneTransaction(opts, 12_345, () => 10)).toBe(12_345);
+  });
+
+  it('one row larger than the whole byte bound is still carried', async () => {
+    const opts = { batchMaxRows: 100, maxRows: 1000, maxBytes: 100 };
+    expect(await pumpOneTransaction(opts, 50, (i) => (i % 7 === 0 ? 500 : 3))).toBe(50);
+  });
+
+  it('any mix of bounds and row sizes makes progress', async () => {
+    let seed = 42;
+    const rand = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    for (let run = 0; run < 200; run++) {
+      const opts = {
+        batchMaxRows: 1 + rand(50),
+        maxRows: 1 + rand(60),
+        maxBytes: 1 + rand(500),
+      };
+      const rows = 1 + rand(300);
+      const sizes = Array.from({ length: rows }, () => (rand(3) === 0 ? rand(1000) : rand(20)));
+      expect(await pumpOneTransaction(opts, rows, (i) => sizes[i]!)).toBe(rows);
+    }
   });
 });

@@ -18,6 +18,15 @@ export interface InflightOptions {
  * batch in order through its own cursor; a batch is dropped once all have
  * written it. `full` tells the stream to stop reading the socket; `onDrain`
  * fires when the queue is back under half of its bounds.
+ *
+ * Progress whatever the bounds: a batch also seals at half the row bound and a
+ * quarter of the byte bound, and when the queue is full what stays in the open
+ * batch is less than half the bounds. So the sinks can always bring the queue
+ * below half, and drained() always fires; otherwise a transaction that filled
+ * the bounds before its commit waited for a commit the paused stream could
+ * never read (issue 11.7). A sealed batch ends at its last commit when it has
+ * one; it ends mid-transaction only when one transaction outgrows the bounds,
+ * and its checkpoint moves only at commits (Batch.checkpoint).
  */
 export class InflightQueue {
   private readonly sealed: Batch[] = [];
@@ -31,10 +40,17 @@ export class InflightQueue {
   private idleListeners: (() => void)[] = [];
   private barriers: { seq: number; resolve: () => void }[] = [];
 
+  private readonly sealRows: number;
+  private readonly sealBytes: number;
+
   constructor(
     private readonly opts: InflightOptions,
     sinks: readonly string[],
   ) {
+    this.sealRows = Math.max(1, Math.min(opts.batchMaxRows, Math.floor(opts.maxRows / 2)));
+    // A quarter: the sinks write one batch while the stream fills the next, and
+    // serializing a batch makes a transient copy of about its size.
+    this.sealBytes = Math.max(1, Math.floor(opts.maxBytes / 4));
     this.open = new Batch(this.nextSeq++);
     for (const s of sinks) this.cursors.set(s, 0);
   }
@@ -61,8 +77,17 @@ export class InflightQueue {
     this.open.bytes += bytes;
     this.heldRows += 1;
     this.heldBytes += bytes;
-    if (this.open.changes.length >= this.opts.batchMaxRows) {
+    const o = this.open;
+    if (o.changes.length >= this.sealRows || o.bytes >= this.sealBytes || this.full) {
       this.sealAtCommit();
+      // The transaction still arriving stays open, unless holding it back could
+      // keep a full queue from ever draining below half its bounds.
+      const t = this.open;
+      if (
+        this.full &&
+        (t.changes.length >= this.opts.maxRows / 2 || t.bytes >= this.opts.maxBytes / 2)
+      )
+        this.seal();
       this.wake();
     }
   }

@@ -43,12 +43,16 @@ const REQUIRED_COLUMNS: Record<string, string[]> = {
  */
 export async function applySinkSchema(opts: SinkSchemaOptions): Promise<SinkSchemaReport> {
   const client = new pg.Client({ connectionString: opts.url, application_name: 'slotline-setup' });
+  // A session the server ends (FATAL) rejects the query in flight; unlistened, pg
+  // would also raise an 'error' event that kills the process.
+  client.on('error', () => undefined);
   await client.connect();
   try {
     await client.query(`SELECT pg_advisory_lock(hashtext('slotline.setup'))`);
     await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(opts.schema)}`);
     await client.query(`SET search_path TO ${quoteIdent(opts.schema)}, public`);
-    const timescale = await ensureTimescale(client, opts.log);
+    const timescale = await ensureTimescale(client, opts.url, opts.log);
+    if (timescale) await findTimescaleFunctions(client, opts.schema);
     for (const file of [
       '001_connector.sql',
       '002_sink_tables.sql',
@@ -77,11 +81,21 @@ export async function applySinkSchema(opts: SinkSchemaOptions): Promise<SinkSche
   }
 }
 
-async function ensureTimescale(client: pg.Client, log: Logger): Promise<string | null> {
-  const installed = await client.query<{ extversion: string }>(
-    `SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'`,
-  );
-  if (installed.rows[0]) return installed.rows[0].extversion;
+async function ensureTimescale(
+  client: pg.Client,
+  url: string,
+  log: Logger,
+): Promise<string | null> {
+  const installed = await timescaleVersion(client);
+  if (installed) {
+    if ((await preloaded(client)) === false) {
+      // Its hypertables and aggregates exist already; plain views cannot replace them.
+      throw new SinkSchemaError(
+        `sink: the TimescaleDB extension is installed in this database but the server does not preload it. ${PRELOAD_FIX}`,
+      );
+    }
+    return installed;
+  }
   const available = await client.query(
     `SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'`,
   );
@@ -89,19 +103,79 @@ async function ensureTimescale(client: pg.Client, log: Logger): Promise<string |
     log.info('TimescaleDB is not available on the sink: using plain tables and views');
     return null;
   }
-  try {
-    await client.query('CREATE EXTENSION IF NOT EXISTS timescaledb');
-  } catch (err) {
+  // Installed but not preloaded (distribution packages, some managed services):
+  // CREATE EXTENSION then fails with FATAL and the server drops the connection.
+  if ((await preloaded(client)) === false) {
+    log.warn(NOT_PRELOADED);
+    return null;
+  }
+  const failure = await createExtensionApart(url);
+  if (failure) {
     log.warn(
-      { err },
-      'TimescaleDB is installed on the sink server but CREATE EXTENSION failed (preload or privileges?): using plain tables',
+      { err: failure },
+      `TimescaleDB is installed on the sink server but CREATE EXTENSION failed (${failure.message}): using plain tables and views. ${PRELOAD_FIX}, or grant the sink role CREATE on the database`,
     );
     return null;
   }
+  return timescaleVersion(client);
+}
+
+const PRELOAD_FIX =
+  "To use it: add timescaledb to shared_preload_libraries in the sink server's postgresql.conf and restart it";
+const NOT_PRELOADED = `TimescaleDB is installed on the sink server but not preloaded (shared_preload_libraries lacks timescaledb): using plain tables and views. ${PRELOAD_FIX}, then run \`slotline setup\` again`;
+
+/**
+ * Puts the extension's schema on the search_path after the sink schema: an
+ * earlier version installed it into the first deployment's sink schema, where
+ * another deployment's DDL could not find create_hypertable.
+ */
+async function findTimescaleFunctions(client: pg.Client, schema: string): Promise<void> {
+  const r = await client.query<{ nspname: string }>(
+    `SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+      WHERE e.extname = 'timescaledb'`,
+  );
+  const ext = r.rows[0]?.nspname;
+  if (!ext || ext === schema || ext === 'public') return;
+  await client.query(`SET search_path TO ${quoteIdent(schema)}, ${quoteIdent(ext)}, public`);
+}
+
+async function timescaleVersion(client: pg.Client): Promise<string | null> {
   const v = await client.query<{ extversion: string }>(
     `SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'`,
   );
   return v.rows[0]?.extversion ?? null;
+}
+
+/** Whether shared_preload_libraries names timescaledb; null when the role may not read it. */
+async function preloaded(client: pg.Client): Promise<boolean | null> {
+  // Superusers and pg_read_all_settings may read it; others get an error.
+  const r = await client
+    .query<{ libs: string }>(`SELECT current_setting('shared_preload_libraries') AS libs`)
+    .catch(() => null);
+  const libs = r?.rows[0]?.libs;
+  if (libs === undefined) return null;
+  return libs.split(',').some((l) => /^\s*"?(\$libdir\/)?timescaledb"?\s*$/.test(l));
+}
+
+/**
+ * CREATE EXTENSION on a connection of its own, listened to: when the library
+ * cannot load, the server ends the session with FATAL, which an unlistened pg
+ * client turns into an unhandled 'error' event. Returns the failure, if any.
+ */
+async function createExtensionApart(url: string): Promise<Error | null> {
+  const c = new pg.Client({ connectionString: url, application_name: 'slotline-setup' });
+  c.on('error', () => undefined);
+  try {
+    await c.connect();
+    // Into public explicitly: the session's search_path must not decide, or the
+    // first deployment's sink schema would hide create_hypertable from the next.
+    await c.query('CREATE EXTENSION IF NOT EXISTS timescaledb SCHEMA public');
+    return null;
+  } catch (err) {
+    return err as Error;
+  } finally {
+    await c.end().catch(() => undefined);
+  }
 }
 
 export async function verifySinkColumns(

@@ -46,40 +46,59 @@ export async function checkSource(db: Queryable, opts: SourceCheckOptions): Prom
       `source: role ${r?.rolname ?? '(unknown)'} lacks the REPLICATION attribute. Fix: ALTER ROLE ${r?.rolname ?? '<role>'} WITH REPLICATION`,
     );
   }
-  for (const table of SOURCE_TABLES) {
-    const qualified = `${opts.schema}.${table}`;
-    const t = await db.query<{
-      oid: number | null;
-      relreplident: string | null;
-      has_pk: boolean;
-      can_select: boolean;
-    }>(
-      `SELECT c.oid, c.relreplident,
-              EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) AS has_pk,
-              has_table_privilege(c.oid, 'SELECT') AS can_select
-         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')`,
-      [opts.schema, table],
+  for (const table of SOURCE_TABLES) await checkTable(db, opts.schema, table);
+}
+
+/** One source table: present, readable, and with a replica identity that carries its id. */
+async function checkTable(db: Queryable, schema: string, table: string): Promise<void> {
+  const qualified = `${schema}.${table}`;
+  const t = await db.query<{
+    oid: number | null;
+    relreplident: string | null;
+    has_pk: boolean;
+    can_select: boolean;
+    identity_index: string | null;
+    identity_has_id: boolean;
+  }>(
+    `SELECT c.oid, c.relreplident,
+            EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) AS has_pk,
+            has_table_privilege(c.oid, 'SELECT') AS can_select,
+            (SELECT i.indexrelid::regclass::text FROM pg_index i
+              WHERE i.indrelid = c.oid AND i.indisreplident) AS identity_index,
+            EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a
+                      ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+                     WHERE i.indrelid = c.oid AND i.indisreplident AND a.attname = 'id') AS identity_has_id
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')`,
+    [schema, table],
+  );
+  const row = t.rows[0];
+  if (!row) {
+    throw new SourceSetupError(
+      'source_table_missing',
+      `source: table ${qualified} does not exist. Fix: check SLOTLINE_SOURCE_SCHEMA (Ponder writes into the schema chosen at deploy time) and that the indexer has started`,
     );
-    const row = t.rows[0];
-    if (!row) {
-      throw new SourceSetupError(
-        'source_table_missing',
-        `source: table ${qualified} does not exist. Fix: check SLOTLINE_SOURCE_SCHEMA (Ponder writes into the schema chosen at deploy time) and that the indexer has started`,
-      );
-    }
-    if (!row.can_select) {
-      throw new SourceSetupError(
-        'select_privilege',
-        `source: no SELECT privilege on ${qualified}. Fix: GRANT SELECT ON ${qualified} TO <connector role>`,
-      );
-    }
-    if (row.relreplident === 'n' || (row.relreplident === 'd' && !row.has_pk)) {
-      throw new SourceSetupError(
-        'replica_identity',
-        `source: ${qualified} has no replica identity, so its updates and deletes cannot be replicated. Fix: add a primary key, or ALTER TABLE ${qualified} REPLICA IDENTITY FULL`,
-      );
-    }
+  }
+  if (!row.can_select) {
+    throw new SourceSetupError(
+      'select_privilege',
+      `source: no SELECT privilege on ${qualified}. Fix: GRANT SELECT ON ${qualified} TO <connector role>`,
+    );
+  }
+  if (row.relreplident === 'n' || (row.relreplident === 'd' && !row.has_pk)) {
+    throw new SourceSetupError(
+      'replica_identity',
+      `source: ${qualified} has no replica identity, so its updates and deletes cannot be replicated. Fix: add a primary key, or ALTER TABLE ${qualified} REPLICA IDENTITY FULL`,
+    );
+  }
+  // The old row of an update or delete then carries only the index's columns:
+  // without id no delete (and no id change) could be applied.
+  if (row.relreplident === 'i' && !row.identity_has_id) {
+    throw new SourceSetupError(
+      'replica_identity',
+      `source: ${qualified} has REPLICA IDENTITY USING INDEX ${row.identity_index ?? '?'}, which lacks the id column, so deletes could not be applied. ` +
+        `Fix: ALTER TABLE ${qualified} REPLICA IDENTITY DEFAULT (its primary key on id), or REPLICA IDENTITY FULL`,
+    );
   }
 }
 

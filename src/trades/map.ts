@@ -67,7 +67,9 @@ export type RejectCode =
   | 'missing_pool'
   | 'unknown_pool'
   | 'invalid_side'
-  | 'invalid_pool_row';
+  | 'invalid_pool_row'
+  | 'row_too_large'
+  | 'missing_column';
 
 export interface Rejection {
   code: RejectCode;
@@ -159,7 +161,8 @@ export function tradeColumns(
 }
 
 export function poolColumns(relation: Pick<Relation, 'schema' | 'name' | 'columns'>): PoolColumns {
-  return resolve(relation, POOL_COLUMNS, (k) => k === 'id');
+  // Without coin every trade would silently get a NULL symbol.
+  return resolve(relation, POOL_COLUMNS, (k) => k === 'id' || k === 'coin');
 }
 
 const UINT = /^\d+$/;

@@ -1,3 +1,5 @@
+import { jsonStringBytes } from './size.js';
+
 /**
  * The symbol of each pool, keyed by the column trades join on
  * (SLOTLINE_POOL_JOIN_COLUMN: `order_book`, as the old service did, or `id`).
@@ -6,6 +8,8 @@
  */
 export class PoolCache {
   private readonly symbols = new Map<string, string | null>();
+  /** join value → serialized size of its symbol, computed once per pool change, not per trade. */
+  private readonly sizes = new Map<string, number>();
   /** pool id → its join value, to forget the old key when a pool changes. */
   private readonly refs = new Map<string, string>();
 
@@ -20,6 +24,11 @@ export class PoolCache {
     return this.symbols.get(ref);
   }
 
+  /** What the symbol adds to each trade of the pool once serialized (0: unknown pool). */
+  symbolBytes(ref: string): number {
+    return this.sizes.get(ref) ?? 0;
+  }
+
   has(ref: string): boolean {
     return this.symbols.has(ref);
   }
@@ -27,13 +36,14 @@ export class PoolCache {
   set(pool: { id: string; orderBook: string | null; coin: string | null }): void {
     const ref = this.joinColumn === 'id' ? pool.id : pool.orderBook;
     const old = this.refs.get(pool.id);
-    if (old !== undefined && old !== ref) this.symbols.delete(old);
+    if (old !== undefined && old !== ref) this.forgetRef(old);
     if (ref === null) {
       this.refs.delete(pool.id);
       return;
     }
     this.refs.set(pool.id, ref);
     this.symbols.set(ref, pool.coin);
+    this.sizes.set(ref, jsonStringBytes(pool.coin));
   }
 
   /** Adds a pool only if its join value is unknown (start-up fill from a second source). */
@@ -46,12 +56,18 @@ export class PoolCache {
 
   delete(id: string): void {
     const ref = this.refs.get(id);
-    if (ref !== undefined) this.symbols.delete(ref);
+    if (ref !== undefined) this.forgetRef(ref);
     this.refs.delete(id);
   }
 
   clear(): void {
     this.symbols.clear();
+    this.sizes.clear();
     this.refs.clear();
+  }
+
+  private forgetRef(ref: string): void {
+    this.symbols.delete(ref);
+    this.sizes.delete(ref);
   }
 }

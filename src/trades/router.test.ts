@@ -370,3 +370,138 @@ describe('ChangeRouter', () => {
     expect(take()).toEqual([]);
   });
 });
+
+describe('ChangeRouter: what a row becomes counts (DESIGN rule 9)', () => {
+  const coin = 'C'.repeat(60 * 1024);
+
+  it('a trade counts its symbol against the in-flight bytes', () => {
+    const { pools, queue, feed } = setup();
+    pools.set({ id: 'p1', orderBook: '0xob1', coin });
+    feed(begin(0x100n), { tag: 'relation', relation: TRADES });
+    for (let i = 0; i < 10; i++) feed(insert(TRADES, tradeRow(`t${i}`)));
+    // Ten 10-byte messages, but each trade carries the 60 KiB symbol.
+    expect(queue.bytes).toBeGreaterThan(10 * 60 * 1024);
+  });
+
+  it('a trade too large once enriched is a row_too_large dead letter; later trades still flow', () => {
+    const { pools, take, feed } = setup({ maxRowBytes: 32 * 1024 });
+    pools.set({ id: 'p1', orderBook: '0xob1', coin });
+    pools.set({ id: 'p2', orderBook: '0xob2', coin: 'ETH/USDC' });
+    feed(begin(0x100n), { tag: 'relation', relation: TRADES });
+    feed(insert(TRADES, tradeRow('big', '0xob1')), insert(TRADES, tradeRow('ok', '0xob2')));
+    feed(commit(0x100n, 0x128n));
+    const c = changes(take());
+    expect(c.map((x) => x.kind)).toEqual(['dead_letter', 'trade_upsert']);
+    expect(c[0]).toMatchObject({
+      kind: 'dead_letter',
+      letter: { code: 'row_too_large', rowKey: 'big', operation: 'insert' },
+    });
+    const letter = c[0]!.kind === 'dead_letter' ? c[0]!.letter : null;
+    expect(letter?.reason).toMatch(/SLOTLINE_MAX_ROW_BYTES is 32768/);
+    // The letter holds the trade's own values, not the symbol.
+    expect(JSON.stringify(letter?.raw).length).toBeLessThan(1024);
+  });
+
+  it('a pool row too large is a row_too_large dead letter and does not enter the cache', () => {
+    const { pools, take, router } = setup({ maxRowBytes: 32 * 1024 });
+    router.onMessage(begin(0x100n), 10);
+    router.onMessage({ tag: 'relation', relation: POOLS }, 10);
+    router.onMessage(insert(POOLS, poolRow('p1', '0xob1', coin)), coin.length + 100);
+    router.onMessage(commit(0x100n, 0x128n), 10);
+    const c = changes(take());
+    expect(c).toHaveLength(1);
+    expect(c[0]).toMatchObject({ kind: 'dead_letter', letter: { code: 'row_too_large' } });
+    expect(pools.has('0xob1')).toBe(false);
+  });
+});
+
+describe('ChangeRouter: lossy corners (issue 11.13)', () => {
+  const del = (rel: Relation, key: ColumnValue[] | undefined): PgoutputMessage =>
+    ({ tag: 'delete', relation: rel, key }) as PgoutputMessage;
+
+  it('several keyless deletes of one transaction are one dead letter each', () => {
+    const { take, feed } = setup();
+    feed(begin(0x100n), { tag: 'relation', relation: TRADES });
+    // Identity USING INDEX on (transaction_id): the key carries no id.
+    const key = (tx: string): ColumnValue[] => [null, null, null, null, null, tx, null, null];
+    feed(del(TRADES, key('0xa')), del(TRADES, key('0xb')), del(TRADES, key('0xc')));
+    feed(commit(0x100n, 0x128n));
+    const batches = take();
+    const letters = changes(batches).filter((c) => c.kind === 'dead_letter');
+    expect(letters).toHaveLength(3);
+    const keys = letters.map((c) => (c.kind === 'dead_letter' ? c.letter.rowKey : ''));
+    expect(new Set(keys).size).toBe(3);
+    expect(keys[0]).toMatch(/^\(missing\) /);
+  });
+
+  it('TRUNCATE pools empties the pool cache: later trades of that pool are unknown_pool letters', () => {
+    for (const applyTruncate of [true, false]) {
+      const { pools, take, feed } = setup({ applyTruncate });
+      pools.set({ id: 'p1', orderBook: '0xob1', coin: 'ETH/USDC' });
+      feed(
+        begin(0x100n),
+        { tag: 'relation', relation: POOLS },
+        { tag: 'relation', relation: TRADES },
+      );
+      feed({ tag: 'truncate', relations: [POOLS], cascade: false, restartIdentity: false });
+      feed(insert(TRADES, tradeRow('t1', '0xob1')), commit(0x100n, 0x128n));
+      const c = changes(take());
+      expect(pools.has('0xob1')).toBe(false);
+      expect(c.at(-1)).toMatchObject({ kind: 'dead_letter', letter: { code: 'unknown_pool' } });
+    }
+  });
+});
+
+describe('ChangeRouter: replica identity FULL (issue 11.6)', () => {
+  it('an UPDATE that changes the id deletes the old id (the old row comes as `old`)', () => {
+    const { pools, take, feed } = setup();
+    pools.set({ id: 'p1', orderBook: '0xob1', coin: 'ETH/USDC' });
+    const full = { ...TRADES, replicaIdentity: 'f' as const };
+    feed(begin(0x100n), { tag: 'relation', relation: full });
+    feed({
+      tag: 'update',
+      relation: full,
+      key: null,
+      old: tradeRow('t1'),
+      new: tradeRow('t1-moved'),
+    });
+    feed(commit(0x100n, 0x128n));
+    const c = changes(take());
+    expect(c.map((x) => x.kind)).toEqual(['trade_delete', 'trade_upsert']);
+    expect(c[0]).toMatchObject({ kind: 'trade_delete', tradeId: 't1' });
+    expect(c[1]).toMatchObject({ trade: { tradeId: 't1-moved' } });
+  });
+});
+
+describe('ChangeRouter: a mapped column renamed or dropped (issue 11.11)', () => {
+  const RENAMED = relation(
+    16401,
+    'public',
+    'order_book_trades',
+    TRADE_COLS.map((c) => (c === 'price' ? 'price_wei' : c)),
+  );
+
+  it('inserts become missing_column letters, deletes still apply, and the fixed relation maps again', () => {
+    const { pools, take, feed } = setup();
+    pools.set({ id: 'p1', orderBook: '0xob1', coin: 'ETH/USDC' });
+    feed(begin(0x100n), { tag: 'relation', relation: RENAMED });
+    feed(insert(RENAMED, tradeRow('t1')));
+    feed({ tag: 'delete', relation: RENAMED, key: tradeRow('t0'), old: null });
+    feed(commit(0x100n, 0x128n));
+    feed(begin(0x200n), { tag: 'relation', relation: TRADES }, insert(TRADES, tradeRow('t2')));
+    feed(commit(0x200n, 0x228n));
+    const c = changes(take());
+    expect(c.map((x) => x.kind)).toEqual(['dead_letter', 'trade_delete', 'trade_upsert']);
+    expect(c[0]).toMatchObject({
+      letter: { code: 'missing_column', rowKey: 't1', raw: { price_wei: '100' } },
+    });
+    expect(c[0]!.kind === 'dead_letter' && c[0]!.letter.reason).toMatch(/lacks column\(s\) price/);
+    expect(c[2]).toMatchObject({ trade: { tradeId: 't2' } });
+  });
+
+  it('a retry of such a letter is refused while the relation still lacks the column', () => {
+    const { router } = setup();
+    const rejection = router.remap(RENAMED, tradeRow('t1'), 0x100n, 'insert');
+    expect(rejection?.code).toBe('missing_column');
+  });
+});

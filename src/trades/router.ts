@@ -1,5 +1,6 @@
 import type { Lsn } from '../checkpoint/lsn.js';
 import type { PgoutputMessage, Relation, TupleValues } from '../decode/pgoutput.js';
+import { SourceSetupError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Change, DeadLetter, SourceTx } from '../sinks/batch.js';
 import type { InflightQueue } from '../sinks/inflight.js';
@@ -12,9 +13,11 @@ import {
   tradeColumns,
   type PoolColumns,
   type Rejection,
+  type Trade,
   type TradeColumns,
 } from './map.js';
 import type { PoolCache } from './pools.js';
+import { changeBytes, DEFAULT_MAX_ROW_BYTES } from './size.js';
 
 export interface RouterOptions {
   /** SLOTLINE_SOURCE_SCHEMA */
@@ -23,6 +26,11 @@ export interface RouterOptions {
   applyTruncate: boolean;
   /** SLOTLINE_IDLE_ACK_INTERVAL_MS (default 1 s): how often an idle WAL end may be checkpointed. */
   idleAckIntervalMs: number;
+  /**
+   * SLOTLINE_MAX_ROW_BYTES (default 512 KiB): a change estimated larger once
+   * enriched and serialized is a `row_too_large` dead letter, not carried.
+   */
+  maxRowBytes?: number;
   /** Injected clock (ms). */
   now?: () => number;
 }
@@ -45,7 +53,20 @@ export const HEARTBEAT_PREFIX = 'slotline_heartbeat';
 type Target =
   | { kind: 'trades'; cols: TradeColumns; relation: Relation }
   | { kind: 'pools'; cols: PoolColumns; relation: Relation }
+  /** A mapped table that lacks a column slotline maps (renamed or dropped). */
+  | {
+      kind: 'unmapped';
+      table: 'trades' | 'pools';
+      cols: { id: number };
+      relation: Relation;
+      rejection: Rejection;
+    }
   | { kind: 'other' };
+
+/** What a change to `target` is about: trades or pools. */
+function tableOf(target: Exclude<Target, { kind: 'other' }>): 'trades' | 'pools' {
+  return target.kind === 'unmapped' ? target.table : target.kind;
+}
 
 export type RelationLike = Pick<Relation, 'schema' | 'name' | 'columns'>;
 
@@ -95,11 +116,13 @@ export class ChangeRouter {
     seq: number;
   } | null = null;
   private lastIdleAt = 0;
+  private keylessSnapshotRows = 0;
   private lastQueued: Lsn = 0n;
   private pendingIdle: Lsn | null = null;
   private idleTimer: NodeJS.Timeout | null = null;
   private readonly now: () => number;
   private readonly symbolOf: (ref: string) => string | null | undefined;
+  private readonly maxRowBytes: number;
 
   constructor(
     private readonly queue: InflightQueue,
@@ -108,6 +131,7 @@ export class ChangeRouter {
     private readonly log: Logger,
   ) {
     this.now = opts.now ?? Date.now;
+    this.maxRowBytes = opts.maxRowBytes ?? DEFAULT_MAX_ROW_BYTES;
     this.symbolOf = (ref) => this.pools.symbolOf(ref);
   }
 
@@ -149,34 +173,26 @@ export class ChangeRouter {
         this.queue.commit(msg.endLsn, msg.commitTime, true);
         return;
       }
-      case 'relation':
-        this.targets.set(msg.relation.oid, this.resolve(msg.relation));
+      case 'relation': {
+        const target = this.resolve(msg.relation);
+        this.targets.set(msg.relation.oid, target);
+        if (target.kind === 'unmapped')
+          this.log.error(
+            { table: `${msg.relation.schema}.${msg.relation.name}` },
+            `${target.rejection.reason}: its inserts and updates become missing_column dead letters until the column is back`,
+          );
         return;
+      }
       case 'insert':
       case 'update':
       case 'delete':
         if (this.tx?.skip !== false) return;
         this.onRow(msg, bytes, this.tx.finalLsn, this.tx.commitTime);
         return;
-      case 'truncate': {
+      case 'truncate':
         if (this.tx?.skip !== false) return;
-        const tables: ('trades' | 'pools')[] = [];
-        for (const r of msg.relations) {
-          const t = this.targets.get(r.oid);
-          if (t?.kind === 'trades' || t?.kind === 'pools') tables.push(t.kind);
-        }
-        if (tables.length === 0) return;
-        if (!this.opts.applyTruncate) {
-          this.log.warn(
-            { tables },
-            'TRUNCATE at the source not applied (SLOTLINE_APPLY_TRUNCATE=false)',
-          );
-          return;
-        }
-        this.log.warn({ tables }, 'TRUNCATE at the source: clearing the sink tables');
-        this.push({ kind: 'truncate', lsn: this.tx.finalLsn, tables }, bytes);
+        this.onTruncate(msg, bytes, this.tx.finalLsn);
         return;
-      }
       case 'message':
         if (msg.prefix === HEARTBEAT_PREFIX) this.stats.heartbeats += 1;
         else if (msg.prefix === WATERMARK_PREFIX && this.tx?.skip === false) {
@@ -191,6 +207,31 @@ export class ChangeRouter {
         throw new Error(`unhandled pgoutput message ${JSON.stringify(never)}`);
       }
     }
+  }
+
+  private onTruncate(
+    msg: Extract<PgoutputMessage, { tag: 'truncate' }>,
+    bytes: number,
+    lsn: Lsn,
+  ): void {
+    const tables: ('trades' | 'pools')[] = [];
+    for (const r of msg.relations) {
+      const t = this.targets.get(r.oid);
+      if (t?.kind === 'trades' || t?.kind === 'pools') tables.push(t.kind);
+    }
+    if (tables.length === 0) return;
+    // The cache follows the source whatever the sink does: later trades of a
+    // truncated pool are unknown_pool letters, not trades with a stale symbol.
+    if (tables.includes('pools')) this.pools.clear();
+    if (!this.opts.applyTruncate) {
+      this.log.warn(
+        { tables },
+        'TRUNCATE at the source not applied (SLOTLINE_APPLY_TRUNCATE=false)',
+      );
+      return;
+    }
+    this.log.warn({ tables }, 'TRUNCATE at the source: clearing the sink tables');
+    this.push({ kind: 'truncate', lsn, tables }, bytes);
   }
 
   /**
@@ -235,14 +276,32 @@ export class ChangeRouter {
     const target = this.resolve(relation as Relation);
     if (target.kind === 'trades') this.routeTrade(target, 'snapshot', values, lsn, null, bytes);
     else if (target.kind === 'pools') this.routePool(target, 'snapshot', values, lsn, null, bytes);
+    else if (target.kind === 'unmapped')
+      this.deadLetter(target, 'snapshot', values, lsn, null, target.rejection, bytes);
   }
 
   private resolve(relation: Relation): Target {
     if (relation.schema !== this.opts.sourceSchema) return { kind: 'other' };
-    if (relation.name === TRADES_TABLE)
-      return { kind: 'trades', cols: tradeColumns(relation), relation };
-    if (relation.name === POOLS_TABLE)
-      return { kind: 'pools', cols: poolColumns(relation), relation };
+    try {
+      if (relation.name === TRADES_TABLE) {
+        const cols = tradeColumns(relation);
+        warnKeylessIdentity(relation, cols.id, this.log);
+        return { kind: 'trades', cols, relation };
+      }
+      if (relation.name === POOLS_TABLE)
+        return { kind: 'pools', cols: poolColumns(relation), relation };
+    } catch (err) {
+      // Not fatal: the WAL before a fix would replay into the same crash on every
+      // restart, even after the column is back. Each Relation message resolves anew.
+      if (!(err instanceof SourceSetupError)) throw err;
+      return {
+        kind: 'unmapped',
+        table: relation.name === TRADES_TABLE ? 'trades' : 'pools',
+        cols: { id: relation.columns.findIndex((c) => c.name === 'id') },
+        relation,
+        rejection: { code: 'missing_column', reason: err.message },
+      };
+    }
     return { kind: 'other' };
   }
 
@@ -254,7 +313,7 @@ export class ChangeRouter {
   ): void {
     const target = this.targets.get(msg.relation.oid) ?? this.resolve(msg.relation);
     if (target.kind === 'other') return;
-    if (this.watcher && target.kind === 'trades') {
+    if (this.watcher && tableOf(target) === 'trades') {
       for (const t of [
         msg.tag === 'insert' ? null : (msg.key ?? msg.old),
         msg.tag === 'delete' ? null : msg.new,
@@ -264,41 +323,45 @@ export class ChangeRouter {
       }
     }
     if (msg.tag === 'delete') {
-      const old = msg.key ?? msg.old;
-      const idCol = target.cols.id;
-      const id = old ? old[idCol] : null;
-      if (typeof id !== 'string') {
-        this.deadLetter(
-          target,
-          'delete',
-          old ?? [],
-          lsn,
-          commitTime,
-          { code: 'missing_key', reason: 'delete without a key' },
-          bytes,
-        );
-        return;
-      }
-      if (target.kind === 'trades') this.push({ kind: 'trade_delete', lsn, tradeId: id }, bytes);
-      else {
-        this.pools.delete(id);
-        this.push({ kind: 'pool_delete', lsn, poolId: id }, bytes);
-      }
+      this.onDelete(target, msg.key ?? msg.old, lsn, commitTime, bytes);
       return;
     }
+    // The key changed (UPDATE … SET id = …): the old id is gone. The old id comes
+    // as `key` with the default identity, as the whole `old` row with FULL.
+    const before = msg.tag === 'update' ? (msg.key ?? msg.old) : null;
+    const oldId = before ? before[target.cols.id] : null;
+    if (typeof oldId === 'string' && oldId !== msg.new[target.cols.id])
+      this.removeKey(tableOf(target), oldId, lsn, 0);
     const op = msg.tag;
-    // The key changed (UPDATE … SET id = …): the old id is gone.
-    const oldId = msg.tag === 'update' && msg.key ? msg.key[target.cols.id] : null;
-    const newId = msg.new[target.cols.id];
-    if (typeof oldId === 'string' && oldId !== newId) {
-      if (target.kind === 'trades') this.push({ kind: 'trade_delete', lsn, tradeId: oldId }, 0);
-      else {
-        this.pools.delete(oldId);
-        this.push({ kind: 'pool_delete', lsn, poolId: oldId }, 0);
-      }
-    }
     if (target.kind === 'trades') this.routeTrade(target, op, msg.new, lsn, commitTime, bytes);
-    else this.routePool(target, op, msg.new, lsn, commitTime, bytes);
+    else if (target.kind === 'pools') this.routePool(target, op, msg.new, lsn, commitTime, bytes);
+    else this.deadLetter(target, op, msg.new, lsn, commitTime, target.rejection, bytes);
+  }
+
+  /** A delete needs only the key, so it applies even while a mapped column is missing. */
+  private onDelete(
+    target: Exclude<Target, { kind: 'other' }>,
+    old: TupleValues | null,
+    lsn: Lsn,
+    commitTime: bigint,
+    bytes: number,
+  ): void {
+    const id = old ? old[target.cols.id] : null;
+    if (typeof id === 'string') {
+      this.removeKey(tableOf(target), id, lsn, bytes);
+      return;
+    }
+    const rejection: Rejection = { code: 'missing_key', reason: 'delete without a key' };
+    this.deadLetter(target, 'delete', old ?? [], lsn, commitTime, rejection, bytes);
+  }
+
+  private removeKey(table: 'trades' | 'pools', id: string, lsn: Lsn, bytes: number): void {
+    if (table === 'trades') {
+      this.push({ kind: 'trade_delete', lsn, tradeId: id }, bytes);
+      return;
+    }
+    this.pools.delete(id);
+    this.push({ kind: 'pool_delete', lsn, poolId: id }, bytes);
   }
 
   private routeTrade(
@@ -309,9 +372,30 @@ export class ChangeRouter {
     commitTime: bigint | null,
     bytes: number,
   ): void {
-    const m = mapTrade(values, target.cols, this.symbolOf);
-    if (m.ok) this.push({ kind: 'trade_upsert', lsn, op, trade: m.value }, bytes);
+    const m = this.mapSized(target, values, bytes);
+    if (m.ok) this.push({ kind: 'trade_upsert', lsn, op, trade: m.value }, m.bytes);
     else this.deadLetter(target, op, values, lsn, commitTime, m.rejection, bytes);
+  }
+
+  /** mapTrade, then what the trade becomes with its symbol, held to maxRowBytes. */
+  private mapSized(
+    target: Extract<Target, { kind: 'trades' }>,
+    values: TupleValues,
+    messageBytes: number,
+  ): { ok: true; value: Trade; bytes: number } | { ok: false; rejection: Rejection } {
+    const m = mapTrade(values, target.cols, this.symbolOf);
+    if (!m.ok) return m;
+    const symbolBytes = this.pools.symbolBytes(m.value.poolId);
+    const bytes = changeBytes(messageBytes, symbolBytes);
+    if (bytes <= this.maxRowBytes) return { ok: true, value: m.value, bytes };
+    return {
+      ok: false,
+      rejection: tooLarge(
+        bytes,
+        this.maxRowBytes,
+        `its pool's symbol is ${symbolBytes} bytes, copied into every trade`,
+      ),
+    };
   }
 
   private routePool(
@@ -323,14 +407,18 @@ export class ChangeRouter {
     bytes: number,
   ): void {
     const m = mapPool(values, target.cols);
-    if (!m.ok) {
-      this.deadLetter(target, op, values, lsn, commitTime, m.rejection, bytes);
+    const size = changeBytes(bytes);
+    if (!m.ok || size > this.maxRowBytes) {
+      const rejection = m.ok
+        ? tooLarge(size, this.maxRowBytes, 'the pool row itself')
+        : m.rejection;
+      this.deadLetter(target, op, values, lsn, commitTime, rejection, bytes);
       return;
     }
     const ref = this.pools.joinColumn === 'id' ? m.value.id : m.value.orderBook;
     const appeared = ref !== null && !this.pools.has(ref);
     this.pools.set(m.value);
-    this.push({ kind: 'pool_upsert', lsn, op, pool: m.value }, bytes);
+    this.push({ kind: 'pool_upsert', lsn, op, pool: m.value }, size);
     if (appeared) this.deadLetters?.onPoolAppeared(ref);
   }
 
@@ -351,19 +439,23 @@ export class ChangeRouter {
         code: 'missing_key',
         reason: `${relation.schema}.${relation.name} is not a mapped table`,
       };
+    if (target.kind === 'unmapped') return target.rejection;
+    const rawBytes = valuesBytes(values);
     if (target.kind === 'trades') {
-      const m = mapTrade(values, target.cols, this.symbolOf);
+      const m = this.mapSized(target, values, rawBytes);
       if (!m.ok) return m.rejection;
       // Pushed as it is: a retry belongs to no streamed transaction.
       this.stats.changes += 1;
-      this.queue.push({ kind: 'trade_upsert', lsn, op, trade: m.value }, 256);
+      this.queue.push({ kind: 'trade_upsert', lsn, op, trade: m.value }, m.bytes);
       return null;
     }
     const m = mapPool(values, target.cols);
     if (!m.ok) return m.rejection;
+    const size = changeBytes(rawBytes);
+    if (size > this.maxRowBytes) return tooLarge(size, this.maxRowBytes, 'the pool row itself');
     this.pools.set(m.value);
     this.stats.changes += 1;
-    this.queue.push({ kind: 'pool_upsert', lsn, op, pool: m.value }, 256);
+    this.queue.push({ kind: 'pool_upsert', lsn, op, pool: m.value }, size);
     return null;
   }
 
@@ -380,7 +472,7 @@ export class ChangeRouter {
     const letter: DeadLetter = {
       sourceTable: `${target.relation.schema}.${target.relation.name}`,
       operation,
-      rowKey: typeof id === 'string' && id !== '' ? id : '(missing)',
+      rowKey: typeof id === 'string' && id !== '' ? id : this.missingKey(operation),
       commitTime,
       raw: rawValues(target.relation, values),
       code: rejection.code,
@@ -396,7 +488,18 @@ export class ChangeRouter {
       { table: letter.sourceTable, key: letter.rowKey, code: letter.code },
       'row dead-lettered',
     );
-    this.push({ kind: 'dead_letter', lsn, letter }, bytes);
+    this.push({ kind: 'dead_letter', lsn, letter }, changeBytes(bytes));
+  }
+
+  /**
+   * The key of a letter whose row has no id. Letters are unique by (table, key,
+   * LSN), so several keyless deletes of one statement would collapse into one
+   * letter: each gets its position in the transaction (the same on a replay).
+   * A row whose id is empty keeps '(missing)': the primary key allows one.
+   */
+  private missingKey(operation: DeadLetter['operation']): string {
+    if (operation !== 'delete') return '(missing)';
+    return `(missing) change ${this.tx ? this.tx.seq : this.keylessSnapshotRows++}`;
   }
 
   private push(change: Change, bytes: number): void {
@@ -408,6 +511,29 @@ export class ChangeRouter {
     this.stats.changes += 1;
     this.queue.push(change, bytes);
   }
+}
+
+/** Setup refuses this identity; changed afterwards, every delete becomes a missing_key letter. */
+function warnKeylessIdentity(relation: Relation, idCol: number, log: Logger): void {
+  // Snapshot relations (RelationLike) carry no identity: only streamed ones are checked.
+  if (relation.replicaIdentity !== 'i' || relation.columns[idCol]?.isKey !== false) return;
+  log.warn(
+    { table: `${relation.schema}.${relation.name}` },
+    `${relation.schema}.${relation.name} has REPLICA IDENTITY USING INDEX without the id column: its deletes cannot be applied and become missing_key dead letters. Fix: ALTER TABLE ${relation.schema}.${relation.name} REPLICA IDENTITY DEFAULT (or FULL)`,
+  );
+}
+
+function valuesBytes(values: TupleValues): number {
+  let n = 0;
+  for (const v of values) if (typeof v === 'string') n += v.length;
+  return n;
+}
+
+function tooLarge(bytes: number, max: number, why: string): Rejection {
+  return {
+    code: 'row_too_large',
+    reason: `the change would carry about ${bytes} bytes once enriched and serialized (${why}); SLOTLINE_MAX_ROW_BYTES is ${max}`,
+  };
 }
 
 function fromSnapshot(c: Change): boolean {
