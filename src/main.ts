@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import pg from 'pg';
 import { adminControl } from './admin/control.js';
 import { DeadLetterService } from './admin/dead-letters.js';
@@ -6,7 +7,6 @@ import { createMetrics, DecodeCounter, type Metrics } from './admin/metrics.js';
 import { Acker } from './checkpoint/acker.js';
 import { type Lsn, formatLsn, minLsn } from './checkpoint/lsn.js';
 import { CommitTracker, RateMeter } from './checkpoint/commit-lag.js';
-import { resetCheckpoints, setCheckpointState } from './checkpoint/store.js';
 import type { Config } from './config.js';
 import { PgoutputDecoder } from './decode/pgoutput.js';
 import { classifyError, Conflict, SlotlineError } from './errors.js';
@@ -16,7 +16,7 @@ import { foreignSlot, runSetup, slotGone, slotLost } from './setup.js';
 import { createSinks } from './sinks/index.js';
 import { InflightQueue } from './sinks/inflight.js';
 import type { Sink } from './sinks/sink.js';
-import { TIMESCALE_SINK, type TimescaleSink } from './sinks/timescale.js';
+import type { TimescaleSink } from './sinks/timescale.js';
 import { runSinkWorker } from './sinks/worker.js';
 import { Heartbeat } from './source/heartbeat.js';
 import { LeaderLock } from './source/leader.js';
@@ -24,8 +24,9 @@ import { ReplicationStream } from './source/replication.js';
 import { SlotMonitor, type SlotHealth } from './source/slot-health.js';
 import { pgMicrosToUnixMs } from './source/wire.js';
 import { Backfiller, parseBackfillRange } from './source/backfill.js';
-import { copySnapshot } from './source/snapshot.js';
-import { createSlot, createSlotWithSnapshot, dropSlot, inspectSlot } from './source/slot.js';
+import { takeInitialSnapshot } from './source/snapshot.js';
+import { verifySourceIdentity } from './source/identity.js';
+import { inspectSlot } from './source/slot.js';
 import { quoteIdent } from './sql.js';
 import { PoolCache } from './trades/pools.js';
 import { ChangeRouter } from './trades/router.js';
@@ -205,6 +206,8 @@ export async function runConnector(cfg: Config, h: RunHandles): Promise<void> {
     if (h.shutdown.aborted) return;
 
     for (const s of sinks) await s.open();
+    // Fence off a replica that led before: its sink writes fail from here on.
+    for (const s of sinks) await s.claimEpoch?.(`${hostname()}:${process.pid}`);
     const primary = sinks[0] as TimescaleSink;
     const pools = new PoolCache(cfg.poolJoinColumn);
 
@@ -427,7 +430,7 @@ export async function runConnector(cfg: Config, h: RunHandles): Promise<void> {
           // on the slot and close the very window a replay needs.
           s.destroy();
           await Promise.race([queue.flushAll(), fatalPromise]);
-          await resetCheckpoints(sinkPool, cfg.slot, req.lsn);
+          await primary.resetCheckpoints(req.lsn);
           acker = new Acker(sinkNames, req.lsn);
           state.acker = acker;
           log.warn(
@@ -530,6 +533,15 @@ async function resumePoint(
   log: Logger,
 ): Promise<Start> {
   const ck = await primary.checkpoint();
+  if (ck?.state === 'streaming') {
+    await verifySourceIdentity({
+      url: cfg.sourceUrl,
+      slot: cfg.slot,
+      recorded: ck.source,
+      record: (id) => primary.recordSourceIdentity(id),
+      log,
+    });
+  }
   const slot = await inspectSlot(source, cfg.slot);
   if (ck?.state === 'streaming') {
     if (!slot) throw slotGone(cfg.slot, ck.lsn === null ? '?' : formatLsn(ck.lsn));
@@ -576,47 +588,21 @@ async function takeSnapshot(
   h: RunHandles,
   log: Logger,
 ): Promise<Lsn | null> {
-  const slog = log.child({ component: 'snapshot' });
-  // A slot made by `setup` (or by an interrupted snapshot) has no usable snapshot any more.
-  await dropSlot(db.source, cfg.slot);
-  await setCheckpointState(db.sink, cfg.slot, TIMESCALE_SINK, 'snapshotting', null, null);
-  if (cfg.snapshot === 'never') {
-    const lsn = await createSlot(db.source, cfg.slot);
-    await completeSnapshot(sinks, primary, lsn);
-    slog.info({ lsn: formatLsn(lsn) }, 'slot created without snapshot (SLOTLINE_SNAPSHOT=never)');
-    return lsn;
-  }
-  const exported = await createSlotWithSnapshot(cfg.sourceUrl, cfg.slot);
-  try {
-    const lsn = exported.consistentPoint;
-    await setCheckpointState(db.sink, cfg.slot, TIMESCALE_SINK, 'snapshotting', null, lsn);
-    slog.info({ lsn: formatLsn(lsn) }, 'initial snapshot started');
-    pools.clear();
-    const t0 = Date.now();
-    const counts = await copySnapshot({
-      url: cfg.sourceUrl,
-      snapshotName: exported.snapshotName,
-      lsn,
-      schema: cfg.sourceSchema,
-      router,
-      queue,
-      signal: h.shutdown,
-      log: slog,
-    });
-    await queue.flushAll();
-    if (h.shutdown.aborted) return null;
-    await completeSnapshot(sinks, primary, lsn);
-    slog.info({ lsn: formatLsn(lsn), ...counts, ms: Date.now() - t0 }, 'initial snapshot complete');
-    return lsn;
-  } finally {
-    await exported.connection.end().catch(() => undefined);
-  }
-}
-
-/** The other sinks first: the primary's 'streaming' state is what marks the snapshot done. */
-async function completeSnapshot(sinks: Sink[], primary: TimescaleSink, lsn: Lsn): Promise<void> {
-  for (const s of sinks) if (s !== primary) await s.completeSnapshot(lsn);
-  await primary.completeSnapshot(lsn);
+  return takeInitialSnapshot({
+    url: cfg.sourceUrl,
+    slot: cfg.slot,
+    schema: cfg.sourceSchema,
+    mode: cfg.snapshot,
+    source: db.source,
+    sinks,
+    primary,
+    router,
+    queue,
+    pools,
+    loadPools: () => loadPools(pools, db, cfg, log),
+    signal: h.shutdown,
+    log: log.child({ component: 'snapshot' }),
+  });
 }
 
 /** Symbols from the sink's mirror (consistent with the checkpoint), then any pool only the source has. */

@@ -15,7 +15,22 @@ export interface Sink {
   checkpoint(): Promise<Checkpoint | null>;
   /** Writes `batch`; resolves only once it is durable. Idempotent under replay. */
   write(batch: Batch): Promise<void>;
-  /** Initial snapshot done at `lsn`: remove what the snapshot did not see, start streaming there. */
-  completeSnapshot(lsn: Lsn): Promise<void>;
+  /**
+   * Initial snapshot done at `lsn`: remove what the snapshot did not see (unless
+   * `sweep` is false: no snapshot ran), start streaming there.
+   */
+  completeSnapshot(lsn: Lsn, opts?: CompleteSnapshotOptions): Promise<void>;
+  /**
+   * Makes this replica the slot's leader for this sink (a new epoch), so that a
+   * replica that led before cannot write any more. Called once the leader lock
+   * is held and the sink is open, before the first write. Optional: a sink
+   * without it (Kafka, for now) is not fenced.
+   */
+  claimEpoch?(holder: string): Promise<void>;
   close(): Promise<void>;
+}
+
+export interface CompleteSnapshotOptions {
+  /** Remove sink rows of older generations (default true); false when no snapshot was copied. */
+  sweep?: boolean;
 }
