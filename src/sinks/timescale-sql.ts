@@ -8,14 +8,24 @@
 
 /** A table alias's version, as a row value: lexicographic comparison in SQL. */
 const v = (a: string) => `(${a}.source_generation, ${a}.source_lsn, ${a}.source_seq)`;
-/** The incoming version of a JSON row `r` with fields g, l, and `seq`. */
-const incoming = (seq = 's') => `(r.g, r.l::pg_lsn, r.${seq})`;
+/** The incoming version of a JSON row `r` (fields g, l, s). */
+const incoming = '(r.g, r.l::pg_lsn, r.s)';
 
 export function statements(schema: string) {
+  return { ...tradeStatements(schema), ...poolStatements(schema), ...upkeepStatements(schema) };
+}
+
+const tombstone = (table: string, key: string) => `
+      INSERT INTO ${table} AS d (${key}, source_generation, source_lsn, source_seq)`;
+const tombstoneConflict = (key: string) => `
+      ON CONFLICT (${key}) DO UPDATE
+         SET source_generation = EXCLUDED.source_generation, source_lsn = EXCLUDED.source_lsn,
+             source_seq = EXCLUDED.source_seq, deleted_at = now()
+       WHERE ${v('d')} < ${v('EXCLUDED')}`;
+
+function tradeStatements(schema: string) {
   const trades = `${schema}.analytics_trades`;
   const tradeTombs = `${schema}.analytics_trades_tombstones`;
-  const pools = `${schema}.pools`;
-  const poolTombs = `${schema}.pools_tombstones`;
   const tradeUpsert = (checked: boolean) => `
       INSERT INTO ${trades} AS t
              (trade_id, time, chain_id, pool_id, symbol, side, price, quantity, volume, transaction_id,
@@ -25,8 +35,8 @@ export function statements(schema: string) {
         FROM json_to_recordset($1::json)
              AS r(i text, t text, c text, p text, sy text, sd text, pr text, q text, x text,
                   g integer, l text, s integer)
-       WHERE NOT EXISTS (SELECT 1 FROM ${tradeTombs} d WHERE d.trade_id = r.i AND ${v('d')} > ${incoming()})
-       ${checked ? `AND NOT EXISTS (SELECT 1 FROM ${trades} o WHERE o.trade_id = r.i AND ${v('o')} > ${incoming()})` : ''}
+       WHERE NOT EXISTS (SELECT 1 FROM ${tradeTombs} d WHERE d.trade_id = r.i AND ${v('d')} > ${incoming})
+       ${checked ? `AND NOT EXISTS (SELECT 1 FROM ${trades} o WHERE o.trade_id = r.i AND ${v('o')} > ${incoming})` : ''}
       ON CONFLICT (trade_id, time) DO UPDATE
          SET chain_id = EXCLUDED.chain_id, pool_id = EXCLUDED.pool_id, symbol = EXCLUDED.symbol,
              side = EXCLUDED.side, price = EXCLUDED.price, quantity = EXCLUDED.quantity,
@@ -34,13 +44,6 @@ export function statements(schema: string) {
              source_lsn = EXCLUDED.source_lsn, source_generation = EXCLUDED.source_generation,
              source_seq = EXCLUDED.source_seq
        WHERE ${v('t')} <= ${v('EXCLUDED')}`;
-  const tombstone = (table: string, key: string) => `
-      INSERT INTO ${table} AS d (${key}, source_generation, source_lsn, source_seq)`;
-  const tombstoneConflict = (key: string) => `
-      ON CONFLICT (${key}) DO UPDATE
-         SET source_generation = EXCLUDED.source_generation, source_lsn = EXCLUDED.source_lsn,
-             source_seq = EXCLUDED.source_seq, deleted_at = now()
-       WHERE ${v('d')} < ${v('EXCLUDED')}`;
   return {
     /** Rows nothing else in the batch touched, streamed inserts: the hot path. */
     tradeInsert: tradeUpsert(false),
@@ -50,10 +53,10 @@ export function statements(schema: string) {
     tradeReplace: `
       DELETE FROM ${trades} t
        USING json_to_recordset($1::json) AS r(i text, t text, g integer, l text, s integer)
-       WHERE t.trade_id = r.i AND t.time <> to_timestamp(r.t::bigint) AND ${v('t')} <= ${incoming()}`,
+       WHERE t.trade_id = r.i AND t.time <> to_timestamp(r.t::bigint) AND ${v('t')} <= ${incoming}`,
     tradeDelete: `
       WITH r AS (SELECT * FROM json_to_recordset($1::json) AS r(i text, g integer, l text, s integer)),
-           gone AS (DELETE FROM ${trades} t USING r WHERE t.trade_id = r.i AND ${v('t')} <= ${incoming()})
+           gone AS (DELETE FROM ${trades} t USING r WHERE t.trade_id = r.i AND ${v('t')} <= ${incoming})
       ${tombstone(tradeTombs, 'trade_id')}
       SELECT r.i, r.g, r.l::pg_lsn, r.s FROM r
       ${tombstoneConflict('trade_id')}`,
@@ -63,6 +66,13 @@ export function statements(schema: string) {
       ${tombstone(tradeTombs, 'trade_id')}
       SELECT DISTINCT trade_id, $1::integer, $2::pg_lsn, $3::integer FROM gone
       ${tombstoneConflict('trade_id')}`,
+  };
+}
+
+function poolStatements(schema: string) {
+  const pools = `${schema}.pools`;
+  const poolTombs = `${schema}.pools_tombstones`;
+  return {
     poolUpsert: `
       INSERT INTO ${pools} AS p
              (id, chain_id, coin, order_book, base_currency, quote_currency, base_decimals, quote_decimals,
@@ -72,7 +82,7 @@ export function statements(schema: string) {
         FROM json_to_recordset($1::json)
              AS r(i text, c text, co text, ob text, bc text, qc text, bd text, qd text, v text, vq text, pr text,
                   t text, g integer, l text, s integer)
-       WHERE NOT EXISTS (SELECT 1 FROM ${poolTombs} d WHERE d.id = r.i AND ${v('d')} > ${incoming()})
+       WHERE NOT EXISTS (SELECT 1 FROM ${poolTombs} d WHERE d.id = r.i AND ${v('d')} > ${incoming})
       ON CONFLICT (id) DO UPDATE
          SET chain_id = EXCLUDED.chain_id, coin = EXCLUDED.coin, order_book = EXCLUDED.order_book,
              base_currency = EXCLUDED.base_currency, quote_currency = EXCLUDED.quote_currency,
@@ -83,7 +93,7 @@ export function statements(schema: string) {
        WHERE ${v('p')} <= ${v('EXCLUDED')}`,
     poolDelete: `
       WITH r AS (SELECT * FROM json_to_recordset($1::json) AS r(i text, g integer, l text, s integer)),
-           gone AS (DELETE FROM ${pools} p USING r WHERE p.id = r.i AND ${v('p')} <= ${incoming()})
+           gone AS (DELETE FROM ${pools} p USING r WHERE p.id = r.i AND ${v('p')} <= ${incoming})
       ${tombstone(poolTombs, 'id')}
       SELECT r.i, r.g, r.l::pg_lsn, r.s FROM r
       ${tombstoneConflict('id')}`,
@@ -93,6 +103,17 @@ export function statements(schema: string) {
       ${tombstone(poolTombs, 'id')}
       SELECT id, $1::integer, $2::pg_lsn, $3::integer FROM gone
       ${tombstoneConflict('id')}`,
+  };
+}
+
+function upkeepStatements(schema: string) {
+  const trades = `${schema}.analytics_trades`;
+  const pools = `${schema}.pools`;
+  const tombs = [
+    [`${schema}.analytics_trades_tombstones`, 'trade_id'],
+    [`${schema}.pools_tombstones`, 'id'],
+  ];
+  return {
     /** A new generation is complete: rows (and tombstones) no row of it rewrote are gone at the source. */
     sweep: [
       `DELETE FROM ${trades} WHERE source_generation < $1`,
@@ -104,14 +125,14 @@ export function statements(schema: string) {
      * replay starts after it) with no dead letter of that key still waiting
      * for a retry at its own, older, version.
      */
-    purge: [tradeTombs, poolTombs].map(
-      (table) => `
+    purge: tombs.map(
+      ([table, key]) => `
       DELETE FROM ${table} d
        WHERE d.source_generation < $1
           OR (d.source_generation = $1
               AND d.source_lsn < (SELECT min(lsn) FROM slotline.checkpoints WHERE slot = $2)
               AND NOT EXISTS (SELECT 1 FROM slotline.dead_letters x
-                               WHERE x.slot = $2 AND x.row_key = d.${table === tradeTombs ? 'trade_id' : 'id'}
+                               WHERE x.slot = $2 AND x.row_key = d.${key}
                                  AND x.state IN ('pending', 'retried')))`,
     ),
     deadLetters: `

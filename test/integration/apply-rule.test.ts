@@ -201,20 +201,16 @@ describe('one apply rule', () => {
 
     const refused = startConnector(env);
     await using _refused = refused;
-    const exit = await waitFor(
-      async () => {
-        if (
-          /setup --resnapshot/.test(refused.output()) &&
-          /different|identif/i.test(refused.output())
-        )
-          return true;
-        return refused.proc.exitCode !== null ? { exited: refused.proc.exitCode } : undefined;
-      },
-      { timeoutMs: 30_000, what: 'the connector to refuse the rebuilt source' },
+    const exit = await waitFor(async () => refused.proc.exitCode !== null && refused.exited, {
+      timeoutMs: 30_000,
+      what: 'the connector to refuse the rebuilt source',
+    }).catch((err: unknown) => {
+      throw new Error(`${(err as Error).message}\n${refused.output()}`);
+    });
+    expect((await exit).code, refused.output()).toBe(1);
+    expect(refused.output()).toMatch(
+      /"code":"source_changed".*another server.*slotline setup --resnapshot/,
     );
-    expect(exit, refused.output()).toBe(true);
-    refused.kill('SIGKILL');
-    await refused.exited;
     // Nothing of B was written over A's rows meanwhile.
     expect((await sinkTrades(ctx.sink)).length).toBe(60);
 
@@ -254,6 +250,8 @@ describe('one apply rule', () => {
     const env = ctx.env({ ...FAST, SLOTLINE_SNAPSHOT: 'never' });
     const setup = await runCommand(env, ['setup']);
     expect(setup.code, setup.output).toBe(0);
+    // A trade between `setup` and the first `run`: the slot setup made holds it.
+    await insertTrades(ctx.source, 'public', [trade(pools, 0)]);
     // History migrated from the old polling service.
     await ctx.sink.query(
       `INSERT INTO analytics_trades (trade_id, time, chain_id, pool_id, symbol, side, price, quantity, volume, source_lsn)
@@ -264,9 +262,10 @@ describe('one apply rule', () => {
     await using c = startConnector(env);
     await expectSlotAtCheckpoint(ctx);
     await insertTrades(ctx.source, 'public', [trade(pools, 1)]);
-    await waitFor(async () => (await sinkCount(ctx.sink)) === 26 || undefined, {
+    // Both new trades (mapped: the pools were loaded) beside the 25 old ones.
+    await waitFor(async () => (await sinkCount(ctx.sink)) === 27 || undefined, {
       timeoutMs: 30_000,
-      what: 'the new trade beside the 25 old ones',
+      what: 'the new trades beside the 25 old ones',
     }).catch(async (err: unknown) => {
       throw new Error(
         `${(err as Error).message}: ${await sinkCount(ctx.sink)} rows\n${c.output()}`,
