@@ -538,6 +538,7 @@ async function resumePoint(
       url: cfg.sourceUrl,
       slot: cfg.slot,
       recorded: ck.source,
+      checkpoint: ck.lsn,
       record: (id) => primary.recordSourceIdentity(id),
       log,
     });

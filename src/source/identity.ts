@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { type Lsn, formatLsn, parseLsn } from '../checkpoint/lsn.js';
 import type { SourceIdentity } from '../checkpoint/store.js';
 import { SourceChangedError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -10,7 +11,7 @@ import type { Logger } from '../log.js';
  * standbys and restored backups) and its current timeline, with no privilege
  * beyond REPLICATION, which the connector needs anyway.
  */
-export async function identifySystem(url: string): Promise<SourceIdentity> {
+export async function identifySystem(url: string): Promise<SourceIdentity & { walEnd: Lsn }> {
   const client = new pg.Client({
     connectionString: url,
     replication: 'database',
@@ -19,12 +20,18 @@ export async function identifySystem(url: string): Promise<SourceIdentity> {
   client.on('error', () => undefined);
   await client.connect();
   try {
-    const { rows } = await client.query<{ systemid: string; timeline: string | number }>(
-      'IDENTIFY_SYSTEM',
-    );
+    const { rows } = await client.query<{
+      systemid: string;
+      timeline: string | number;
+      xlogpos: string;
+    }>('IDENTIFY_SYSTEM');
     const r = rows[0];
     if (!r) throw new Error('IDENTIFY_SYSTEM returned no row');
-    return { systemId: String(r.systemid), timeline: Number(r.timeline) };
+    return {
+      systemId: String(r.systemid),
+      timeline: Number(r.timeline),
+      walEnd: parseLsn(r.xlogpos),
+    };
   } finally {
     await client.end().catch(() => undefined);
   }
@@ -63,20 +70,38 @@ export function sourceChanged(
 }
 
 /**
- * Before streaming from a checkpoint: refuses another server, records the
- * identity on first use (an install from before it was recorded) and a new
- * timeline of the same server. `record` writes it with the checkpoint.
+ * The same server whose WAL ends before the sink's checkpoint lost history the
+ * sink holds (restored from a volume snapshot, say): what it writes next would
+ * reuse positions the connector has already passed, and be skipped.
+ */
+export function sourceRewound(slot: string, walEnd: Lsn, checkpoint: Lsn): SourceChangedError {
+  return new SourceChangedError(
+    `source: the server's WAL ends at ${formatLsn(walEnd)}, before the sink's checkpoint ${formatLsn(checkpoint)} for ` +
+      `slot ${slot}: it was restored to an earlier point, and changes it writes now would be skipped. ` +
+      'Run `slotline setup --resnapshot` (a new snapshot of the source as it is), then `slotline run`',
+  );
+}
+
+/**
+ * Before streaming from a checkpoint: refuses another server, or the same one
+ * rewound behind the checkpoint; records the identity on first use (an
+ * install from before it was recorded) and a new timeline of the same
+ * server. `record` writes it with the checkpoint.
  */
 export async function verifySourceIdentity(opts: {
   url: string;
   slot: string;
   recorded: SourceIdentity | null;
+  checkpoint: Lsn | null;
   record: (current: SourceIdentity) => Promise<void>;
   log: Logger;
 }): Promise<SourceIdentity> {
-  const current = await identifySystem(opts.url);
+  const { walEnd, ...current } = await identifySystem(opts.url);
   const verdict = judgeIdentity(opts.recorded, current);
-  if (verdict === 'other_server') throw sourceChanged(opts.slot, opts.recorded!, current);
+  if (verdict === 'other_server' && opts.recorded)
+    throw sourceChanged(opts.slot, opts.recorded, current);
+  if (opts.checkpoint !== null && walEnd < opts.checkpoint)
+    throw sourceRewound(opts.slot, walEnd, opts.checkpoint);
   if (verdict === 'new_timeline')
     opts.log.warn(
       { from: opts.recorded?.timeline, to: current.timeline, systemId: current.systemId },
