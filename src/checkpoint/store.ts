@@ -193,16 +193,21 @@ export async function claimEpoch(db: Queryable, slot: string, holder: string): P
 /**
  * Inside a sink write transaction: holds the slot's leader row FOR SHARE until
  * commit, and fails (not retriable) if another replica has claimed a newer epoch.
- * Returns the sink's current source generation.
+ * Returns the sink's current source generation and state.
  */
 export async function lockEpoch(
   db: Queryable,
   slot: string,
   sink: string,
   epoch: string,
-): Promise<number> {
-  const { rows } = await db.query<{ epoch: string; holder: string; generation: number | null }>(
-    `SELECT l.epoch::text, l.holder, c.generation
+): Promise<{ generation: number; state: CheckpointState | null }> {
+  const { rows } = await db.query<{
+    epoch: string;
+    holder: string;
+    generation: number | null;
+    state: CheckpointState | null;
+  }>(
+    `SELECT l.epoch::text, l.holder, c.generation, c.state
        FROM slotline.leaders l
        LEFT JOIN slotline.checkpoints c ON c.slot = l.slot AND c.sink = $2
       WHERE l.slot = $1
@@ -216,5 +221,5 @@ export async function lockEpoch(
         "this one stops writing and exits so that it cannot undo the new leader's writes",
     );
   }
-  return r.generation ?? 0;
+  return { generation: r.generation ?? 0, state: r.state };
 }

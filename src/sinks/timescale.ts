@@ -92,15 +92,17 @@ export class TimescaleSink implements Sink {
   }
 
   /** Runs `fn` in one sink transaction that holds this replica's epoch; passes the current generation. */
-  private async transaction<T>(fn: (client: pg.PoolClient, gen: number) => Promise<T>): Promise<T> {
+  private async transaction<T>(
+    fn: (client: pg.PoolClient, gen: number, snapshotting: boolean) => Promise<T>,
+  ): Promise<T> {
     const epoch = this.epoch;
     if (epoch === null) throw new Error('TimescaleSink written before claimEpoch()');
     const client = await this.db().connect();
     let broken: Error | undefined;
     try {
       await client.query('BEGIN');
-      const gen = await lockEpoch(client, this.opts.slot, this.name, epoch);
-      const result = await fn(client, gen);
+      const at = await lockEpoch(client, this.opts.slot, this.name, epoch);
+      const result = await fn(client, at.generation, at.state === 'snapshotting');
       await client.query('COMMIT');
       return result;
     } catch (err) {
@@ -116,8 +118,14 @@ export class TimescaleSink implements Sink {
   }
 
   async write(batch: Batch): Promise<void> {
-    await this.transaction(async (client, gen) => {
-      for (const seg of coalesce(batch.changes, gen)) await this.writeSegment(client, seg);
+    await this.transaction(async (client, gen, snapshotting) => {
+      for (const seg of coalesce(batch.changes, gen)) {
+        // While a snapshot is copied nothing else writes, and every row the sink
+        // holds is of an older generation (the sweep removes those not rewritten):
+        // no row of the id can be newer, so the per-id check is skipped.
+        if (snapshotting) for (const u of seg.tradeUpserts) u.replace = false;
+        await this.writeSegment(client, seg);
+      }
       if (batch.checkpoint !== null) {
         await advanceCheckpoint(
           client,
