@@ -64,3 +64,27 @@ CREATE TABLE IF NOT EXISTS slotline.backfills (
   updated_at  timestamptz NOT NULL DEFAULT now()
 );
 CREATE UNIQUE INDEX IF NOT EXISTS backfills_one_running ON slotline.backfills (slot) WHERE state = 'running';
+
+-- The source history the sink holds (see "The apply rule" in the README).
+-- `generation` counts snapshots: every row a snapshot or the stream after it
+-- writes carries it, and a row of a newer generation wins over any row of an
+-- older one whatever their LSNs, so LSNs of two servers are never compared.
+-- `system_id` and `timeline` identify the source server of that generation
+-- (IDENTIFY_SYSTEM); a run against another server is refused.
+ALTER TABLE slotline.checkpoints ADD COLUMN IF NOT EXISTS generation integer NOT NULL DEFAULT 0;
+ALTER TABLE slotline.checkpoints ADD COLUMN IF NOT EXISTS system_id  text;
+ALTER TABLE slotline.checkpoints ADD COLUMN IF NOT EXISTS timeline   integer;
+
+-- A dead letter's full version, so that a retry is ordered like the change it stands for.
+ALTER TABLE slotline.dead_letters ADD COLUMN IF NOT EXISTS source_seq integer NOT NULL DEFAULT -1;
+ALTER TABLE slotline.dead_letters ADD COLUMN IF NOT EXISTS generation integer NOT NULL DEFAULT 0;
+
+-- Leader epochs: a replica that starts leading takes epoch + 1, and every sink
+-- write transaction checks (FOR SHARE) that the epoch is still its own, so a
+-- deposed leader's late write fails instead of landing after the new leader's.
+CREATE TABLE IF NOT EXISTS slotline.leaders (
+  slot   text        PRIMARY KEY,
+  epoch  bigint      NOT NULL,
+  holder text        NOT NULL,
+  since  timestamptz NOT NULL DEFAULT now()
+);

@@ -38,3 +38,31 @@ CREATE TABLE IF NOT EXISTS pools (
   source_lsn      pg_lsn NOT NULL
 );
 CREATE INDEX IF NOT EXISTS pools_order_book_idx ON pools (order_book);
+
+-- Row versions (see "The apply rule" in the README): with source_lsn, the
+-- source generation and the change's position in its transaction. Rows written
+-- before these columns existed get generation 0 and position -1 (before any
+-- change of the same transaction), which is how they were ordered then.
+ALTER TABLE analytics_trades ADD COLUMN IF NOT EXISTS source_generation integer NOT NULL DEFAULT 0;
+ALTER TABLE analytics_trades ADD COLUMN IF NOT EXISTS source_seq        integer NOT NULL DEFAULT -1;
+ALTER TABLE pools            ADD COLUMN IF NOT EXISTS source_generation integer NOT NULL DEFAULT 0;
+ALTER TABLE pools            ADD COLUMN IF NOT EXISTS source_seq        integer NOT NULL DEFAULT -1;
+
+-- Deleted keys and the version that deleted them, so that an older write
+-- arriving later (a replay, a retry, a stale path) cannot bring a row back.
+-- Beside the tables they guard, so they follow SLOTLINE_SINK_SCHEMA. Purged by
+-- the connector once nothing older can arrive any more.
+CREATE TABLE IF NOT EXISTS analytics_trades_tombstones (
+  trade_id          text        PRIMARY KEY,
+  source_generation integer     NOT NULL,
+  source_lsn        pg_lsn      NOT NULL,
+  source_seq        integer     NOT NULL,
+  deleted_at        timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS pools_tombstones (
+  id                text        PRIMARY KEY,
+  source_generation integer     NOT NULL,
+  source_lsn        pg_lsn      NOT NULL,
+  source_seq        integer     NOT NULL,
+  deleted_at        timestamptz NOT NULL DEFAULT now()
+);

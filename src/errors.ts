@@ -65,6 +65,26 @@ export class AuthError extends SlotlineError {
   }
 }
 
+/**
+ * Another replica leads now (it claimed a newer epoch in the sink): this one must
+ * stop writing at once, never retry.
+ */
+export class LeadershipLostError extends SlotlineError {
+  constructor(message: string, cause?: unknown) {
+    super('leadership_lost', message, { cause });
+  }
+}
+
+/**
+ * The source is not the server the sink's history came from (another system
+ * identifier): its LSNs mean nothing against the sink's. Needs a resnapshot.
+ */
+export class SourceChangedError extends SlotlineError {
+  constructor(message: string) {
+    super('source_changed', message);
+  }
+}
+
 /** A connection broke or could not be made; retried with backoff. */
 export class ConnectionError extends SlotlineError {
   constructor(message: string, cause?: unknown) {

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { LeadershipLostError } from '../errors.js';
 import { type Lsn, formatLsn, parseLsnOrNull } from './lsn.js';
 
 export type CheckpointState = 'pending_snapshot' | 'snapshotting' | 'streaming';
@@ -11,6 +12,16 @@ export interface Checkpoint {
   snapshotLsn: Lsn | null;
   commitTime: Date | null;
   updatedAt: Date;
+  /** Source generation (see sinks/version.ts): bumped by every new snapshot. */
+  generation: number;
+  /** The source server of this generation (IDENTIFY_SYSTEM); null before it was recorded. */
+  source: SourceIdentity | null;
+}
+
+export interface SourceIdentity {
+  /** pg_control's system identifier, a 64-bit integer kept as text. */
+  systemId: string;
+  timeline: number;
 }
 
 type Queryable = Pick<pg.ClientBase, 'query'>;
@@ -23,7 +34,13 @@ interface Row {
   snapshot_lsn: string | null;
   commit_time: Date | null;
   updated_at: Date;
+  generation: number;
+  system_id: string | null;
+  timeline: number | null;
 }
+
+const COLUMNS = `slot, sink, lsn::text, state, snapshot_lsn::text, commit_time, updated_at, generation,
+                 system_id, timeline`;
 
 function fromRow(r: Row): Checkpoint {
   return {
@@ -34,6 +51,9 @@ function fromRow(r: Row): Checkpoint {
     snapshotLsn: parseLsnOrNull(r.snapshot_lsn),
     commitTime: r.commit_time,
     updatedAt: r.updated_at,
+    generation: r.generation,
+    source:
+      r.system_id === null ? null : { systemId: r.system_id, timeline: Number(r.timeline ?? 0) },
   };
 }
 
@@ -43,8 +63,7 @@ export async function readCheckpoint(
   sink: string,
 ): Promise<Checkpoint | null> {
   const { rows } = await db.query<Row>(
-    `SELECT slot, sink, lsn::text, state, snapshot_lsn::text, commit_time, updated_at
-       FROM slotline.checkpoints WHERE slot = $1 AND sink = $2`,
+    `SELECT ${COLUMNS} FROM slotline.checkpoints WHERE slot = $1 AND sink = $2`,
     [slot, sink],
   );
   return rows[0] ? fromRow(rows[0]) : null;
@@ -52,8 +71,7 @@ export async function readCheckpoint(
 
 export async function readCheckpoints(db: Queryable, slot: string): Promise<Checkpoint[]> {
   const { rows } = await db.query<Row>(
-    `SELECT slot, sink, lsn::text, state, snapshot_lsn::text, commit_time, updated_at
-       FROM slotline.checkpoints WHERE slot = $1 ORDER BY sink`,
+    `SELECT ${COLUMNS} FROM slotline.checkpoints WHERE slot = $1 ORDER BY sink`,
     [slot],
   );
   return rows.map(fromRow);
@@ -121,4 +139,92 @@ export async function resetCheckpoint(
     [slot, sink, formatLsn(lsn)],
   );
   return r.rowCount ?? 0;
+}
+
+/**
+ * A new source history starts (a snapshot, or streaming without one): the sink's
+ * generation goes up by one and the source's identity is recorded, with state
+ * 'snapshotting'. Every row written from now on carries the new generation and
+ * wins over any row of an older one. Returns the new generation.
+ */
+export async function beginGeneration(
+  db: Queryable,
+  slot: string,
+  sink: string,
+  source: SourceIdentity,
+): Promise<number> {
+  const { rows } = await db.query<{ generation: number }>(
+    `INSERT INTO slotline.checkpoints (slot, sink, state, generation, system_id, timeline)
+     VALUES ($1, $2, 'snapshotting', 1, $3, $4)
+     ON CONFLICT (slot, sink) DO UPDATE
+        SET state = 'snapshotting', lsn = NULL, snapshot_lsn = NULL,
+            generation = slotline.checkpoints.generation + 1,
+            system_id = EXCLUDED.system_id, timeline = EXCLUDED.timeline, updated_at = now()
+     RETURNING generation`,
+    [slot, sink, source.systemId, source.timeline],
+  );
+  return (rows[0] as { generation: number }).generation;
+}
+
+/** Records the source's identity for the current generation (first start after an upgrade, a new timeline). */
+export async function recordSourceIdentity(
+  db: Queryable,
+  slot: string,
+  sink: string,
+  source: SourceIdentity,
+): Promise<void> {
+  await db.query(
+    `UPDATE slotline.checkpoints SET system_id = $3, timeline = $4, updated_at = now()
+      WHERE slot = $1 AND sink = $2`,
+    [slot, sink, source.systemId, source.timeline],
+  );
+}
+
+/**
+ * Makes the caller the slot's leader in the sink: epoch + 1. Waits for the
+ * write transactions of the previous leader that are in flight (they hold the
+ * row FOR SHARE); every later one of theirs fails in lockEpoch. Returns the epoch.
+ */
+export async function claimEpoch(db: Queryable, slot: string, holder: string): Promise<string> {
+  const { rows } = await db.query<{ epoch: string }>(
+    `INSERT INTO slotline.leaders AS l (slot, epoch, holder) VALUES ($1, 1, $2)
+     ON CONFLICT (slot) DO UPDATE SET epoch = l.epoch + 1, holder = EXCLUDED.holder, since = now()
+     RETURNING epoch::text`,
+    [slot, holder],
+  );
+  return (rows[0] as { epoch: string }).epoch;
+}
+
+/**
+ * Inside a sink write transaction: holds the slot's leader row FOR SHARE until
+ * commit, and fails (not retriable) if another replica has claimed a newer epoch.
+ * Returns the sink's current source generation and state.
+ */
+export async function lockEpoch(
+  db: Queryable,
+  slot: string,
+  sink: string,
+  epoch: string,
+): Promise<{ generation: number; state: CheckpointState | null }> {
+  const { rows } = await db.query<{
+    epoch: string;
+    holder: string;
+    generation: number | null;
+    state: CheckpointState | null;
+  }>(
+    `SELECT l.epoch::text, l.holder, c.generation, c.state
+       FROM slotline.leaders l
+       LEFT JOIN slotline.checkpoints c ON c.slot = l.slot AND c.sink = $2
+      WHERE l.slot = $1
+        FOR SHARE OF l`,
+    [slot, sink],
+  );
+  const r = rows[0];
+  if (r?.epoch !== epoch) {
+    throw new LeadershipLostError(
+      `sink: another replica leads slot ${slot} now (epoch ${r?.epoch ?? 'none'} of ${r?.holder ?? '?'}, ours ${epoch}); ` +
+        "this one stops writing and exits so that it cannot undo the new leader's writes",
+    );
+  }
+  return { generation: r.generation ?? 0, state: r.state };
 }

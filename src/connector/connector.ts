@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import pg from 'pg';
 import { adminControl } from '../admin/control.js';
 import type { DeadLetterService } from '../admin/dead-letters.js';
@@ -172,6 +173,8 @@ export class Connector implements ConnectorPort {
     );
     if (ready === undefined) return null;
     for (const s of this.sinks) await s.open();
+    // Fence off a replica that led before: its sink writes fail from here on.
+    for (const s of this.sinks) await s.claimEpoch?.(`${hostname()}:${process.pid}`);
     const start = await this.retrying('start', () => resumePoint(deps));
     if (start === undefined) return null;
     this.pipeline.start();

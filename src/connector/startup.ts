@@ -1,14 +1,14 @@
 import type pg from 'pg';
 import { type Lsn, formatLsn, minLsn } from '../checkpoint/lsn.js';
-import { setCheckpointState } from '../checkpoint/store.js';
 import type { Config } from '../config.js';
 import { SlotlineError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { foreignSlot, slotGone, slotLost } from '../setup.js';
 import type { Sink } from '../sinks/sink.js';
-import { TIMESCALE_SINK } from '../sinks/timescale.js';
-import { copySnapshot } from '../source/snapshot.js';
-import { createSlot, createSlotWithSnapshot, dropSlot, inspectSlot } from '../source/slot.js';
+import { TimescaleSink } from '../sinks/timescale.js';
+import { verifySourceIdentity } from '../source/identity.js';
+import { takeInitialSnapshot } from '../source/snapshot.js';
+import { inspectSlot } from '../source/slot.js';
 import { quoteIdent } from '../sql.js';
 import type { PoolCache } from '../trades/pools.js';
 import type { ChangeRouter } from '../trades/router.js';
@@ -47,6 +47,15 @@ export async function resumePoint(d: StartupDeps): Promise<Start> {
     if (slot && !ck) throw foreignSlot(d.cfg.slot);
     return { kind: 'snapshot' };
   }
+  if (primary instanceof TimescaleSink)
+    await verifySourceIdentity({
+      url: d.cfg.sourceUrl,
+      slot: d.cfg.slot,
+      recorded: ck.source,
+      checkpoint: ck.lsn,
+      record: (id) => primary.recordSourceIdentity(id),
+      log: d.log,
+    });
   if (!slot) throw slotGone(d.cfg.slot, ck.lsn === null ? '?' : formatLsn(ck.lsn));
   if (slot.walStatus === 'lost') throw slotLost(d.cfg.slot);
   const lsns: Lsn[] = [];
@@ -78,74 +87,29 @@ export interface SnapshotParts {
 }
 
 /**
- * First start: a new slot with an exported snapshot, the tables copied in it,
- * then everything the snapshot did not see removed from the sink and the
- * checkpoint set to the slot's consistent point, in one sink transaction. An
- * interrupted copy leaves state 'snapshotting', and the next start redoes it
- * with a new slot. Returns null when stopped before it completed.
+ * A new source history for the sink: the initial snapshot (or, with
+ * SLOTLINE_SNAPSHOT=never, streaming from the slot `setup` made), in a new
+ * source generation (see src/source/snapshot.ts). Returns null when stopped
+ * before it completed.
  */
-export async function takeSnapshot(d: StartupDeps, p: SnapshotParts): Promise<Lsn | null> {
-  const { cfg } = d;
-  const log = d.log.child({ component: 'snapshot' });
-  if (cfg.snapshot === 'never') return startWithoutSnapshot(d, p, log);
-  // A slot made by `setup` (or by an interrupted snapshot) has no usable snapshot any more.
-  await dropSlot(d.source, cfg.slot);
-  await setCheckpointState(d.sink, cfg.slot, TIMESCALE_SINK, 'snapshotting', null, null);
-  const exported = await createSlotWithSnapshot(cfg.sourceUrl, cfg.slot);
-  try {
-    const lsn = exported.consistentPoint;
-    await setCheckpointState(d.sink, cfg.slot, TIMESCALE_SINK, 'snapshotting', null, lsn);
-    log.info({ lsn: formatLsn(lsn) }, 'initial snapshot started');
-    p.pools.clear();
-    const t0 = Date.now();
-    const counts = await copySnapshot({
-      url: cfg.sourceUrl,
-      snapshotName: exported.snapshotName,
-      lsn,
-      schema: cfg.sourceSchema,
-      router: p.router,
-      queue: p.pipeline.queue,
-      signal: p.signal,
-      log,
-    });
-    // Snapshot rows belong to no transaction: all of them are written.
-    await p.pipeline.flushAll();
-    if (p.signal.aborted) return null;
-    await completeSnapshot(d.sinks, lsn);
-    log.info({ lsn: formatLsn(lsn), ...counts, ms: Date.now() - t0 }, 'initial snapshot complete');
-    return lsn;
-  } finally {
-    await exported.connection.end().catch(() => undefined);
-  }
-}
-
-/**
- * SLOTLINE_SNAPSHOT=never: no history is copied, and nothing in the sink is
- * removed (it may hold rows from before slotline, such as the old polling
- * service's). The slot `setup` made is kept, so changes written between
- * `setup` and the first `run` are streamed; pool symbols come from the source.
- */
-async function startWithoutSnapshot(d: StartupDeps, p: SnapshotParts, log: Logger): Promise<Lsn> {
-  const { cfg } = d;
-  const slot = await inspectSlot(d.source, cfg.slot);
-  const lsn =
-    slot?.confirmedFlushLsn != null && slot.walStatus !== 'lost'
-      ? slot.confirmedFlushLsn
-      : await createSlot(d.source, cfg.slot);
-  await loadPools(d, p.pools);
-  await completeSnapshot(d.sinks, lsn, false);
-  log.info(
-    { lsn: formatLsn(lsn), slot: slot ? 'kept' : 'created' },
-    'streaming without an initial snapshot (SLOTLINE_SNAPSHOT=never); the sink keeps what it holds',
-  );
-  return lsn;
-}
-
-/** The other sinks first: the primary's 'streaming' state is what marks the snapshot done. */
-async function completeSnapshot(sinks: readonly Sink[], lsn: Lsn, copied = true): Promise<void> {
-  const [primary, ...others] = sinks;
-  for (const s of others) await s.completeSnapshot(lsn, copied);
-  await primary?.completeSnapshot(lsn, copied);
+export function takeSnapshot(d: StartupDeps, p: SnapshotParts): Promise<Lsn | null> {
+  const [primary] = d.sinks;
+  if (!(primary instanceof TimescaleSink)) throw new Error('the first sink must be TimescaleDB');
+  return takeInitialSnapshot({
+    url: d.cfg.sourceUrl,
+    slot: d.cfg.slot,
+    schema: d.cfg.sourceSchema,
+    mode: d.cfg.snapshot,
+    source: d.source,
+    sinks: [...d.sinks],
+    primary,
+    router: p.router,
+    queue: p.pipeline.queue,
+    pools: p.pools,
+    loadPools: () => loadPools(d, p.pools),
+    signal: p.signal,
+    log: d.log.child({ component: 'snapshot' }),
+  });
 }
 
 /** Symbols from the sink's mirror (consistent with the checkpoint), then any pool only the source has. */

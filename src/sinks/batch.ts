@@ -4,7 +4,8 @@ import type { Pool, RejectCode, Trade } from '../trades/map.js';
 /**
  * What the router hands the sinks: mapped changes in stream order. `lsn` is the
  * commit LSN of the source transaction (for snapshot rows, the slot's
- * consistent point), so "newer" is well defined across transactions.
+ * consistent point); with `seq` and the source generation it is the change's
+ * version (see version.ts), so "newer" is well defined within a transaction too.
  */
 export type Change = (
   | { kind: 'trade_upsert'; lsn: Lsn; op: 'insert' | 'update' | 'snapshot'; trade: Trade }
@@ -16,8 +17,18 @@ export type Change = (
 ) & {
   /** The source transaction of a streamed change (one object per transaction); absent for snapshot rows. */
   tx?: SourceTx;
-  /** Position of a streamed change in its transaction, from 0: with `lsn`, a unique id of the event. */
+  /**
+   * Position of a streamed change in its transaction, from 0: with `lsn`, a unique id of the
+   * event. Absent: the change belongs to no streamed transaction and sorts before every change
+   * committed at `lsn` (snapshot and backfill rows).
+   */
   seq?: number;
+  /**
+   * Source generation of a change re-applied from storage (a dead-letter retry carries the
+   * letter's). Absent: the sink's current generation, which every streamed and snapshot change
+   * belongs to.
+   */
+  gen?: number;
 };
 
 export interface SourceTx {

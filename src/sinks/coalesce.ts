@@ -1,42 +1,57 @@
-import type { Lsn } from '../checkpoint/lsn.js';
 import type { Pool, Trade } from '../trades/map.js';
 import type { Change, DeadLetter } from './batch.js';
+import { compareVersions, versionOf, type RowVersion } from './version.js';
 
 /**
- * Folds a batch into the final state of each key, so the sink can write it
+ * Folds a batch into the newest state of each key, so the sink can write it
  * with one set-based statement per kind (an INSERT … ON CONFLICT may not touch
- * the same row twice). Batches are cut at TRUNCATE: what came before it is
+ * the same row twice). "Newest" is by version, not by arrival: a dead-letter
+ * retry queued after a streamed delete of the same key loses to it here as it
+ * would in the sink. Batches are cut at TRUNCATE: what came before it is
  * written, then the truncate, then what follows.
  */
 export interface TradeUpsertRow {
   trade: Trade;
-  lsn: Lsn;
+  version: RowVersion;
   /**
-   * Remove versions of this trade id at other times first: the trade was
-   * updated (its time may have moved, and (trade_id, time) is the sink's key)
-   * or deleted earlier in the batch.
+   * The sink may hold this trade id at another time (its time moved, and
+   * (trade_id, time) is the sink's key) or a newer version of it: check every
+   * row of the id, and remove the older ones at other times. False only for a
+   * streamed insert that nothing else in the batch touched, the hot path: the
+   * stream applies in order, so at most a replay finds a sibling, and the
+   * replay itself removes it again.
    */
   replace: boolean;
 }
 
 export interface Segment {
   tradeUpserts: TradeUpsertRow[];
-  tradeDeletes: { tradeId: string; lsn: Lsn }[];
-  poolUpserts: { pool: Pool; lsn: Lsn }[];
-  poolDeletes: { poolId: string; lsn: Lsn }[];
-  deadLetters: { letter: DeadLetter; lsn: Lsn }[];
+  tradeDeletes: { tradeId: string; version: RowVersion }[];
+  poolUpserts: { pool: Pool; version: RowVersion }[];
+  poolDeletes: { poolId: string; version: RowVersion }[];
+  deadLetters: { letter: DeadLetter; version: RowVersion }[];
   /** Applied after everything above. */
-  truncate: { tables: ('trades' | 'pools')[]; lsn: Lsn } | null;
+  truncate: { tables: ('trades' | 'pools')[]; version: RowVersion } | null;
 }
 
-type TradeState = { kind: 'upsert'; row: TradeUpsertRow } | { kind: 'delete'; lsn: Lsn };
-type PoolState = { kind: 'upsert'; pool: Pool; lsn: Lsn } | { kind: 'delete'; lsn: Lsn };
+type TradeState = { kind: 'upsert'; row: TradeUpsertRow } | { kind: 'delete'; version: RowVersion };
+type PoolState =
+  { kind: 'upsert'; pool: Pool; version: RowVersion } | { kind: 'delete'; version: RowVersion };
 
-export function coalesce(changes: readonly Change[]): Segment[] {
+/** `next` replaces `prev` unless it is older (a late retry of an older version). */
+function supersedes(prev: { version: RowVersion } | undefined, next: RowVersion): boolean {
+  return prev === undefined || compareVersions(next, prev.version) >= 0;
+}
+
+const versionOfState = (s: TradeState | undefined) =>
+  s === undefined ? undefined : s.kind === 'upsert' ? s.row : s;
+
+/** `gen` is the sink's current source generation (for changes that carry none). */
+export function coalesce(changes: readonly Change[], gen = 0): Segment[] {
   const segments: Segment[] = [];
   let trades = new Map<string, TradeState>();
   let pools = new Map<string, PoolState>();
-  let letters = new Map<string, { letter: DeadLetter; lsn: Lsn }>();
+  let letters = new Map<string, { letter: DeadLetter; version: RowVersion }>();
 
   const close = (truncate: Segment['truncate']) => {
     const seg: Segment = {
@@ -44,18 +59,17 @@ export function coalesce(changes: readonly Change[]): Segment[] {
       tradeDeletes: [],
       poolUpserts: [],
       poolDeletes: [],
-      deadLetters: [],
+      deadLetters: [...letters.values()],
       truncate,
     };
     for (const [tradeId, s] of trades) {
       if (s.kind === 'upsert') seg.tradeUpserts.push(s.row);
-      else seg.tradeDeletes.push({ tradeId, lsn: s.lsn });
+      else seg.tradeDeletes.push({ tradeId, version: s.version });
     }
     for (const [poolId, s] of pools) {
-      if (s.kind === 'upsert') seg.poolUpserts.push({ pool: s.pool, lsn: s.lsn });
-      else seg.poolDeletes.push({ poolId, lsn: s.lsn });
+      if (s.kind === 'upsert') seg.poolUpserts.push({ pool: s.pool, version: s.version });
+      else seg.poolDeletes.push({ poolId, version: s.version });
     }
-    seg.deadLetters = [...letters.values()];
     segments.push(seg);
     trades = new Map();
     pools = new Map();
@@ -63,31 +77,37 @@ export function coalesce(changes: readonly Change[]): Segment[] {
   };
 
   for (const c of changes) {
+    const version = versionOf(c, gen);
     switch (c.kind) {
       case 'trade_upsert': {
         const prev = trades.get(c.trade.tradeId);
+        if (!supersedes(versionOfState(prev), version)) break;
+        const hot = prev === undefined && c.op === 'insert' && c.tx !== undefined;
         trades.set(c.trade.tradeId, {
           kind: 'upsert',
-          row: { trade: c.trade, lsn: c.lsn, replace: prev !== undefined || c.op === 'update' },
+          row: { trade: c.trade, version, replace: !hot },
         });
         break;
       }
       case 'trade_delete':
-        trades.set(c.tradeId, { kind: 'delete', lsn: c.lsn });
+        if (supersedes(versionOfState(trades.get(c.tradeId)), version))
+          trades.set(c.tradeId, { kind: 'delete', version });
         break;
       case 'pool_upsert':
-        pools.set(c.pool.id, { kind: 'upsert', pool: c.pool, lsn: c.lsn });
+        if (supersedes(pools.get(c.pool.id), version))
+          pools.set(c.pool.id, { kind: 'upsert', pool: c.pool, version });
         break;
       case 'pool_delete':
-        pools.set(c.poolId, { kind: 'delete', lsn: c.lsn });
+        if (supersedes(pools.get(c.poolId), version))
+          pools.set(c.poolId, { kind: 'delete', version });
         break;
       case 'dead_letter': {
         const l = c.letter;
-        letters.set(`${l.sourceTable}\u0000${l.rowKey}\u0000${c.lsn}`, { letter: l, lsn: c.lsn });
+        letters.set(`${l.sourceTable}\u0000${l.rowKey}\u0000${c.lsn}`, { letter: l, version });
         break;
       }
       case 'truncate':
-        close({ tables: c.tables, lsn: c.lsn });
+        close({ tables: c.tables, version });
         break;
       default: {
         const never: never = c;

@@ -373,7 +373,7 @@ export class KafkaSink implements Sink {
   }
 
   /** Snapshot done at `lsn`: this sink streams from there (its 'r' records are sent already). */
-  async completeSnapshot(lsn: Lsn, _copied: boolean): Promise<void> {
+  async completeSnapshot(lsn: Lsn): Promise<void> {
     await setCheckpointState(this.pool(), this.opts.slot, KAFKA_SINK, 'streaming', lsn, lsn);
     this.durable = lsn;
     this.log.info({ lsn: formatLsn(lsn) }, 'Kafka sink streams from the snapshot point');

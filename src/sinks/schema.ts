@@ -31,8 +31,12 @@ const REQUIRED_COLUMNS: Record<string, string[]> = {
     'volume',
     'transaction_id',
     'source_lsn',
+    'source_generation',
+    'source_seq',
   ],
-  pools: ['id', 'coin', 'order_book', 'source_lsn'],
+  pools: ['id', 'coin', 'order_book', 'source_lsn', 'source_generation', 'source_seq'],
+  analytics_trades_tombstones: ['trade_id', 'source_generation', 'source_lsn', 'source_seq'],
+  pools_tombstones: ['id', 'source_generation', 'source_lsn', 'source_seq'],
 };
 
 /**

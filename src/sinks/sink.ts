@@ -22,10 +22,21 @@ export interface Sink {
    */
   resetTo(lsn: Lsn): Promise<void>;
   /**
-   * Initial snapshot done at `lsn`: start streaming there. When the snapshot
-   * `copied` the tables, remove what it did not see; without a copy
-   * (SLOTLINE_SNAPSHOT=never) nothing is removed.
+   * Initial snapshot done at `lsn`: remove what the snapshot did not see (unless
+   * `sweep` is false: no snapshot ran), start streaming there.
    */
-  completeSnapshot(lsn: Lsn, copied: boolean): Promise<void>;
+  completeSnapshot(lsn: Lsn, opts?: CompleteSnapshotOptions): Promise<void>;
+  /**
+   * Makes this replica the slot's leader for this sink (a new epoch), so that a
+   * replica that led before cannot write any more. Called once the leader lock
+   * is held and the sink is open, before the first write. Optional: a sink
+   * without it (Kafka, for now) is not fenced.
+   */
+  claimEpoch?(holder: string): Promise<void>;
   close(): Promise<void>;
+}
+
+export interface CompleteSnapshotOptions {
+  /** Remove sink rows of older generations (default true); false when no snapshot was copied. */
+  sweep?: boolean;
 }

@@ -1,18 +1,26 @@
 import pg from 'pg';
-import { type Lsn, formatLsn } from '../checkpoint/lsn.js';
+import type { Lsn } from '../checkpoint/lsn.js';
 import {
   advanceCheckpoint,
+  beginGeneration,
+  claimEpoch,
+  lockEpoch,
   readCheckpoint,
+  recordSourceIdentity,
   resetCheckpoint,
   setCheckpointState,
   type Checkpoint,
+  type SourceIdentity,
 } from '../checkpoint/store.js';
 import { classifyError } from '../errors.js';
 import type { Logger } from '../log.js';
+import type { Pool, Trade } from '../trades/map.js';
 import type { Batch } from './batch.js';
 import { coalesce, type Segment } from './coalesce.js';
-import type { Sink } from './sink.js';
+import type { CompleteSnapshotOptions, Sink } from './sink.js';
 import { quoteIdent } from '../sql.js';
+import { statements } from './timescale-sql.js';
+import { versionFields } from './version.js';
 
 export interface TimescaleSinkOptions {
   url: string;
@@ -20,6 +28,8 @@ export interface TimescaleSinkOptions {
   schema: string;
   slot: string;
   log: Logger;
+  /** How often tombstones that can no longer matter are purged (default 60 s). */
+  purgeIntervalMs?: number;
 }
 
 export const TIMESCALE_SINK = 'timescale';
@@ -28,13 +38,18 @@ export const TIMESCALE_SINK = 'timescale';
  * Writes batches into TimescaleDB (or plain PostgreSQL): one transaction per
  * batch holding the rows and the checkpoint. Values arrive as text in one JSON
  * parameter per statement and are cast in SQL, so no amount passes through a
- * JS number. Every write is guarded by source_lsn: replaying a change, or
- * applying an older one, never overwrites a newer version of a row.
+ * JS number. Every write is guarded by the row version (generation, commit
+ * LSN, position in the transaction) and by tombstones: replaying a change, or
+ * applying an older one, never overwrites a newer version nor undoes a delete.
+ * Every transaction first checks that this replica's leader epoch is current.
  */
 export class TimescaleSink implements Sink {
   readonly name = TIMESCALE_SINK;
   private pool: pg.Pool | null = null;
   private readonly sql: ReturnType<typeof statements>;
+  /** This replica's leader epoch in the sink; null until claimEpoch(). */
+  private epoch: string | null = null;
+  private lastPurge = Date.now();
 
   constructor(private readonly opts: TimescaleSinkOptions) {
     this.sql = statements(quoteIdent(opts.schema));
@@ -66,22 +81,30 @@ export class TimescaleSink implements Sink {
     return readCheckpoint(this.db(), this.opts.slot, this.name);
   }
 
-  async write(batch: Batch): Promise<void> {
+  /**
+   * Makes this replica the slot's leader in the sink (epoch + 1). Call once the
+   * leader lock is held and the sink is open, before anything is written: from
+   * then on a replica that led before fails every write with leadership_lost.
+   */
+  async claimEpoch(holder: string): Promise<void> {
+    this.epoch = await claimEpoch(this.db(), this.opts.slot, holder);
+    this.opts.log.info({ epoch: this.epoch }, 'leader epoch claimed in the sink');
+  }
+
+  /** Runs `fn` in one sink transaction that holds this replica's epoch; passes the current generation. */
+  private async transaction<T>(
+    fn: (client: pg.PoolClient, gen: number, snapshotting: boolean) => Promise<T>,
+  ): Promise<T> {
+    const epoch = this.epoch;
+    if (epoch === null) throw new Error('TimescaleSink written before claimEpoch()');
     const client = await this.db().connect();
     let broken: Error | undefined;
     try {
       await client.query('BEGIN');
-      for (const seg of coalesce(batch.changes)) await this.writeSegment(client, seg);
-      if (batch.checkpoint !== null) {
-        await advanceCheckpoint(
-          client,
-          this.opts.slot,
-          this.name,
-          batch.checkpoint,
-          batch.commitTime,
-        );
-      }
+      const at = await lockEpoch(client, this.opts.slot, this.name, epoch);
+      const result = await fn(client, at.generation, at.state === 'snapshotting');
       await client.query('COMMIT');
+      return result;
     } catch (err) {
       broken = err as Error;
       await client.query('ROLLBACK').catch(() => undefined);
@@ -94,111 +117,127 @@ export class TimescaleSink implements Sink {
     }
   }
 
+  async write(batch: Batch): Promise<void> {
+    await this.transaction(async (client, gen, snapshotting) => {
+      for (const seg of coalesce(batch.changes, gen)) {
+        // While a snapshot is copied nothing else writes, and every row the sink
+        // holds is of an older generation (the sweep removes those not rewritten):
+        // no row of the id can be newer, so the per-id check is skipped.
+        if (snapshotting) for (const u of seg.tradeUpserts) u.replace = false;
+        await this.writeSegment(client, seg);
+      }
+      if (batch.checkpoint !== null) {
+        await advanceCheckpoint(
+          client,
+          this.opts.slot,
+          this.name,
+          batch.checkpoint,
+          batch.commitTime,
+        );
+        if (Date.now() - this.lastPurge >= (this.opts.purgeIntervalMs ?? 60_000)) {
+          this.lastPurge = Date.now();
+          for (const q of this.sql.purge) await client.query(q, [gen, this.opts.slot]);
+        }
+      }
+    });
+  }
+
   private async writeSegment(client: pg.PoolClient, seg: Segment): Promise<void> {
-    const slot = this.opts.slot;
+    const json = (rows: unknown[]) => [JSON.stringify(rows)];
     if (seg.poolUpserts.length > 0) {
-      await client.query(this.sql.poolUpsert, [
-        JSON.stringify(
-          seg.poolUpserts.map(({ pool: p, lsn }) => ({
-            i: p.id,
-            c: p.chainId,
-            co: p.coin,
-            ob: p.orderBook,
-            bc: p.baseCurrency,
-            qc: p.quoteCurrency,
-            bd: p.baseDecimals,
-            qd: p.quoteDecimals,
-            v: p.volume,
-            vq: p.volumeInQuote,
-            pr: p.price,
-            t: p.timestamp,
-            l: formatLsn(lsn),
+      await client.query(
+        this.sql.poolUpsert,
+        json(
+          seg.poolUpserts.map(({ pool, version }) => ({
+            ...poolFields(pool),
+            ...versionFields(version),
           })),
         ),
-      ]);
+      );
     }
     if (seg.poolDeletes.length > 0) {
-      await client.query(this.sql.poolDelete, [
-        JSON.stringify(seg.poolDeletes.map((d) => ({ i: d.poolId, l: formatLsn(d.lsn) }))),
-      ]);
+      await client.query(
+        this.sql.poolDelete,
+        json(seg.poolDeletes.map((d) => ({ i: d.poolId, ...versionFields(d.version) }))),
+      );
     }
     if (seg.tradeDeletes.length > 0) {
-      await client.query(this.sql.tradeDelete, [
-        JSON.stringify(seg.tradeDeletes.map((d) => ({ i: d.tradeId, l: formatLsn(d.lsn) }))),
-      ]);
+      await client.query(
+        this.sql.tradeDelete,
+        json(seg.tradeDeletes.map((d) => ({ i: d.tradeId, ...versionFields(d.version) }))),
+      );
     }
-    const replaced = seg.tradeUpserts.filter((u) => u.replace);
-    if (replaced.length > 0) {
-      await client.query(this.sql.tradeReplace, [
-        JSON.stringify(
-          replaced.map((u) => ({ i: u.trade.tradeId, t: u.trade.time, l: formatLsn(u.lsn) })),
-        ),
-      ]);
+    const checked = seg.tradeUpserts.filter((u) => u.replace);
+    const hot = seg.tradeUpserts.filter((u) => !u.replace);
+    if (checked.length > 0) {
+      const rows = checked.map((u) => ({ ...tradeFields(u.trade), ...versionFields(u.version) }));
+      await client.query(this.sql.tradeReplace, json(rows));
+      await client.query(this.sql.tradeUpsertChecked, json(rows));
     }
-    if (seg.tradeUpserts.length > 0) {
-      await client.query(this.sql.tradeUpsert, [
-        JSON.stringify(
-          seg.tradeUpserts.map(({ trade: t, lsn }) => ({
-            i: t.tradeId,
-            t: t.time,
-            c: t.chainId,
-            p: t.poolId,
-            s: t.symbol,
-            sd: t.side,
-            pr: t.price,
-            q: t.quantity,
-            x: t.transactionId,
-            l: formatLsn(lsn),
-          })),
-        ),
-      ]);
+    if (hot.length > 0) {
+      await client.query(
+        this.sql.tradeInsert,
+        json(hot.map((u) => ({ ...tradeFields(u.trade), ...versionFields(u.version) }))),
+      );
     }
     if (seg.deadLetters.length > 0) {
       await client.query(this.sql.deadLetters, [
         JSON.stringify(
-          seg.deadLetters.map(({ letter: d, lsn }) => ({
+          seg.deadLetters.map(({ letter: d, version }) => ({
             tb: d.sourceTable,
             op: d.operation,
             k: d.rowKey,
-            l: formatLsn(lsn),
+            ...versionFields(version),
             ct: d.commitTime === null ? null : d.commitTime.toString(),
             raw: d.raw,
             code: d.code,
             reason: d.reason,
           })),
         ),
-        slot,
+        this.opts.slot,
       ]);
     }
     if (seg.truncate) {
-      const lsn = formatLsn(seg.truncate.lsn);
-      if (seg.truncate.tables.includes('trades')) await client.query(this.sql.tradeTruncate, [lsn]);
-      if (seg.truncate.tables.includes('pools')) await client.query(this.sql.poolTruncate, [lsn]);
+      const v = versionFields(seg.truncate.version);
+      const params = [v.g, v.l, v.s];
+      if (seg.truncate.tables.includes('trades'))
+        await client.query(this.sql.tradeTruncate, params);
+      if (seg.truncate.tables.includes('pools')) await client.query(this.sql.poolTruncate, params);
     }
   }
 
-  async resetTo(lsn: Lsn): Promise<void> {
-    await resetCheckpoint(this.db(), this.opts.slot, this.name, lsn);
+  /**
+   * A new source history starts (before a snapshot, or streaming without one):
+   * the next generation, with the source's identity. Returns the generation.
+   */
+  beginGeneration(source: SourceIdentity): Promise<number> {
+    return this.transaction((client) => beginGeneration(client, this.opts.slot, this.name, source));
   }
 
-  async completeSnapshot(lsn: Lsn, copied: boolean): Promise<void> {
-    const client = await this.db().connect();
-    try {
-      await client.query('BEGIN');
-      if (copied) {
-        // Every row the snapshot copied carries source_lsn = lsn; anything older
-        // is a leftover of an earlier slot or an interrupted copy, gone at the source.
-        await client.query(this.sql.tradeSweep, [formatLsn(lsn)]);
-        await client.query(this.sql.poolSweep, [formatLsn(lsn)]);
-      }
+  /**
+   * The new generation's starting point is `lsn`: with `sweep` (a snapshot ran),
+   * rows the snapshot did not (re)write are gone at the source and removed;
+   * without it (SLOTLINE_SNAPSHOT=never) the sink keeps what it held, and the
+   * stream's writes win over it by generation.
+   */
+  async completeSnapshot(lsn: Lsn, opts: CompleteSnapshotOptions = {}): Promise<void> {
+    await this.transaction(async (client, gen) => {
+      if (opts.sweep !== false) for (const q of this.sql.sweep) await client.query(q, [gen]);
+      for (const q of this.sql.purge) await client.query(q, [gen, this.opts.slot]);
       await setCheckpointState(client, this.opts.slot, this.name, 'streaming', lsn, lsn);
-      await client.query('COMMIT');
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw err;
-    } finally {
-      client.release();
-    }
+    });
+  }
+
+  /** Records the source's identity for the current generation (see source/identity.ts). */
+  recordSourceIdentity(source: SourceIdentity): Promise<void> {
+    return this.transaction((client) =>
+      recordSourceIdentity(client, this.opts.slot, this.name, source),
+    );
+  }
+
+  /** An operator's LSN reset of this sink's checkpoint, under this replica's epoch. */
+  async resetTo(lsn: Lsn): Promise<void> {
+    await this.transaction((client) => resetCheckpoint(client, this.opts.slot, this.name, lsn));
   }
 
   async close(): Promise<void> {
@@ -208,64 +247,33 @@ export class TimescaleSink implements Sink {
   }
 }
 
-function statements(s: string) {
-  const trades = `${s}.analytics_trades`;
-  const pools = `${s}.pools`;
+function tradeFields(t: Trade) {
   return {
-    tradeUpsert: `
-      INSERT INTO ${trades} AS t
-             (trade_id, time, chain_id, pool_id, symbol, side, price, quantity, volume, transaction_id, source_lsn)
-      SELECT r.i, to_timestamp(r.t::bigint), r.c::integer, r.p, r.s, r.sd, r.pr::numeric, r.q::numeric, r.pr::numeric * r.q::numeric,
-             r.x, r.l::pg_lsn
-        FROM json_to_recordset($1::json)
-             AS r(i text, t text, c text, p text, s text, sd text, pr text, q text, x text, l text)
-      ON CONFLICT (trade_id, time) DO UPDATE
-         SET chain_id = EXCLUDED.chain_id, pool_id = EXCLUDED.pool_id, symbol = EXCLUDED.symbol,
-             side = EXCLUDED.side, price = EXCLUDED.price, quantity = EXCLUDED.quantity,
-             volume = EXCLUDED.volume, transaction_id = EXCLUDED.transaction_id, source_lsn = EXCLUDED.source_lsn
-       WHERE t.source_lsn <= EXCLUDED.source_lsn`,
-    tradeReplace: `
-      DELETE FROM ${trades} t
-       USING json_to_recordset($1::json) AS r(i text, t text, l text)
-       WHERE t.trade_id = r.i AND t.time <> to_timestamp(r.t::bigint) AND t.source_lsn <= r.l::pg_lsn`,
-    tradeDelete: `
-      DELETE FROM ${trades} t
-       USING json_to_recordset($1::json) AS r(i text, l text)
-       WHERE t.trade_id = r.i AND t.source_lsn <= r.l::pg_lsn`,
-    tradeTruncate: `DELETE FROM ${trades} WHERE source_lsn <= $1::pg_lsn`,
-    tradeSweep: `DELETE FROM ${trades} WHERE source_lsn < $1::pg_lsn`,
-    poolUpsert: `
-      INSERT INTO ${pools} AS p
-             (id, chain_id, coin, order_book, base_currency, quote_currency, base_decimals, quote_decimals,
-              volume, volume_in_quote, price, timestamp, source_lsn)
-      SELECT r.i, r.c::integer, r.co, r.ob, r.bc, r.qc, r.bd::integer, r.qd::integer,
-             r.v::numeric, r.vq::numeric, r.pr::numeric, r.t::integer, r.l::pg_lsn
-        FROM json_to_recordset($1::json)
-             AS r(i text, c text, co text, ob text, bc text, qc text, bd text, qd text, v text, vq text, pr text,
-                  t text, l text)
-      ON CONFLICT (id) DO UPDATE
-         SET chain_id = EXCLUDED.chain_id, coin = EXCLUDED.coin, order_book = EXCLUDED.order_book,
-             base_currency = EXCLUDED.base_currency, quote_currency = EXCLUDED.quote_currency,
-             base_decimals = EXCLUDED.base_decimals, quote_decimals = EXCLUDED.quote_decimals,
-             volume = EXCLUDED.volume, volume_in_quote = EXCLUDED.volume_in_quote, price = EXCLUDED.price,
-             timestamp = EXCLUDED.timestamp, source_lsn = EXCLUDED.source_lsn
-       WHERE p.source_lsn <= EXCLUDED.source_lsn`,
-    poolDelete: `
-      DELETE FROM ${pools} p
-       USING json_to_recordset($1::json) AS r(i text, l text)
-       WHERE p.id = r.i AND p.source_lsn <= r.l::pg_lsn`,
-    poolTruncate: `DELETE FROM ${pools} WHERE source_lsn <= $1::pg_lsn`,
-    poolSweep: `DELETE FROM ${pools} WHERE source_lsn < $1::pg_lsn`,
-    deadLetters: `
-      INSERT INTO slotline.dead_letters
-             (slot, source_table, operation, row_key, lsn, commit_time, raw, reason_code, reason)
-      SELECT $2, r.tb, r.op, r.k, r.l::pg_lsn,
-             timestamptz '2000-01-01 00:00:00+00' + r.ct::bigint * interval '1 microsecond',
-             r.raw, r.code, r.reason
-        FROM json_to_recordset($1::json)
-             AS r(tb text, op text, k text, l text, ct text, raw jsonb, code text, reason text)
-      ON CONFLICT (slot, source_table, row_key, lsn) DO UPDATE
-         SET raw = EXCLUDED.raw, reason_code = EXCLUDED.reason_code, reason = EXCLUDED.reason,
-             last_seen = now()`,
+    i: t.tradeId,
+    t: t.time,
+    c: t.chainId,
+    p: t.poolId,
+    sy: t.symbol,
+    sd: t.side,
+    pr: t.price,
+    q: t.quantity,
+    x: t.transactionId,
+  };
+}
+
+function poolFields(p: Pool) {
+  return {
+    i: p.id,
+    c: p.chainId,
+    co: p.coin,
+    ob: p.orderBook,
+    bc: p.baseCurrency,
+    qc: p.quoteCurrency,
+    bd: p.baseDecimals,
+    qd: p.quoteDecimals,
+    v: p.volume,
+    vq: p.volumeInQuote,
+    pr: p.price,
+    t: p.timestamp,
   };
 }

@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { classifyError, SlotlineError } from '../errors.js';
+import { classifyError, LeadershipLostError, type SlotlineError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { sleep } from '../retry.js';
 
@@ -109,10 +109,9 @@ export class LeaderLock {
         return;
       }
       lost(
-        new SlotlineError(
-          'leadership_lost',
+        new LeadershipLostError(
           `lost the leader lock: ${err.message}; exiting so that a standby leads`,
-          { cause: err },
+          err,
         ),
       );
     });

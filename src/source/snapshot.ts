@@ -1,12 +1,18 @@
 import pg from 'pg';
-import type { Lsn } from '../checkpoint/lsn.js';
+import { type Lsn, formatLsn } from '../checkpoint/lsn.js';
+import type { SourceIdentity } from '../checkpoint/store.js';
 import type { Logger } from '../log.js';
 import type { InflightQueue } from '../sinks/inflight.js';
+import type { Sink } from '../sinks/sink.js';
+import type { TimescaleSink } from '../sinks/timescale.js';
+import type { PoolCache } from '../trades/pools.js';
 import type { ChangeRouter } from '../trades/router.js';
 import { POOLS_TABLE, TRADES_TABLE } from './checks.js';
 import { connectionOf, CopyOutQuery } from './copy-both.js';
 import { parseCopyTextRow } from './copy-text.js';
+import { identifySystem } from './identity.js';
 import { tableRelation } from './relation.js';
+import { createSlot, createSlotWithSnapshot, dropSlot, inspectSlot } from './slot.js';
 import { quoteIdent } from '../sql.js';
 
 export interface SnapshotCopyOptions {
@@ -80,4 +86,100 @@ async function copyTable(
   client.query(query);
   await query.done;
   return rows;
+}
+
+export interface InitialSnapshotOptions {
+  /** SLOTLINE_SOURCE_URL */
+  url: string;
+  slot: string;
+  /** SLOTLINE_SOURCE_SCHEMA */
+  schema: string;
+  /** SLOTLINE_SNAPSHOT */
+  mode: 'initial' | 'never';
+  /** A pool of ordinary connections to the source. */
+  source: pg.Pool;
+  /** Every enabled sink, opened, with its epoch claimed; `primary` among them. */
+  sinks: Sink[];
+  primary: TimescaleSink;
+  router: ChangeRouter;
+  queue: InflightQueue;
+  pools: PoolCache;
+  /** Fills the pool cache when no snapshot copies the pools (the connector's loadPools). */
+  loadPools: () => Promise<void>;
+  signal: AbortSignal;
+  log: Logger;
+}
+
+/**
+ * A new source history for the sink (first start, or after `setup
+ * --resnapshot`): a new generation, then either a new slot with an exported
+ * snapshot whose rows are copied, and every sink row the copy did not rewrite
+ * removed; or, with SLOTLINE_SNAPSHOT=never, streaming only, where the sink
+ * keeps what it holds (nothing was read to compare it with) and the slot
+ * `setup` made is kept, so the changes since then are streamed. Returns the
+ * LSN streaming starts at, or null when stopped meanwhile.
+ */
+export async function takeInitialSnapshot(o: InitialSnapshotOptions): Promise<Lsn | null> {
+  const identity = await identifySystem(o.url);
+  if (o.mode === 'never') return startWithoutSnapshot(o, identity);
+  // A slot made by `setup` (or by an interrupted snapshot) has no usable snapshot any more.
+  await dropSlot(o.source, o.slot);
+  const gen = await o.primary.beginGeneration(identity);
+  const exported = await createSlotWithSnapshot(o.url, o.slot);
+  try {
+    const lsn = exported.consistentPoint;
+    o.log.info({ lsn: formatLsn(lsn), generation: gen }, 'initial snapshot started');
+    o.pools.clear();
+    const t0 = Date.now();
+    const counts = await copySnapshot({
+      url: o.url,
+      snapshotName: exported.snapshotName,
+      lsn,
+      schema: o.schema,
+      router: o.router,
+      queue: o.queue,
+      signal: o.signal,
+      log: o.log,
+    });
+    await o.queue.flushAll();
+    if (o.signal.aborted) return null;
+    await completeAll(o, lsn, true);
+    o.log.info(
+      { lsn: formatLsn(lsn), ...counts, ms: Date.now() - t0 },
+      'initial snapshot complete',
+    );
+    return lsn;
+  } finally {
+    await exported.connection.end().catch(() => undefined);
+  }
+}
+
+async function startWithoutSnapshot(
+  o: InitialSnapshotOptions,
+  identity: SourceIdentity,
+): Promise<Lsn> {
+  const ck = await o.primary.checkpoint();
+  const slot = await inspectSlot(o.source, o.slot);
+  let lsn: Lsn;
+  if (slot && ck && ck.state !== 'streaming' && slot.confirmedFlushLsn !== null) {
+    // Made by `setup` (or by an interrupted first start): it holds every change since.
+    lsn = slot.confirmedFlushLsn;
+  } else {
+    await dropSlot(o.source, o.slot);
+    lsn = await createSlot(o.source, o.slot);
+  }
+  const gen = await o.primary.beginGeneration(identity);
+  await o.loadPools();
+  await completeAll(o, lsn, false);
+  o.log.info(
+    { lsn: formatLsn(lsn), generation: gen },
+    'streaming without a snapshot (SLOTLINE_SNAPSHOT=never): the sink keeps what it held',
+  );
+  return lsn;
+}
+
+/** The other sinks first: the primary's 'streaming' state is what marks the snapshot done. */
+async function completeAll(o: InitialSnapshotOptions, lsn: Lsn, sweep: boolean): Promise<void> {
+  for (const s of o.sinks) if (s !== o.primary) await s.completeSnapshot(lsn, { sweep });
+  await o.primary.completeSnapshot(lsn, { sweep });
 }
