@@ -25,6 +25,7 @@ import { SlotMonitor, type SlotHealth } from './source/slot-health.js';
 import { pgMicrosToUnixMs } from './source/wire.js';
 import { Backfiller, parseBackfillRange } from './source/backfill.js';
 import { copySnapshot } from './source/snapshot.js';
+import { WatermarkReader } from './source/watermark.js';
 import { createSlot, createSlotWithSnapshot, dropSlot, inspectSlot } from './source/slot.js';
 import { quoteIdent } from './sql.js';
 import { PoolCache } from './trades/pools.js';
@@ -314,13 +315,23 @@ export async function runConnector(cfg: Config, h: RunHandles): Promise<void> {
         wakeForReset?.();
       });
 
+    const reader = new WatermarkReader({
+      slot: cfg.slot,
+      source: sourcePool,
+      router,
+      flushLsn: () => (acker as Acker).flushLsn(),
+      log: log.child({ component: 'watermarks' }),
+    });
+    reader.start();
     const backfiller = new Backfiller({
       slot: cfg.slot,
       sourceSchema: cfg.sourceSchema,
       source: sourcePool,
       sink: sinkPool,
       router,
-      flushLsn: () => (acker as Acker).flushLsn(),
+      reader,
+      queue,
+      maxChunkRows: Math.max(1, Math.floor(cfg.inflightMaxRows / 4)),
       metrics,
       log: log.child({ component: 'backfill' }),
     });
@@ -338,11 +349,13 @@ export async function runConnector(cfg: Config, h: RunHandles): Promise<void> {
     const deadLetters = new DeadLetterService({
       slot: cfg.slot,
       sink: sinkPool,
+      source: sourcePool,
+      sourceSchema: cfg.sourceSchema,
       retentionDays: cfg.deadLetterRetentionDays,
       metrics,
       log: log.child({ component: 'dead-letters' }),
     });
-    await deadLetters.attach(router, queue);
+    await deadLetters.attach(router, queue, reader);
     deadLetters.startTimers();
     state.deadLetters = deadLetters;
 

@@ -1,9 +1,8 @@
 import type pg from 'pg';
-import { type Lsn, parseLsn } from '../checkpoint/lsn.js';
-import type { TupleValues } from '../decode/pgoutput.js';
+import { keyedTable, rereadKeys, type KeyedTable, type Outcome } from '../deadletters/reread.js';
 import type { Logger } from '../log.js';
 import type { InflightQueue } from '../sinks/inflight.js';
-import { relationOf } from '../source/relation.js';
+import type { WatermarkReader } from '../source/watermark.js';
 import type { ChangeRouter } from '../trades/router.js';
 import type { Metrics } from './metrics.js';
 import { InvalidRequest, Conflict, NotFound } from '../errors.js';
@@ -43,7 +42,12 @@ export interface DeadLetterRow {
 
 export interface RetryResult {
   selected: number;
+  /** settled: written as the source has the row now, gone at the source, or superseded */
   resolved: number;
+  /** of the resolved: the row is gone at the source, nothing written */
+  gone: number;
+  /** of the resolved: the stream changed the row while it was re-read */
+  superseded: number;
   failed: number;
   /** ids that still cannot be mapped, with the reason now */
   failures: { id: number; reasonCode: string; reason: string }[];
@@ -51,6 +55,8 @@ export interface RetryResult {
 
 const MAX_PAGE = 1000;
 const MAX_RETRY = 10_000;
+/** Letters re-read through one watermark window. */
+const PAGE = 1000;
 const MAX_IDS = 10_000;
 
 function when(v: unknown, name: string): string | undefined {
@@ -172,6 +178,12 @@ function fromRow(r: Row): DeadLetterRow {
 export interface DeadLetterServiceOptions {
   slot: string;
   sink: pg.Pool;
+  /** The source: a retry re-reads the rows' current state there. */
+  source: pg.Pool;
+  /** SLOTLINE_SOURCE_SCHEMA */
+  sourceSchema: string;
+  /** How long an operator's retry waits for the stream to reach its watermarks (default 25 s, under the CLI's 30 s). */
+  operatorWaitMs?: number;
   /** Resolved and discarded entries older than this are purged (SLOTLINE_DEAD_LETTER_RETENTION_DAYS). */
   retentionDays: number;
   metrics: Metrics;
@@ -179,15 +191,23 @@ export interface DeadLetterServiceOptions {
 }
 
 /**
- * What an operator does with dead letters: list, show, retry (re-map with the
- * current code and pools, write to every sink in order, mark resolved),
- * discard with a note, purge old settled ones. Trades that waited for an
- * unknown pool are retried by themselves as soon as the pool streams in.
- * Pending entries are never purged.
+ * What an operator does with dead letters: list, show, retry, discard with a
+ * note, purge old settled ones. A retry never replays the stored row: it
+ * re-reads each letter's row from the source now, through a watermark window
+ * (a keyed backfill), so it follows the stream's apply rule. Row gone at the
+ * source: resolved, nothing written. Row maps now: written at the watermark,
+ * resolved once durable in every sink. Still bad: `retried`, with the reason
+ * now. Trades that waited for an unknown pool are retried by themselves once
+ * the pool streams in and their letters are durable. Pending entries are
+ * never purged.
  */
 export class DeadLetterService {
-  private router: ChangeRouter | null = null;
-  private queue: InflightQueue | null = null;
+  private attached: {
+    router: ChangeRouter;
+    queue: InflightQueue;
+    reader: WatermarkReader;
+    stop: AbortController;
+  } | null = null;
   /** Pool references that pending unknown_pool dead letters wait for. */
   private readonly waiting = new Set<string>();
   private timers: NodeJS.Timeout[] = [];
@@ -197,9 +217,8 @@ export class DeadLetterService {
   constructor(private readonly opts: DeadLetterServiceOptions) {}
 
   /** Connects to the running pipeline: from now on retries are possible. */
-  async attach(router: ChangeRouter, queue: InflightQueue): Promise<void> {
-    this.router = router;
-    this.queue = queue;
+  async attach(router: ChangeRouter, queue: InflightQueue, reader: WatermarkReader): Promise<void> {
+    this.attached = { router, queue, reader, stop: new AbortController() };
     router.deadLetters = {
       // The entries gauge follows soon after new dead letters (they are written within moments).
       onDeadLetter: () => {
@@ -231,9 +250,11 @@ export class DeadLetterService {
   }
 
   detach(): void {
-    if (this.router) this.router.deadLetters = null;
-    this.router = null;
-    this.queue = null;
+    const a = this.attached;
+    this.attached = null;
+    if (!a) return;
+    a.stop.abort();
+    if (a.router.deadLetters) a.router.deadLetters = null;
   }
 
   /** Metrics by reason and state every 30 s; retention purge every hour. */
@@ -265,8 +286,8 @@ export class DeadLetterService {
     const w = where(f, null);
     const params = [this.opts.slot, ...w.params, afterId, limit];
     const { rows } = await this.opts.sink.query<Row>(
-      `SELECT ${COLUMNS} FROM slotline.dead_letters WHERE ${w.sql} AND id > $${params.length - 1}
-        ORDER BY id LIMIT $${params.length}`,
+      `SELECT ${COLUMNS} FROM slotline.dead_letters d WHERE ${w.sql} AND d.id > $${params.length - 1}
+        ORDER BY d.id LIMIT $${params.length}`,
       params,
     );
     const items = rows.map(fromRow);
@@ -282,11 +303,20 @@ export class DeadLetterService {
     return fromRow(rows[0]);
   }
 
-  /** Retries the pending and retried entries the filter selects (one retry at a time). */
+  /**
+   * Retries the pending and retried entries the filter selects (one retry at
+   * a time). Refused (Conflict) when the stream does not reach the retry's
+   * watermarks in time (paused, or far behind); what was settled by then stays.
+   */
   retry(f: DeadLetterFilter): Promise<RetryResult> {
-    const run = this.retrying.then(() => this.retryNow(f));
-    this.retrying = run.catch(() => undefined);
-    return run;
+    const wait = AbortSignal.timeout(this.opts.operatorWaitMs ?? 25_000);
+    return this.serially(f, MAX_RETRY, wait).catch((err: unknown) => {
+      if (wait.aborted)
+        throw new Conflict(
+          'the stream did not reach the retry in time (paused, or far behind): try again later',
+        );
+      throw err;
+    });
   }
 
   async discard(f: DeadLetterFilter, note: string): Promise<{ discarded: number }> {
@@ -313,76 +343,110 @@ export class DeadLetterService {
     return { purged };
   }
 
+  private serially(f: DeadLetterFilter, limit: number, signal?: AbortSignal): Promise<RetryResult> {
+    const run = this.retrying.then(() => this.retryNow(f, limit, signal));
+    this.retrying = run.catch(() => undefined);
+    return run;
+  }
+
   private enqueueRetry(f: DeadLetterFilter): void {
-    void this.retry(f).then(
+    void this.serially(f, Infinity).then(
       (r) => {
-        if (r.resolved > 0)
+        if (r.selected > 0)
           this.opts.log.info(
-            { resolved: r.resolved, failed: r.failed },
+            { resolved: r.resolved, gone: r.gone, failed: r.failed },
             'dead letters retried automatically',
           );
       },
-      (err: unknown) => this.opts.log.warn({ err }, 'automatic dead letter retry failed'),
+      (err: unknown) => {
+        // Tried again when the pool streams in again or at the next start.
+        if (f.poolRef) this.waiting.add(f.poolRef);
+        if (!this.attached?.stop.signal.aborted)
+          this.opts.log.warn({ err }, 'automatic dead letter retry failed');
+      },
     );
   }
 
-  private async retryNow(f: DeadLetterFilter): Promise<RetryResult> {
-    const router = this.router;
-    const queue = this.queue;
-    if (!router || !queue)
-      throw new Conflict('dead letters can be retried only while the connector streams');
+  private async retryNow(
+    f: DeadLetterFilter,
+    limit: number,
+    timeout?: AbortSignal,
+  ): Promise<RetryResult> {
+    const a = this.attached;
+    if (!a) throw new Conflict('dead letters can be retried only while the connector streams');
+    const signal = timeout ? AbortSignal.any([a.stop.signal, timeout]) : a.stop.signal;
+    // Letters still in flight are selected only once every sink holds them.
+    await untilDone(a.queue.barrier(), signal);
+    const total: RetryResult = {
+      selected: 0,
+      resolved: 0,
+      gone: 0,
+      superseded: 0,
+      failed: 0,
+      failures: [],
+    };
     const w = where(f, ['pending', 'retried']);
-    const params = [this.opts.slot, ...w.params, MAX_RETRY];
-    const { rows } = await this.opts.sink.query<Row>(
-      `SELECT ${COLUMNS} FROM slotline.dead_letters WHERE ${w.sql} ORDER BY lsn, id LIMIT $${params.length}`,
-      params,
-    );
-    const resolved: number[] = [];
-    const failures: RetryResult['failures'] = [];
-    for (const r of rows) {
-      const id = Number(r.id);
-      if (r.operation === 'delete') {
-        failures.push({
-          id,
-          reasonCode: r.reason_code,
-          reason: 'a delete without a key cannot be retried; discard it',
+    for (let after = 0; total.selected < limit;) {
+      const params = [this.opts.slot, ...w.params, after, Math.min(PAGE, limit - total.selected)];
+      const { rows } = await this.opts.sink.query<Row>(
+        `SELECT ${COLUMNS} FROM slotline.dead_letters d WHERE ${w.sql} AND d.id > $${params.length - 1}
+          -- d.id: the bigint, not the id::text output column (text order skips letters)
+          ORDER BY d.id LIMIT $${params.length}`,
+        params,
+      );
+      if (rows.length === 0) break;
+      after = Number(rows[rows.length - 1]?.id);
+      const settled = await this.retryPage(rows.map(fromRow), a, signal);
+      await this.record(settled);
+      addUp(total, settled);
+    }
+    void this.refreshGauge().catch(() => undefined);
+    total.failures = total.failures.slice(0, 100);
+    return total;
+  }
+
+  /** One page of letters: their keys re-read, table by table. */
+  private async retryPage(
+    letters: DeadLetterRow[],
+    a: NonNullable<DeadLetterService['attached']>,
+    signal: AbortSignal,
+  ): Promise<Settled[]> {
+    const out: Settled[] = [];
+    const byTable = new Map<KeyedTable, DeadLetterRow[]>();
+    for (const l of letters) {
+      const table = keyedTable(l.sourceTable);
+      if (l.operation === 'delete' || l.rowKey === '(missing)' || table === null) {
+        const why = table === null ? 'not a mapped table' : 'a change without a key';
+        out.push({
+          id: l.id,
+          state: 'retried',
+          code: l.reasonCode,
+          reason: `${why} cannot be retried; discard it`,
         });
         continue;
       }
-      const [schema = '', name = ''] = r.source_table.split('.');
-      const columns = Object.keys(r.raw);
-      const relation = relationOf(schema, name, columns);
-      const values: TupleValues = columns.map((c) => r.raw[c] ?? null);
-      const op = r.operation === 'insert' || r.operation === 'update' ? r.operation : 'snapshot';
-      const lsn: Lsn = parseLsn(r.lsn);
-      const rejection = router.remap(relation, values, lsn, op);
-      if (rejection) failures.push({ id, reasonCode: rejection.code, reason: rejection.reason });
-      else resolved.push(id);
+      byTable.set(table, [...(byTable.get(table) ?? []), l]);
     }
-    // Resolved only once every sink holds the rows.
-    if (resolved.length > 0) await queue.barrier();
-    if (resolved.length > 0) {
-      await this.opts.sink.query(
-        `UPDATE slotline.dead_letters SET state = 'resolved', attempts = attempts + 1, last_seen = now(),
-                note = 'resolved by retry' WHERE id = ANY($1::bigint[])`,
-        [resolved],
-      );
+    const deps = { ...this.opts, router: a.router, reader: a.reader, queue: a.queue };
+    for (const [table, group] of byTable) {
+      const keys = [...new Set(group.map((l) => l.rowKey))];
+      const outcomes = await rereadKeys(deps, table, keys, signal);
+      for (const l of group) out.push(settle(l.id, outcomes.get(l.rowKey) ?? { kind: 'gone' }));
     }
-    if (failures.length > 0) {
-      await this.opts.sink.query(
-        `UPDATE slotline.dead_letters d SET state = 'retried', attempts = attempts + 1, last_seen = now(),
-                reason_code = f.code, reason = f.reason
-           FROM json_to_recordset($1::json) AS f(id bigint, code text, reason text) WHERE d.id = f.id`,
-        [JSON.stringify(failures.map((x) => ({ id: x.id, code: x.reasonCode, reason: x.reason })))],
-      );
-    }
-    void this.refreshGauge().catch(() => undefined);
-    return {
-      selected: rows.length,
-      resolved: resolved.length,
-      failed: failures.length,
-      failures: failures.slice(0, 100),
-    };
+    return out;
+  }
+
+  /** Writes what the retry found; a letter settled meanwhile (superseded in the sink) stays settled. */
+  private async record(settled: Settled[]): Promise<void> {
+    if (settled.length === 0) return;
+    await this.opts.sink.query(
+      `UPDATE slotline.dead_letters d SET state = f.state, attempts = attempts + 1, last_seen = now(),
+              reason_code = coalesce(f.code, d.reason_code), reason = coalesce(f.reason, d.reason),
+              note = coalesce(f.note, d.note)
+         FROM json_to_recordset($1::json) AS f(id bigint, state text, code text, reason text, note text)
+        WHERE d.id = f.id AND d.slot = $2 AND (f.state = 'resolved' OR d.state IN ('pending', 'retried'))`,
+      [JSON.stringify(settled), this.opts.slot],
+    );
   }
 
   private async refreshGauge(): Promise<void> {
@@ -394,4 +458,52 @@ export class DeadLetterService {
     g.reset();
     for (const r of rows) g.set({ reason: r.reason_code, state: r.state }, Number(r.n));
   }
+}
+
+interface Settled {
+  id: number;
+  state: 'resolved' | 'retried';
+  code?: string;
+  reason?: string;
+  note?: string;
+}
+
+const NOTES = {
+  written: 'resolved by retry: the row as the source has it now is in every sink',
+  gone: 'resolved by retry: gone at the source',
+  superseded: 'resolved: superseded by a later change of the row',
+};
+
+function settle(id: number, o: Outcome): Settled {
+  if (o.kind === 'bad')
+    return { id, state: 'retried', code: o.rejection.code, reason: o.rejection.reason };
+  return { id, state: 'resolved', note: NOTES[o.kind] };
+}
+
+function addUp(total: RetryResult, settled: Settled[]): void {
+  for (const s of settled) {
+    total.selected += 1;
+    if (s.state === 'resolved') {
+      total.resolved += 1;
+      if (s.note === NOTES.gone) total.gone += 1;
+      if (s.note === NOTES.superseded) total.superseded += 1;
+    } else {
+      total.failed += 1;
+      if (total.failures.length < 100)
+        total.failures.push({ id: s.id, reasonCode: s.code ?? '', reason: s.reason ?? '' });
+    }
+  }
+}
+
+/** `p`, or the signal's reason once it aborts. */
+function untilDone(p: Promise<void>, signal: AbortSignal): Promise<void> {
+  signal.throwIfAborted();
+  return new Promise((resolve, reject) => {
+    const abort = () => reject(signal.reason as Error);
+    signal.addEventListener('abort', abort, { once: true });
+    p.then(() => {
+      signal.removeEventListener('abort', abort);
+      resolve();
+    }, reject);
+  });
 }

@@ -37,6 +37,7 @@ export const WATERMARK_PREFIX = 'slotline_watermark';
 export interface StreamWatcher {
   onWatermark(content: string, lsn: Lsn): void;
   onTradeKey(id: string): void;
+  onPoolKey?(id: string): void;
 }
 
 /** Prefix of the connector's heartbeat messages (pg_logical_emit_message). */
@@ -254,13 +255,15 @@ export class ChangeRouter {
   ): void {
     const target = this.targets.get(msg.relation.oid) ?? this.resolve(msg.relation);
     if (target.kind === 'other') return;
-    if (this.watcher && target.kind === 'trades') {
+    if (this.watcher) {
       for (const t of [
         msg.tag === 'insert' ? null : (msg.key ?? msg.old),
         msg.tag === 'delete' ? null : msg.new,
       ]) {
         const id = t?.[target.cols.id];
-        if (typeof id === 'string') this.watcher.onTradeKey(id);
+        if (typeof id !== 'string') continue;
+        if (target.kind === 'trades') this.watcher.onTradeKey(id);
+        else this.watcher.onPoolKey?.(id);
       }
     }
     if (msg.tag === 'delete') {
@@ -335,15 +338,19 @@ export class ChangeRouter {
   }
 
   /**
-   * Maps a dead letter's raw row again, with the current code and pools, and
-   * on success hands it to every sink at its original LSN (so a newer version
-   * already in a sink is not overwritten). Returns why it still cannot be mapped.
+   * A row re-read from the source now (a backfill chunk, a dead-letter retry),
+   * applied at `lsn`, the high watermark whose transaction the stream is in:
+   * pushed like a streamed update of that transaction, so it is newer than
+   * what the sinks held when it was read, replaces versions of the trade at
+   * other times, and loses to anything the stream brings later. A row that
+   * cannot be mapped becomes a dead letter when `deadLetter` is set; the
+   * rejection is returned either way.
    */
   remap(
     relation: RelationLike,
     values: TupleValues,
     lsn: Lsn,
-    op: 'insert' | 'update' | 'snapshot',
+    opts: { deadLetter: boolean },
   ): Rejection | null {
     const target = this.resolve(relation as Relation);
     if (target.kind === 'other')
@@ -351,19 +358,25 @@ export class ChangeRouter {
         code: 'missing_key',
         reason: `${relation.schema}.${relation.name} is not a mapped table`,
       };
-    if (target.kind === 'trades') {
-      const m = mapTrade(values, target.cols, this.symbolOf);
-      if (!m.ok) return m.rejection;
-      // Pushed as it is: a retry belongs to no streamed transaction.
-      this.stats.changes += 1;
-      this.queue.push({ kind: 'trade_upsert', lsn, op, trade: m.value }, 256);
-      return null;
+    let bytes = 64;
+    for (const v of values) if (typeof v === 'string') bytes += v.length;
+    const m = target.kind === 'trades' ? mapTrade(values, target.cols, this.symbolOf) : null;
+    const p = target.kind === 'pools' ? mapPool(values, target.cols) : null;
+    const rejection = m && !m.ok ? m.rejection : p && !p.ok ? p.rejection : null;
+    if (rejection) {
+      const commitTime = this.tx?.commitTime ?? null;
+      if (opts.deadLetter)
+        this.deadLetter(target, 'snapshot', values, lsn, commitTime, rejection, bytes);
+      return rejection;
     }
-    const m = mapPool(values, target.cols);
-    if (!m.ok) return m.rejection;
-    this.pools.set(m.value);
-    this.stats.changes += 1;
-    this.queue.push({ kind: 'pool_upsert', lsn, op, pool: m.value }, 256);
+    if (m?.ok) this.push({ kind: 'trade_upsert', lsn, op: 'update', trade: m.value }, bytes);
+    if (p?.ok) {
+      const ref = this.pools.joinColumn === 'id' ? p.value.id : p.value.orderBook;
+      const appeared = ref !== null && !this.pools.has(ref);
+      this.pools.set(p.value);
+      this.push({ kind: 'pool_upsert', lsn, op: 'update', pool: p.value }, bytes);
+      if (appeared) this.deadLetters?.onPoolAppeared(ref);
+    }
     return null;
   }
 
