@@ -1,9 +1,8 @@
 import type pg from 'pg';
 import type { TupleValues } from '../decode/pgoutput.js';
-import { roomIn, type QueueRoom } from '../source/backfill.js';
 import { POOLS_TABLE, TRADES_TABLE } from '../source/checks.js';
 import { tableRelation } from '../source/relation.js';
-import type { WatermarkReader } from '../source/watermark.js';
+import { roomIn, type QueueRoom, type WatermarkReader } from '../source/watermark.js';
 import { quoteIdent } from '../sql.js';
 import type { Rejection } from '../trades/map.js';
 import type { ChangeRouter, RelationLike } from '../trades/router.js';

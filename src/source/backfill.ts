@@ -3,9 +3,8 @@ import type { Metrics } from '../admin/metrics.js';
 import type { TupleValues } from '../decode/pgoutput.js';
 import type { Logger } from '../log.js';
 import { sleep } from '../retry.js';
-import type { InflightQueue } from '../sinks/inflight.js';
 import type { ChangeRouter, RelationLike } from '../trades/router.js';
-import type { WatermarkReader } from './watermark.js';
+import { roomIn, type QueueRoom, type WatermarkReader } from './watermark.js';
 import { TRADES_TABLE } from './checks.js';
 import { tableRelation } from './relation.js';
 import { quoteIdent } from '../sql.js';
@@ -94,23 +93,6 @@ export function parseBackfillRange(body: Record<string, unknown>): BackfillRange
   if (r.fromId !== null && r.toId !== null && r.toId < r.fromId)
     throw new InvalidRequest('"toId" must not be before "fromId"');
   return r;
-}
-
-/** What a backfill needs from the in-flight queue: its bound. */
-export type QueueRoom = Pick<InflightQueue, 'full' | 'drained'>;
-
-/** Resolves once the queue is under its bound, or rejects when `signal` aborts. */
-export async function roomIn(queue: QueueRoom, signal: AbortSignal): Promise<void> {
-  signal.throwIfAborted();
-  if (!queue.full) return;
-  await new Promise<void>((resolve, reject) => {
-    const abort = () => reject(signal.reason as Error);
-    signal.addEventListener('abort', abort, { once: true });
-    void queue.drained().then(() => {
-      signal.removeEventListener('abort', abort);
-      resolve();
-    });
-  });
 }
 
 /**

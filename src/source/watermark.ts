@@ -2,8 +2,26 @@ import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { type Lsn, parseLsn } from '../checkpoint/lsn.js';
 import type { Logger } from '../log.js';
+import type { InflightQueue } from '../sinks/inflight.js';
 import { sleep } from '../retry.js';
 import { WATERMARK_PREFIX, type ChangeRouter, type StreamWatcher } from '../trades/router.js';
+
+/** What a re-read needs from the in-flight queue: its bound. */
+export type QueueRoom = Pick<InflightQueue, 'full' | 'drained'>;
+
+/** Resolves once the queue is under its bound, or rejects when `signal` aborts. */
+export async function roomIn(queue: QueueRoom, signal: AbortSignal): Promise<void> {
+  signal.throwIfAborted();
+  if (!queue.full) return;
+  await new Promise<void>((resolve, reject) => {
+    const abort = () => reject(signal.reason as Error);
+    signal.addEventListener('abort', abort, { once: true });
+    void queue.drained().then(() => {
+      signal.removeEventListener('abort', abort);
+      resolve();
+    });
+  });
+}
 
 /** Keys the stream changed between a window's low and high watermark. */
 export interface ChangedKeys {
