@@ -351,6 +351,7 @@ export async function runConnector(cfg: Config, h: RunHandles): Promise<void> {
       sink: sinkPool,
       source: sourcePool,
       sourceSchema: cfg.sourceSchema,
+      maxKeysPerRead: Math.max(1, Math.min(1000, Math.floor(cfg.inflightMaxRows / 4))),
       retentionDays: cfg.deadLetterRetentionDays,
       metrics,
       log: log.child({ component: 'dead-letters' }),
@@ -484,6 +485,7 @@ export async function runConnector(cfg: Config, h: RunHandles): Promise<void> {
     state.startBackfill = null;
     await state.verify?.stop();
     await backfiller.stop();
+    reader.stop();
     deadLetters.stopTimers();
     deadLetters.detach();
     state.deadLetters = null;

@@ -182,6 +182,8 @@ export interface DeadLetterServiceOptions {
   source: pg.Pool;
   /** SLOTLINE_SOURCE_SCHEMA */
   sourceSchema: string;
+  /** Letters re-read through one watermark window (default 1,000); a quarter of SLOTLINE_INFLIGHT_MAX_ROWS keeps a window inside the bound. */
+  maxKeysPerRead?: number;
   /** How long an operator's retry waits for the stream to reach its watermarks (default 25 s, under the CLI's 30 s). */
   operatorWaitMs?: number;
   /** Resolved and discarded entries older than this are purged (SLOTLINE_DEAD_LETTER_RETENTION_DAYS). */
@@ -387,7 +389,8 @@ export class DeadLetterService {
     };
     const w = where(f, ['pending', 'retried']);
     for (let after = 0; total.selected < limit;) {
-      const params = [this.opts.slot, ...w.params, after, Math.min(PAGE, limit - total.selected)];
+      const page = Math.min(this.opts.maxKeysPerRead ?? PAGE, limit - total.selected);
+      const params = [this.opts.slot, ...w.params, after, page];
       const { rows } = await this.opts.sink.query<Row>(
         `SELECT ${COLUMNS} FROM slotline.dead_letters d WHERE ${w.sql} AND d.id > $${params.length - 1}
           -- d.id: the bigint, not the id::text output column (text order skips letters)
