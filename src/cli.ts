@@ -133,6 +133,14 @@ async function adminCommand(
   return result.code;
 }
 
+function retryFailed(out: string): boolean {
+  try {
+    return ((JSON.parse(out) as { failed?: unknown }).failed ?? 0) !== 0;
+  } catch {
+    return true;
+  }
+}
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
@@ -173,6 +181,8 @@ async function main(argv: string[]): Promise<number> {
     }
     const result = await deadLettersCommand(cfg, sub, f, ids);
     (result.code === 0 ? process.stdout : process.stderr).write(`${result.out}\n`);
+    // A retry that leaves letters failing is a failure for scripts, like `verify`.
+    if (sub === 'retry' && result.code === 0 && retryFailed(result.out)) return 1;
     return result.code;
   }
   if (command === 'verify') {

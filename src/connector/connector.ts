@@ -108,6 +108,7 @@ export class Connector implements ConnectorPort {
         sourceSchema: cfg.sourceSchema,
         applyTruncate: cfg.applyTruncate,
         idleAckIntervalMs: cfg.idleAckIntervalMs,
+        maxRowBytes: cfg.maxRowBytes,
       },
       h.log.child({ component: 'router' }),
     );

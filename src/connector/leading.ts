@@ -5,6 +5,7 @@ import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import { Backfiller } from '../source/backfill.js';
 import { Heartbeat } from '../source/heartbeat.js';
+import { WatermarkReader } from '../source/watermark.js';
 import type { ChangeRouter } from '../trades/router.js';
 import { VerifyService } from '../verify/service.js';
 import type { Pipeline } from './pipeline.js';
@@ -30,6 +31,7 @@ export class LeaderServices {
   readonly verify: VerifyService;
   readonly deadLetters: DeadLetterService;
   private readonly heartbeat: Heartbeat;
+  private readonly reader: WatermarkReader;
   private backfillResumed = false;
   private active = false;
 
@@ -41,13 +43,25 @@ export class LeaderServices {
       slot: cfg.slot,
       log: log.child({ component: 'heartbeat' }),
     });
+    // Backfill chunks and dead-letter retries re-read the source through one
+    // watermark window each; a chunk is at most a quarter of the in-flight bound.
+    const quarter = Math.max(1, Math.floor(cfg.inflightMaxRows / 4));
+    this.reader = new WatermarkReader({
+      slot: cfg.slot,
+      source: o.source,
+      router: o.router,
+      flushLsn: () => o.pipeline.flushLsn(),
+      log: log.child({ component: 'watermarks' }),
+    });
     this.backfiller = new Backfiller({
       slot: cfg.slot,
       sourceSchema: cfg.sourceSchema,
       source: o.source,
       sink: o.sink,
       router: o.router,
-      flushLsn: () => o.pipeline.flushLsn(),
+      reader: this.reader,
+      queue: o.pipeline.queue,
+      maxChunkRows: quarter,
       metrics,
       log: log.child({ component: 'backfill' }),
     });
@@ -60,6 +74,9 @@ export class LeaderServices {
     this.deadLetters = new DeadLetterService({
       slot: cfg.slot,
       sink: o.sink,
+      source: o.source,
+      sourceSchema: cfg.sourceSchema,
+      maxKeysPerRead: Math.min(1000, quarter),
       retentionDays: cfg.deadLetterRetentionDays,
       metrics,
       log: log.child({ component: 'dead-letters' }),
@@ -73,8 +90,9 @@ export class LeaderServices {
   async start(): Promise<void> {
     this.active = true;
     this.heartbeat.start();
+    this.reader.start();
     this.verify.start();
-    await this.deadLetters.attach(this.o.router, this.o.pipeline.queue);
+    await this.deadLetters.attach(this.o.router, this.o.pipeline.queue, this.reader);
     this.deadLetters.startTimers();
   }
 
@@ -94,6 +112,7 @@ export class LeaderServices {
     this.heartbeat.stop();
     await this.verify.stop();
     await this.backfiller.stop();
+    this.reader.stop();
     this.deadLetters.stopTimers();
     this.deadLetters.detach();
   }

@@ -12,6 +12,7 @@ import {
   type Checkpoint,
   type SourceIdentity,
 } from '../checkpoint/store.js';
+import { supersedeLetters } from '../deadletters/supersede.js';
 import { classifyError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Pool, Trade } from '../trades/map.js';
@@ -50,6 +51,8 @@ export class TimescaleSink implements Sink {
   /** This replica's leader epoch in the sink; null until claimEpoch(). */
   private epoch: string | null = null;
   private lastPurge = Date.now();
+  private pendingLetters = true;
+  private lettersCheckedAt = 0;
 
   constructor(private readonly opts: TimescaleSinkOptions) {
     this.sql = statements(quoteIdent(opts.schema));
@@ -126,6 +129,9 @@ export class TimescaleSink implements Sink {
         if (snapshotting) for (const u of seg.tradeUpserts) u.replace = false;
         await this.writeSegment(client, seg);
       }
+      // A letter whose row a later change now settles is resolved in the same transaction.
+      if (await this.lettersPending(client, batch))
+        await supersedeLetters(client, this.opts.slot, batch.changes);
       if (batch.checkpoint !== null) {
         await advanceCheckpoint(
           client,
@@ -140,6 +146,26 @@ export class TimescaleSink implements Sink {
         }
       }
     });
+  }
+
+  /**
+   * Whether any dead letter may wait for a later change: checked in the table at
+   * most once a minute, and known at once when a batch writes letters. Spares
+   * the hot path a statement per batch while there are none (the usual case).
+   */
+  private async lettersPending(client: pg.PoolClient, batch: Batch): Promise<boolean> {
+    const writesLetters = batch.changes.some((c) => c.kind === 'dead_letter');
+    if (Date.now() - this.lettersCheckedAt >= 60_000) {
+      this.lettersCheckedAt = Date.now();
+      const r = await client.query<{ e: boolean }>(
+        `SELECT EXISTS (SELECT 1 FROM slotline.dead_letters
+                         WHERE slot = $1 AND state IN ('pending', 'retried')) AS e`,
+        [this.opts.slot],
+      );
+      this.pendingLetters = r.rows[0]?.e === true;
+    }
+    if (writesLetters) this.pendingLetters = true;
+    return this.pendingLetters;
   }
 
   private async writeSegment(client: pg.PoolClient, seg: Segment): Promise<void> {

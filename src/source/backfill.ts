@@ -1,15 +1,10 @@
 import type pg from 'pg';
 import type { Metrics } from '../admin/metrics.js';
-import { type Lsn, formatLsn } from '../checkpoint/lsn.js';
 import type { TupleValues } from '../decode/pgoutput.js';
 import type { Logger } from '../log.js';
 import { sleep } from '../retry.js';
-import {
-  WATERMARK_PREFIX,
-  type ChangeRouter,
-  type RelationLike,
-  type StreamWatcher,
-} from '../trades/router.js';
+import type { ChangeRouter, RelationLike } from '../trades/router.js';
+import { roomIn, type QueueRoom, type WatermarkReader } from './watermark.js';
 import { TRADES_TABLE } from './checks.js';
 import { tableRelation } from './relation.js';
 import { quoteIdent } from '../sql.js';
@@ -31,8 +26,12 @@ export interface BackfillOptions {
   source: pg.Pool;
   sink: pg.Pool;
   router: ChangeRouter;
-  /** The acknowledged position (min over sinks), to know when a chunk is durable. */
-  flushLsn(): Lsn;
+  /** The stream's watermark windows (shared with the dead-letter retry). */
+  reader: WatermarkReader;
+  /** The in-flight queue: a chunk starts only when it has room. */
+  queue: QueueRoom;
+  /** Most rows in one chunk, whatever the request asks (default: no cap); a quarter of SLOTLINE_INFLIGHT_MAX_ROWS keeps a chunk inside the bound. */
+  maxChunkRows?: number;
   metrics: Metrics;
   log: Logger;
 }
@@ -49,6 +48,7 @@ export interface BackfillInfo {
 
 const DEFAULT_CHUNK = 5000;
 const MAX_CHUNK = 50_000;
+const CANCEL_GRACE_MS = 5000;
 
 function seconds(v: unknown, name: string): number | null {
   if (v === undefined || v === null) return null;
@@ -95,29 +95,21 @@ export function parseBackfillRange(body: Record<string, unknown>): BackfillRange
   return r;
 }
 
-interface Window {
-  chunk: number;
-  open: boolean;
-  keys: Set<string>;
-  rows: TupleValues[] | null;
-  done: (lsn: Lsn) => void;
-}
-
 /**
- * Re-reads source trades by range, in chunks, beside the live stream, without
- * resurrecting rows the stream deletes (the watermark technique of DBLog and
- * Debezium's incremental snapshots): each chunk's SELECT sits between a low
- * and a high watermark written to the WAL; ids the stream changes between the
- * two are dropped from the chunk, and the rest is handed to the sinks at the
- * high watermark's position in the stream, so anything later still wins.
+ * Re-reads source trades by range, in chunks, beside the live stream, each
+ * chunk through a watermark window (see WatermarkReader): rows the stream
+ * changes meanwhile are left to it, the rest is applied at the high
+ * watermark like a streamed update. A chunk starts only when the in-flight
+ * queue has room, and is at most a quarter of its row bound.
  */
-export class Backfiller implements StreamWatcher {
+export class Backfiller {
   private job: BackfillInfo | null = null;
-  private window: Window | null = null;
-  private cancelled = false;
+  private abort: AbortController | null = null;
   private stopping = false;
   private running: Promise<void> | null = null;
   private relation: RelationLike | null = null;
+  /** resume() has looked for a backfill left running: a 'running' row without a job is stale. */
+  private resumeChecked = false;
 
   constructor(private readonly opts: BackfillOptions) {}
 
@@ -125,10 +117,17 @@ export class Backfiller implements StreamWatcher {
     return this.job;
   }
 
-  /** Starts a backfill; 409 while one runs. */
+  /** Starts a backfill; Conflict while one runs. */
   async start(range: BackfillRange): Promise<BackfillInfo> {
     if (this.job?.state === 'running')
       throw new Conflict(`backfill ${this.job.id} is running; DELETE /admin/backfill cancels it`);
+    if (this.resumeChecked) {
+      // Left 'running' by a cancel whose last save failed: nothing runs it any more.
+      await this.opts.sink.query(
+        `UPDATE slotline.backfills SET state = 'cancelled', updated_at = now() WHERE slot = $1 AND state = 'running'`,
+        [this.opts.slot],
+      );
+    }
     const { rows } = await this.opts.sink
       .query<{ id: string }>(
         `INSERT INTO slotline.backfills (slot, from_ts, to_ts, from_id, to_id, chunk_size, state)
@@ -166,6 +165,7 @@ export class Backfiller implements StreamWatcher {
          FROM slotline.backfills WHERE slot = $1 AND state = 'running'`,
       [this.opts.slot],
     );
+    this.resumeChecked = true;
     const r = rows[0];
     if (!r || this.job?.state === 'running') return null;
     this.opts.log.info({ backfill: r.id, lastId: r.last_id }, 'resuming a backfill');
@@ -186,140 +186,107 @@ export class Backfiller implements StreamWatcher {
     });
   }
 
+  /** Cancels the running backfill; returns promptly whatever the stream does. */
   async cancel(): Promise<BackfillInfo> {
     const job = this.job;
     if (!job || job.state !== 'running') throw new NotFound('no backfill is running');
-    this.cancelled = true;
-    await this.running;
+    this.abort?.abort();
+    // Every wait listens to the signal; only a source query already sent may
+    // take longer, and it can finish on its own.
+    const ended = await Promise.race([
+      this.running?.then(() => true),
+      sleep(CANCEL_GRACE_MS).then(() => false),
+    ]);
+    if (!ended) job.state = 'cancelled';
     return job;
   }
 
   /** Stops the loop (connector shutdown); a running backfill stays 'running' and resumes next start. */
   async stop(): Promise<void> {
     this.stopping = true;
-    this.cancelled = true;
-    this.window?.done(0n);
+    this.abort?.abort();
     await this.running?.catch(() => undefined);
-    this.opts.router.watcher = null;
-  }
-
-  onWatermark(content: string, lsn: Lsn): void {
-    const w = this.window;
-    const job = this.job;
-    if (!w || !job) return;
-    let mark: { slot?: unknown; job?: unknown; chunk?: unknown; kind?: unknown };
-    try {
-      mark = JSON.parse(content) as typeof mark;
-    } catch {
-      return;
-    }
-    if (mark.slot !== this.opts.slot || mark.job !== job.id || mark.chunk !== w.chunk) return;
-    if (mark.kind === 'low') {
-      w.open = true;
-      w.keys.clear();
-    } else if (mark.kind === 'high' && w.open && w.rows) {
-      const relation = this.relation as RelationLike;
-      const idCol = relation.columns.findIndex((c) => c.name === 'id');
-      let n = 0;
-      for (const row of w.rows) {
-        const id = row[idCol];
-        if (typeof id === 'string' && w.keys.has(id)) continue;
-        this.opts.router.snapshotRow(relation, row, lsn, 256);
-        n++;
-      }
-      this.opts.metrics.backfillRows.inc(n);
-      w.open = false;
-      w.done(lsn);
-    }
-  }
-
-  onTradeKey(id: string): void {
-    if (this.window?.open) this.window.keys.add(id);
   }
 
   private launch(job: BackfillInfo): BackfillInfo {
     this.job = job;
-    this.cancelled = false;
-    this.opts.router.watcher = this;
+    const abort = new AbortController();
+    this.abort = abort;
     this.opts.metrics.backfillRunning.set(1);
-    this.running = this.loop(job).then(
-      () => undefined,
-      async (err: unknown) => {
-        job.state = 'failed';
-        job.error = (err as Error).message;
-        this.opts.log.error({ err, backfill: job.id }, 'backfill failed');
-        await this.save(job).catch(() => undefined);
-      },
-    );
-    this.running.finally(() => {
-      this.opts.metrics.backfillRunning.set(0);
-      if (this.opts.router.watcher === this) this.opts.router.watcher = null;
-    });
+    this.running = this.loop(job, abort.signal)
+      .catch(async (err: unknown) => {
+        if (abort.signal.aborted) job.state = this.stopping ? 'running' : 'cancelled';
+        else {
+          job.state = 'failed';
+          job.error = (err as Error).message;
+          this.opts.log.error({ err, backfill: job.id }, 'backfill failed');
+        }
+        await this.save(job).catch((e: unknown) =>
+          this.opts.log.warn({ err: e, backfill: job.id }, 'cannot record how a backfill ended'),
+        );
+      })
+      .finally(() => {
+        if (this.job === job) this.opts.metrics.backfillRunning.set(0);
+      });
     return job;
   }
 
-  private async loop(job: BackfillInfo): Promise<void> {
+  private async loop(job: BackfillInfo, signal: AbortSignal): Promise<void> {
     const log = this.opts.log.child({ backfill: job.id });
     log.info({ range: job.range }, 'backfill started');
     const relation = await this.columns();
-    const list = relation.columns.map((c) => quoteIdent(c.name)).join(', ');
-    const r = job.range;
-    while (!this.cancelled) {
-      const chunk = job.chunks + 1;
-      const done = new Promise<Lsn>((resolve) => {
-        this.window = { chunk, open: false, keys: new Set(), rows: null, done: resolve };
-      });
-      await this.mark(job, chunk, 'low');
-      const params: unknown[] = [job.lastId, r.fromTs, r.toTs, r.fromId, r.toId, r.chunkSize];
-      const { rows } = await this.opts.source.query<Record<string, string | null>>({
-        text: `SELECT ${list} FROM ${quoteIdent(this.opts.sourceSchema)}.${quoteIdent(TRADES_TABLE)}
-                WHERE ($1::text IS NULL OR id > $1)
-                  AND ($2::bigint IS NULL OR timestamp >= $2) AND ($3::bigint IS NULL OR timestamp < $3)
-                  AND ($4::text IS NULL OR id >= $4) AND ($5::text IS NULL OR id <= $5)
-                ORDER BY id LIMIT $6`,
-        values: params,
-        rowMode: 'array',
-        // Every value as text: amounts must never become JS numbers.
-        types: { getTypeParser: () => (v: string) => v },
-      } as pg.QueryConfig);
-      const chunkRows = rows as unknown as TupleValues[];
-      (this.window as unknown as Window).rows = chunkRows;
-      await this.mark(job, chunk, 'high');
-      const lsn = await done;
-      if (this.cancelled && lsn === 0n) break;
-      // The chunk is in the stream at `lsn`; record progress once every sink has it.
-      while (this.opts.flushLsn() <= lsn && !this.cancelled) await sleep(20);
-      job.chunks = chunk;
-      job.rows += chunkRows.length;
-      const idCol = relation.columns.findIndex((c) => c.name === 'id');
-      const last = chunkRows[chunkRows.length - 1]?.[idCol];
+    const idCol = relation.columns.findIndex((c) => c.name === 'id');
+    const size = Math.max(1, Math.min(job.range.chunkSize, this.opts.maxChunkRows ?? Infinity));
+    for (;;) {
+      // Wait for room rather than push a chunk past the in-flight bound.
+      await roomIn(this.opts.queue, signal);
+      const { result: rows } = await this.opts.reader.read(
+        {
+          select: () => this.chunk(job, relation, size),
+          apply: (chunk, changed, lsn) => {
+            let n = 0;
+            for (const row of chunk) {
+              const id = row[idCol];
+              if (typeof id === 'string' && changed.trades.has(id)) continue;
+              this.opts.router.remap(relation, row, lsn, { deadLetter: true });
+              n++;
+            }
+            this.opts.metrics.backfillRows.inc(n);
+          },
+        },
+        signal,
+      );
+      job.chunks += 1;
+      job.rows += rows.length;
+      const last = rows[rows.length - 1]?.[idCol];
       if (typeof last === 'string') job.lastId = last;
-      if (chunkRows.length < r.chunkSize) {
-        job.state = 'done';
-        break;
-      }
+      if (rows.length < size) break;
       await this.save(job);
     }
-    this.window = null;
-    // Cancelled by an operator; stopped with the connector, it stays 'running' and resumes.
-    if (job.state === 'running' && this.cancelled && !this.stopping) job.state = 'cancelled';
+    job.state = 'done';
     await this.save(job);
-    log.info(
-      {
-        state: job.state,
-        rows: job.rows,
-        chunks: job.chunks,
-        lsn: formatLsn(this.opts.flushLsn()),
-      },
-      'backfill ended',
-    );
+    log.info({ state: job.state, rows: job.rows, chunks: job.chunks }, 'backfill ended');
   }
 
-  private async mark(job: BackfillInfo, chunk: number, kind: 'low' | 'high'): Promise<void> {
-    await this.opts.source.query('SELECT pg_logical_emit_message(true, $1, $2)', [
-      WATERMARK_PREFIX,
-      JSON.stringify({ slot: this.opts.slot, job: job.id, chunk, kind }),
-    ]);
+  private async chunk(
+    job: BackfillInfo,
+    relation: RelationLike,
+    size: number,
+  ): Promise<TupleValues[]> {
+    const r = job.range;
+    const list = relation.columns.map((c) => quoteIdent(c.name)).join(', ');
+    const { rows } = await this.opts.source.query<Record<string, string | null>>({
+      text: `SELECT ${list} FROM ${quoteIdent(this.opts.sourceSchema)}.${quoteIdent(TRADES_TABLE)}
+              WHERE ($1::text IS NULL OR id > $1)
+                AND ($2::bigint IS NULL OR timestamp >= $2) AND ($3::bigint IS NULL OR timestamp < $3)
+                AND ($4::text IS NULL OR id >= $4) AND ($5::text IS NULL OR id <= $5)
+              ORDER BY id LIMIT $6`,
+      values: [job.lastId, r.fromTs, r.toTs, r.fromId, r.toId, size],
+      rowMode: 'array',
+      // Every value as text: amounts must never become JS numbers.
+      types: { getTypeParser: () => (v: string) => v },
+    } as pg.QueryConfig);
+    return rows as unknown as TupleValues[];
   }
 
   private async save(job: BackfillInfo): Promise<void> {

@@ -45,6 +45,7 @@ export const WATERMARK_PREFIX = 'slotline_watermark';
 export interface StreamWatcher {
   onWatermark(content: string, lsn: Lsn): void;
   onTradeKey(id: string): void;
+  onPoolKey?(id: string): void;
 }
 
 /** Prefix of the connector's heartbeat messages (pg_logical_emit_message). */
@@ -313,13 +314,15 @@ export class ChangeRouter {
   ): void {
     const target = this.targets.get(msg.relation.oid) ?? this.resolve(msg.relation);
     if (target.kind === 'other') return;
-    if (this.watcher && tableOf(target) === 'trades') {
+    if (this.watcher) {
       for (const t of [
         msg.tag === 'insert' ? null : (msg.key ?? msg.old),
         msg.tag === 'delete' ? null : msg.new,
       ]) {
         const id = t?.[target.cols.id];
-        if (typeof id === 'string') this.watcher.onTradeKey(id);
+        if (typeof id !== 'string') continue;
+        if (tableOf(target) === 'trades') this.watcher.onTradeKey(id);
+        else this.watcher.onPoolKey?.(id);
       }
     }
     if (msg.tag === 'delete') {
@@ -423,15 +426,19 @@ export class ChangeRouter {
   }
 
   /**
-   * Maps a dead letter's raw row again, with the current code and pools, and
-   * on success hands it to every sink at its original LSN (so a newer version
-   * already in a sink is not overwritten). Returns why it still cannot be mapped.
+   * A row re-read from the source now (a backfill chunk, a dead-letter retry),
+   * applied at `lsn`, the high watermark whose transaction the stream is in:
+   * pushed like a streamed update of that transaction, so it is newer than
+   * what the sinks held when it was read, replaces versions of the trade at
+   * other times, and loses to anything the stream brings later. A row that
+   * cannot be mapped becomes a dead letter when `deadLetter` is set; the
+   * rejection is returned either way.
    */
   remap(
     relation: RelationLike,
     values: TupleValues,
     lsn: Lsn,
-    op: 'insert' | 'update' | 'snapshot',
+    opts: { deadLetter: boolean },
   ): Rejection | null {
     const target = this.resolve(relation as Relation);
     if (target.kind === 'other')
@@ -439,23 +446,37 @@ export class ChangeRouter {
         code: 'missing_key',
         reason: `${relation.schema}.${relation.name} is not a mapped table`,
       };
-    if (target.kind === 'unmapped') return target.rejection;
     const rawBytes = valuesBytes(values);
+    const rejected = (rejection: Rejection): Rejection => {
+      if (opts.deadLetter)
+        this.deadLetter(
+          target,
+          'snapshot',
+          values,
+          lsn,
+          this.tx?.commitTime ?? null,
+          rejection,
+          rawBytes,
+        );
+      return rejection;
+    };
+    if (target.kind === 'unmapped') return rejected(target.rejection);
     if (target.kind === 'trades') {
       const m = this.mapSized(target, values, rawBytes);
-      if (!m.ok) return m.rejection;
-      // Pushed as it is: a retry belongs to no streamed transaction.
-      this.stats.changes += 1;
-      this.queue.push({ kind: 'trade_upsert', lsn, op, trade: m.value }, m.bytes);
+      if (!m.ok) return rejected(m.rejection);
+      this.push({ kind: 'trade_upsert', lsn, op: 'update', trade: m.value }, m.bytes);
       return null;
     }
-    const m = mapPool(values, target.cols);
-    if (!m.ok) return m.rejection;
+    const p = mapPool(values, target.cols);
     const size = changeBytes(rawBytes);
-    if (size > this.maxRowBytes) return tooLarge(size, this.maxRowBytes, 'the pool row itself');
-    this.pools.set(m.value);
-    this.stats.changes += 1;
-    this.queue.push({ kind: 'pool_upsert', lsn, op, pool: m.value }, size);
+    if (!p.ok) return rejected(p.rejection);
+    if (size > this.maxRowBytes)
+      return rejected(tooLarge(size, this.maxRowBytes, 'the pool row itself'));
+    const ref = this.pools.joinColumn === 'id' ? p.value.id : p.value.orderBook;
+    const appeared = ref !== null && !this.pools.has(ref);
+    this.pools.set(p.value);
+    this.push({ kind: 'pool_upsert', lsn, op: 'update', pool: p.value }, size);
+    if (appeared) this.deadLetters?.onPoolAppeared(ref);
     return null;
   }
 
