@@ -143,7 +143,9 @@ function timescaleMissing(facts: ServerFacts, external: boolean): string | null 
   if (!facts.timescaleFiles) {
     return (
       `the timescaledb extension is not installed for PostgreSQL ${facts.version}` +
-      (external ? '' : ` (looked in ${pgPaths().pkgLibDir})`)
+      (external
+        ? ''
+        : ` (looked for its library in ${pgPaths().pkgLibDir} and its control file in ${pgPaths().shareDir}/extension)`)
     );
   }
   if (!facts.timescalePreloaded) {
