@@ -133,11 +133,110 @@ async function adminCommand(
   return result.code;
 }
 
+async function deadLetters(rest: string[]): Promise<number> {
+  let cfg: Config;
+  try {
+    cfg = loadConfig(process.env);
+  } catch (err) {
+    return report(null, err);
+  }
+  const [sub = '', ...more] = rest;
+  const isId = (a: string, i: number) => /^\d+$/.test(a) && !(more[i - 1] ?? '').startsWith('--');
+  const ids = more.filter(isId);
+  const f = flags(
+    more.filter((a, i) => !isId(a, i)),
+    ['reason', 'table', 'state', 'from', 'to', 'limit', 'after', 'note', 'older-than-days'],
+    ['all'],
+  );
+  if (typeof f === 'string') {
+    process.stderr.write(`slotline dead-letters: ${f}\n`);
+    return 2;
+  }
+  const result = await deadLettersCommand(cfg, sub, f, ids);
+  (result.code === 0 ? process.stdout : process.stderr).write(`${result.out}\n`);
+  // A retry that leaves letters failing is a failure for scripts, like `verify`.
+  if (sub === 'retry' && result.code === 0 && retryFailed(result.out)) return 1;
+  return result.code;
+}
+
 function retryFailed(out: string): boolean {
   try {
     return ((JSON.parse(out) as { failed?: unknown }).failed ?? 0) !== 0;
   } catch {
     return true;
+  }
+}
+
+async function verify(rest: string[]): Promise<number> {
+  let cfg: Config;
+  try {
+    cfg = loadConfig(process.env);
+  } catch (err) {
+    return report(null, err);
+  }
+  const f = flags(rest, ['from', 'to', 'bucket'], ['repair']);
+  if (typeof f === 'string') {
+    process.stderr.write(`slotline verify: ${f}\n`);
+    return 2;
+  }
+  const log = createLogger({
+    level: cfg.logLevel,
+    secrets: secretsOf(cfg),
+    destination: process.stderr,
+  });
+  const result = await verifyCommand(cfg, f, log.child({ component: 'verify' }));
+  (result.report ? process.stdout : process.stderr).write(`${result.out}\n`);
+  return result.code;
+}
+
+/**
+ * Turns the first SIGTERM/SIGINT into an abort of `shutdown`, bounded by the configured
+ * deadline; a second signal exits at once.
+ */
+function onShutdownSignals(shutdown: AbortController, cfg: Config, log: Logger): void {
+  let signals = 0;
+  const onSignal = (sig: NodeJS.Signals) => {
+    signals += 1;
+    if (signals > 1) {
+      log.warn({ signal: sig }, 'second signal: exiting now');
+      process.exit(130);
+    }
+    log.info({ signal: sig }, 'shutting down');
+    shutdown.abort();
+    // Hard deadline: whatever is not flushed by then is replayed on the next start.
+    setTimeout(() => {
+      log.error('shutdown deadline passed; exiting');
+      process.exit(1);
+    }, cfg.shutdownTimeoutMs).unref();
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+}
+
+async function setupOrRun(command: 'setup' | 'run', rest: string[]): Promise<number> {
+  const unknown = rest.filter((a) => !(command === 'setup' && a === '--resnapshot'));
+  if (unknown.length > 0) {
+    process.stderr.write(`slotline ${command}: unknown argument ${JSON.stringify(unknown[0])}\n`);
+    return 2;
+  }
+  let log: Logger | null = null;
+  try {
+    const cfg = loadConfig(process.env);
+    log = createLogger({ level: cfg.logLevel, secrets: secretsOf(cfg) });
+    if (command === 'setup') {
+      const r = await runSetup(cfg, log.child({ component: 'setup' }), {
+        create: true,
+        resnapshot: rest.includes('--resnapshot'),
+      });
+      log.info(r, 'setup complete');
+      return 0;
+    }
+    const shutdown = new AbortController();
+    onShutdownSignals(shutdown, cfg, log);
+    await runConnector(cfg, { shutdown: shutdown.signal, log });
+    return 0;
+  } catch (err) {
+    return report(log, err);
   }
 }
 
@@ -160,100 +259,14 @@ async function main(argv: string[]): Promise<number> {
     const { runDemo } = await import('./demo/demo.js');
     return runDemo(process.env);
   }
-  if (command === 'dead-letters') {
-    let cfg: Config;
-    try {
-      cfg = loadConfig(process.env);
-    } catch (err) {
-      return report(null, err);
-    }
-    const [sub = '', ...more] = rest;
-    const isId = (a: string, i: number) => /^\d+$/.test(a) && !(more[i - 1] ?? '').startsWith('--');
-    const ids = more.filter(isId);
-    const f = flags(
-      more.filter((a, i) => !isId(a, i)),
-      ['reason', 'table', 'state', 'from', 'to', 'limit', 'after', 'note', 'older-than-days'],
-      ['all'],
-    );
-    if (typeof f === 'string') {
-      process.stderr.write(`slotline dead-letters: ${f}\n`);
-      return 2;
-    }
-    const result = await deadLettersCommand(cfg, sub, f, ids);
-    (result.code === 0 ? process.stdout : process.stderr).write(`${result.out}\n`);
-    // A retry that leaves letters failing is a failure for scripts, like `verify`.
-    if (sub === 'retry' && result.code === 0 && retryFailed(result.out)) return 1;
-    return result.code;
-  }
-  if (command === 'verify') {
-    let cfg: Config;
-    try {
-      cfg = loadConfig(process.env);
-    } catch (err) {
-      return report(null, err);
-    }
-    const f = flags(rest, ['from', 'to', 'bucket'], ['repair']);
-    if (typeof f === 'string') {
-      process.stderr.write(`slotline verify: ${f}\n`);
-      return 2;
-    }
-    const log = createLogger({
-      level: cfg.logLevel,
-      secrets: secretsOf(cfg),
-      destination: process.stderr,
-    });
-    const result = await verifyCommand(cfg, f, log.child({ component: 'verify' }));
-    (result.report ? process.stdout : process.stderr).write(`${result.out}\n`);
-    return result.code;
-  }
+  if (command === 'dead-letters') return deadLetters(rest);
+  if (command === 'verify') return verify(rest);
   if (command === 'status' || command === 'reset-lsn' || command === 'backfill') {
     return adminCommand(command, rest);
   }
-  if (command !== 'setup' && command !== 'run') {
-    process.stderr.write(`slotline: unknown command ${JSON.stringify(command)}\n${USAGE}\n`);
-    return 2;
-  }
-  const unknown = rest.filter((a) => !(command === 'setup' && a === '--resnapshot'));
-  if (unknown.length > 0) {
-    process.stderr.write(`slotline ${command}: unknown argument ${JSON.stringify(unknown[0])}\n`);
-    return 2;
-  }
-
-  let log: Logger | null = null;
-  try {
-    const cfg = loadConfig(process.env);
-    log = createLogger({ level: cfg.logLevel, secrets: secretsOf(cfg) });
-    if (command === 'setup') {
-      const r = await runSetup(cfg, log.child({ component: 'setup' }), {
-        create: true,
-        resnapshot: rest.includes('--resnapshot'),
-      });
-      log.info(r, 'setup complete');
-      return 0;
-    }
-    const shutdown = new AbortController();
-    let signals = 0;
-    const onSignal = (sig: NodeJS.Signals) => {
-      signals += 1;
-      if (signals > 1) {
-        log?.warn({ signal: sig }, 'second signal: exiting now');
-        process.exit(130);
-      }
-      log?.info({ signal: sig }, 'shutting down');
-      shutdown.abort();
-      // Hard deadline: whatever is not flushed by then is replayed on the next start.
-      setTimeout(() => {
-        log?.error('shutdown deadline passed; exiting');
-        process.exit(1);
-      }, cfg.shutdownTimeoutMs).unref();
-    };
-    process.on('SIGTERM', onSignal);
-    process.on('SIGINT', onSignal);
-    await runConnector(cfg, { shutdown: shutdown.signal, log });
-    return 0;
-  } catch (err) {
-    return report(log, err);
-  }
+  if (command === 'setup' || command === 'run') return setupOrRun(command, rest);
+  process.stderr.write(`slotline: unknown command ${JSON.stringify(command)}\n${USAGE}\n`);
+  return 2;
 }
 
 main(process.argv.slice(2)).then(

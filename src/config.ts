@@ -326,6 +326,11 @@ export interface KafkaSasl {
 
 /** Parses the environment; throws ConfigError listing every bad variable by name. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  return toConfig(parseSettings(env));
+}
+
+/** Every setting parsed by its schema, and the combinations checked. */
+function parseSettings(env: NodeJS.ProcessEnv): Parsed {
   const problems: string[] = [];
   const out: Record<string, unknown> = {};
   for (const [name, s] of Object.entries(SETTINGS) as [keyof Settings, Setting<z.ZodTypeAny>][]) {
@@ -362,6 +367,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const kafkaProblems = kafkaCombinations(p);
   if (kafkaProblems.length > 0)
     throw new ConfigError(`invalid configuration:\n  ${kafkaProblems.join('\n  ')}`);
+  return p;
+}
+
+function toConfig(p: Parsed): Config {
   const brokers = p.SLOTLINE_KAFKA_BROKERS?.split(',')
     .map((b) => b.trim())
     .filter((b) => b.length > 0);

@@ -1,44 +1,10 @@
 import { InvalidRequest } from '../errors.js';
 
-/** The service lives with the retry logic; the HTTP edge and main.ts import it from here too. */
-export {
-  DeadLetterService,
-  type DeadLetterServiceOptions,
-  type RetryResult,
-} from '../deadletters/service.js';
-
-export const DEAD_LETTER_STATES = ['pending', 'retried', 'resolved', 'discarded'] as const;
-export type DeadLetterState = (typeof DEAD_LETTER_STATES)[number];
-
-/** Which dead letters an action applies to. Every field narrows; none at all means "all". */
-export interface DeadLetterFilter {
-  ids?: number[];
-  reason?: string;
-  table?: string;
-  state?: DeadLetterState;
-  /** first_seen at or after / before (ISO or unix seconds) */
-  from?: string;
-  to?: string;
-  /** trades waiting for this pool (unknown_pool) */
-  poolRef?: string;
-}
-
-export interface DeadLetterRow {
-  id: number;
-  sourceTable: string;
-  operation: string;
-  rowKey: string;
-  lsn: string;
-  commitTime: Date | null;
-  raw: Record<string, string | null>;
-  reasonCode: string;
-  reason: string;
-  state: DeadLetterState;
-  attempts: number;
-  firstSeen: Date;
-  lastSeen: Date;
-  note: string | null;
-}
+import {
+  DEAD_LETTER_STATES,
+  type DeadLetterFilter,
+  type DeadLetterState,
+} from '../deadletters/types.js';
 
 const MAX_IDS = 10_000;
 

@@ -2,7 +2,7 @@ import type { Lsn } from '../checkpoint/lsn.js';
 import type { BackfillInfo, BackfillRange } from '../source/backfill.js';
 import type { SlotHealth } from '../source/slot-health.js';
 import type { VerifyService, VerifyStatus } from '../verify/service.js';
-import type { DeadLetterService } from './dead-letters.js';
+import type { DeadLetterService } from '../deadletters/service.js';
 
 export type Phase =
   'starting' | 'standby' | 'snapshotting' | 'streaming' | 'retrying' | 'stopping' | 'stopped';

@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import pg from 'pg';
 import { adminControl } from '../admin/control.js';
-import type { DeadLetterService } from '../admin/dead-letters.js';
+import type { DeadLetterService } from '../deadletters/service.js';
 import { HttpServer } from '../admin/http.js';
 import { createMetrics, DecodeCounter, type Metrics } from '../admin/metrics.js';
 import type { ConnectorPort, ConnectorView, ResetOutcome } from '../admin/port.js';

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { DeadLetterService } from '../admin/dead-letters.js';
+import { DeadLetterService } from '../deadletters/service.js';
 import type { Metrics } from '../admin/metrics.js';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';

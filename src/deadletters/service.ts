@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import type { DeadLetterFilter, DeadLetterRow, DeadLetterState } from '../admin/dead-letters.js';
+import type { DeadLetterFilter, DeadLetterRow, DeadLetterState } from './types.js';
 import type { Metrics } from '../admin/metrics.js';
 import { InvalidRequest, Conflict, NotFound } from '../errors.js';
 import type { Logger } from '../log.js';

@@ -98,6 +98,7 @@ export class PgoutputDecoder {
     this.relations.clear();
   }
 
+  // eslint-disable-next-line max-lines-per-function -- the protocol's switch over message tags: one short case per tag, read against the PostgreSQL docs
   private decodeBody(type: number): PgoutputMessage {
     switch (type) {
       case 0x42 /* B */: {

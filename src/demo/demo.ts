@@ -116,6 +116,17 @@ const aborted = (signal: AbortSignal) =>
     else signal.addEventListener('abort', () => resolve(), { once: true });
   });
 
+/** What the demo has started; `cleanup` releases it in reverse, whatever happened. */
+interface Running {
+  server: EmbeddedPostgres | null;
+  generatorClient: pg.Client | null;
+  generator: TradeGenerator | null;
+  connectorStop: AbortController;
+  connector: Promise<void> | null;
+  sampler: ProgressSampler | null;
+  ticker: NodeJS.Timeout | null;
+}
+
 /** Runs the demo until a signal or SLOTLINE_DEMO_SECONDS; resolves to the exit code. */
 export async function runDemo(env: NodeJS.ProcessEnv = process.env): Promise<number> {
   let opts: DemoOptions;
@@ -127,20 +138,16 @@ export async function runDemo(env: NodeJS.ProcessEnv = process.env): Promise<num
   }
   const screen = new Screen();
   const stop = new AbortController();
-  let server: EmbeddedPostgres | null = null;
-  let signals = 0;
-  const onSignal = () => {
-    signals += 1;
-    if (signals > 1) {
-      screen.say('second signal: killing PostgreSQL and exiting now');
-      server?.killSync();
-      process.exit(130);
-    }
-    if (!stop.signal.aborted) screen.say('stopping (Ctrl-C again to force)');
-    stop.abort();
+  const running: Running = {
+    server: null,
+    generatorClient: null,
+    generator: null,
+    connectorStop: new AbortController(),
+    connector: null,
+    sampler: null,
+    ticker: null,
   };
-  const signalNames = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
-  for (const s of signalNames) process.on(s, onSignal);
+  const removeSignalHandlers = onSignals(screen, stop, running);
   const timer =
     opts.seconds === null
       ? null
@@ -148,127 +155,192 @@ export async function runDemo(env: NodeJS.ProcessEnv = process.env): Promise<num
           screen.say(`${opts.seconds} s are up (SLOTLINE_DEMO_SECONDS)`);
           stop.abort();
         }, opts.seconds * 1000);
-
-  let generatorClient: pg.Client | null = null;
-  let generator: TradeGenerator | null = null;
-  const connectorStop = new AbortController();
-  let connector: Promise<void> | null = null;
-  let sampler: ProgressSampler | null = null;
-  let ticker: NodeJS.Timeout | null = null;
   try {
-    const bins = findPostgres(opts.postgres);
-    server = await startEmbeddedPostgres(bins);
-    screen.say(
-      `PostgreSQL ${bins.version} (${bins.origin} binaries in ${bins.binDir}), ` +
-        `${server.timescale ? 'TimescaleDB preloaded' : 'without TimescaleDB'}, ` +
-        'fsync off (throwaway data)',
-    );
-    const admin = new pg.Client({ connectionString: server.url('postgres') });
-    await admin.connect();
-    await admin.query('CREATE DATABASE ponder');
-    await admin.query('CREATE DATABASE analytics');
-    await admin.end();
-    const sourceUrl = server.url('ponder');
-    const sinkUrl = server.url('analytics');
-    screen.say(`source ${sourceUrl} sink ${sinkUrl}`);
-    screen.say(`postgres pid ${server.pid ?? '?'} data ${server.dataDir}`);
-
-    const cfg = loadConfig({
-      ...env,
-      SLOTLINE_SOURCE_URL: sourceUrl,
-      SLOTLINE_SINK_URL: sinkUrl,
-      SLOTLINE_LOG_LEVEL: env['SLOTLINE_LOG_LEVEL'] || 'warn',
-    });
-    if (cfg.kafkaBrokers)
-      screen.say(`Kafka brokers ${cfg.kafkaBrokers.join(',')} (SLOTLINE_KAFKA_BROKERS)`);
-
-    generatorClient = new pg.Client({
-      connectionString: sourceUrl,
-      application_name: 'ponder-demo',
-    });
-    generatorClient.on('error', () => undefined);
-    await generatorClient.connect();
-    generator = new TradeGenerator(generatorClient, {
-      ratePerSecond: opts.ratePerSecond,
-      reorgEverySeconds: opts.reorgEverySeconds,
-      schema: cfg.sourceSchema,
-    });
-    await generator.createSchema();
-    await generator.insertHistory(opts.history);
-    screen.say(
-      `${opts.history.toLocaleString('en-US')} trades of history in ${generator.poolCount} pools; ` +
-        `streaming ${opts.ratePerSecond} trades/s ` +
-        (opts.reorgEverySeconds > 0
-          ? `with a reorg about every ${opts.reorgEverySeconds} s. `
-          : 'without reorgs. ') +
-        'Ctrl-C stops.',
-    );
-    if (stop.signal.aborted) return 0;
-
-    const log = createLogger({
-      level: cfg.logLevel,
-      secrets: [new URL(sourceUrl).password],
-      destination: pino.destination({ dest: 2, sync: true }),
-    });
-    const state = newState();
-    const startedAt = Date.now();
-    connector = runConnector(cfg, { shutdown: connectorStop.signal, log, state });
-    connector.catch(() => undefined); // awaited below
-    generator.start();
-    generator.done.catch(() => undefined); // awaited below
-
-    sampler = new ProgressSampler({
-      sourceUrl,
-      sinkUrl,
-      sourceSchema: cfg.sourceSchema,
-      sinkSchema: cfg.sinkSchema,
-      slot: cfg.slot,
-    });
-    ticker = startTicker(screen, sampler, cfg, state, generator, startedAt);
-
-    // Run until told to stop, or until the connector or the generator fails.
-    const how = await Promise.race([
-      aborted(stop.signal).then(() => 'stop' as const),
-      connector.then(() => 'connector ended' as const, failedIn('connector')),
-      generator.done.then(() => 'generator ended' as const, failedIn('trade generator')),
-    ]);
-    if (how !== 'stop') throw new Error(`${how} unexpectedly`);
-
-    await generator.stop();
-    const drained = await drain(sampler, state);
-    if (ticker) clearInterval(ticker);
-    ticker = null;
-    connectorStop.abort();
-    if (!(await within(connector, cfg.shutdownTimeoutMs)))
-      screen.say('the connector did not stop in time (SLOTLINE_SHUTDOWN_TIMEOUT_MS)');
-    const reorgs = `${generator.stats.reorgs} ${generator.stats.reorgs === 1 ? 'reorg' : 'reorgs'}`;
-    screen.say(
-      drained.equal
-        ? `source and sink agree: ${drained.text} (${reorgs} applied)`
-        : `the sink had not caught up after ${DRAIN_TIMEOUT_MS / 1000} s: ${drained.text}`,
-    );
+    await demo(env, opts, screen, stop.signal, running);
     return 0;
   } catch (err) {
     screen.say(`failed: ${err instanceof Error ? err.message : String(err)}`);
     return 1;
   } finally {
     if (timer) clearTimeout(timer);
-    if (ticker) clearInterval(ticker);
-    // After a failure: the stream and the connector stop before the server does.
-    await generator?.stop();
-    connectorStop.abort();
-    if (connector)
-      await within(
-        connector.catch(() => undefined),
-        10_000,
-      );
-    await sampler?.close();
-    await generatorClient?.end().catch(() => undefined);
-    if (server) {
-      await server.stop().catch(() => server?.killSync());
-      screen.say(`PostgreSQL stopped, ${server.rootDir} removed`);
+    await cleanup(screen, running);
+    removeSignalHandlers();
+  }
+}
+
+/** The first signal stops the demo gracefully, a second kills PostgreSQL and exits. */
+function onSignals(screen: Screen, stop: AbortController, running: Running): () => void {
+  let signals = 0;
+  const onSignal = () => {
+    signals += 1;
+    if (signals > 1) {
+      screen.say('second signal: killing PostgreSQL and exiting now');
+      running.server?.killSync();
+      process.exit(130);
     }
+    if (!stop.signal.aborted) screen.say('stopping (Ctrl-C again to force)');
+    stop.abort();
+  };
+  const signalNames = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+  for (const s of signalNames) process.on(s, onSignal);
+  return () => {
     for (const s of signalNames) process.off(s, onSignal);
+  };
+}
+
+async function demo(
+  env: NodeJS.ProcessEnv,
+  opts: DemoOptions,
+  screen: Screen,
+  stop: AbortSignal,
+  running: Running,
+): Promise<void> {
+  const { sourceUrl, sinkUrl } = await startServer(opts, screen, running);
+  const cfg = loadConfig({
+    ...env,
+    SLOTLINE_SOURCE_URL: sourceUrl,
+    SLOTLINE_SINK_URL: sinkUrl,
+    SLOTLINE_LOG_LEVEL: env['SLOTLINE_LOG_LEVEL'] || 'warn',
+  });
+  if (cfg.kafkaBrokers)
+    screen.say(`Kafka brokers ${cfg.kafkaBrokers.join(',')} (SLOTLINE_KAFKA_BROKERS)`);
+  const generator = await startSource(opts, cfg, screen, running);
+  if (stop.aborted) return;
+  await stream(cfg, screen, stop, generator, running);
+}
+
+/** The embedded server with the demo's two databases; resolves to their URLs. */
+async function startServer(
+  opts: DemoOptions,
+  screen: Screen,
+  running: Running,
+): Promise<{ sourceUrl: string; sinkUrl: string }> {
+  const bins = findPostgres(opts.postgres);
+  const server = await startEmbeddedPostgres(bins);
+  running.server = server;
+  screen.say(
+    `PostgreSQL ${bins.version} (${bins.origin} binaries in ${bins.binDir}), ` +
+      `${server.timescale ? 'TimescaleDB preloaded' : 'without TimescaleDB'}, ` +
+      'fsync off (throwaway data)',
+  );
+  const admin = new pg.Client({ connectionString: server.url('postgres') });
+  await admin.connect();
+  await admin.query('CREATE DATABASE ponder');
+  await admin.query('CREATE DATABASE analytics');
+  await admin.end();
+  const sourceUrl = server.url('ponder');
+  const sinkUrl = server.url('analytics');
+  screen.say(`source ${sourceUrl} sink ${sinkUrl}`);
+  screen.say(`postgres pid ${server.pid ?? '?'} data ${server.dataDir}`);
+  return { sourceUrl, sinkUrl };
+}
+
+/** The Ponder-shaped source with its history written; the live stream not started yet. */
+async function startSource(
+  opts: DemoOptions,
+  cfg: Config,
+  screen: Screen,
+  running: Running,
+): Promise<TradeGenerator> {
+  const generatorClient = new pg.Client({
+    connectionString: cfg.sourceUrl,
+    application_name: 'ponder-demo',
+  });
+  running.generatorClient = generatorClient;
+  generatorClient.on('error', () => undefined);
+  await generatorClient.connect();
+  const generator = new TradeGenerator(generatorClient, {
+    ratePerSecond: opts.ratePerSecond,
+    reorgEverySeconds: opts.reorgEverySeconds,
+    schema: cfg.sourceSchema,
+  });
+  running.generator = generator;
+  await generator.createSchema();
+  await generator.insertHistory(opts.history);
+  screen.say(
+    `${opts.history.toLocaleString('en-US')} trades of history in ${generator.poolCount} pools; ` +
+      `streaming ${opts.ratePerSecond} trades/s ` +
+      (opts.reorgEverySeconds > 0
+        ? `with a reorg about every ${opts.reorgEverySeconds} s. `
+        : 'without reorgs. ') +
+      'Ctrl-C stops.',
+  );
+  return generator;
+}
+
+/**
+ * The connector and the live stream until told to stop (or until either fails), then the
+ * stream stops, the connector catches up and stops, and the sink is compared with the source.
+ */
+async function stream(
+  cfg: Config,
+  screen: Screen,
+  stop: AbortSignal,
+  generator: TradeGenerator,
+  running: Running,
+): Promise<void> {
+  const log = createLogger({
+    level: cfg.logLevel,
+    secrets: [new URL(cfg.sourceUrl).password],
+    destination: pino.destination({ dest: 2, sync: true }),
+  });
+  const state = newState();
+  const startedAt = Date.now();
+  const connector = runConnector(cfg, { shutdown: running.connectorStop.signal, log, state });
+  running.connector = connector;
+  connector.catch(() => undefined); // awaited below
+  generator.start();
+  generator.done.catch(() => undefined); // awaited below
+
+  const sampler = new ProgressSampler({
+    sourceUrl: cfg.sourceUrl,
+    sinkUrl: cfg.sinkUrl,
+    sourceSchema: cfg.sourceSchema,
+    sinkSchema: cfg.sinkSchema,
+    slot: cfg.slot,
+  });
+  running.sampler = sampler;
+  running.ticker = startTicker(screen, sampler, cfg, state, generator, startedAt);
+
+  // Run until told to stop, or until the connector or the generator fails.
+  const how = await Promise.race([
+    aborted(stop).then(() => 'stop' as const),
+    connector.then(() => 'connector ended' as const, failedIn('connector')),
+    generator.done.then(() => 'generator ended' as const, failedIn('trade generator')),
+  ]);
+  if (how !== 'stop') throw new Error(`${how} unexpectedly`);
+
+  await generator.stop();
+  const drained = await drain(sampler, state);
+  clearInterval(running.ticker);
+  running.ticker = null;
+  running.connectorStop.abort();
+  if (!(await within(connector, cfg.shutdownTimeoutMs)))
+    screen.say('the connector did not stop in time (SLOTLINE_SHUTDOWN_TIMEOUT_MS)');
+  const reorgs = `${generator.stats.reorgs} ${generator.stats.reorgs === 1 ? 'reorg' : 'reorgs'}`;
+  screen.say(
+    drained.equal
+      ? `source and sink agree: ${drained.text} (${reorgs} applied)`
+      : `the sink had not caught up after ${DRAIN_TIMEOUT_MS / 1000} s: ${drained.text}`,
+  );
+}
+
+/** After a failure, too: the stream and the connector stop before the server does. */
+async function cleanup(screen: Screen, running: Running): Promise<void> {
+  if (running.ticker) clearInterval(running.ticker);
+  await running.generator?.stop();
+  running.connectorStop.abort();
+  if (running.connector)
+    await within(
+      running.connector.catch(() => undefined),
+      10_000,
+    );
+  await running.sampler?.close();
+  await running.generatorClient?.end().catch(() => undefined);
+  const server = running.server;
+  if (server) {
+    await server.stop().catch(() => server.killSync());
+    screen.say(`PostgreSQL stopped, ${server.rootDir} removed`);
   }
 }
 

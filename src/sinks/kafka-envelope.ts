@@ -163,27 +163,7 @@ export function changeRecords(
     op: DebeziumOp,
     before: object | null,
     after: object | null,
-  ): string =>
-    JSON.stringify({
-      before,
-      after,
-      source: {
-        version: o.version,
-        connector: 'slotline',
-        name: o.name,
-        // Snapshot rows have no commit: Debezium stamps them with the time they were read.
-        ts_ms: c.tx ? commitTimeMs(c.tx.commitTime) : nowMs,
-        snapshot: op === 'r' ? 'true' : 'false',
-        db: o.db,
-        schema: o.schema,
-        table,
-        txId: c.tx ? c.tx.xid : null,
-        // An LSN is 64 bits; a JSON number is exact up to 2^53 (8 PiB of WAL).
-        lsn: Number(c.lsn),
-      },
-      op,
-      ts_ms: nowMs,
-    });
+  ): string => envelopeJson(c, o, nowMs, { table, op, before, after });
 
   switch (c.kind) {
     case 'trade_upsert': {
@@ -236,6 +216,35 @@ export function changeRecords(
       throw new Error(`unhandled change ${JSON.stringify(never)}`);
     }
   }
+}
+
+/** A Debezium-shaped change event of one row, as JSON. */
+function envelopeJson(
+  c: Change,
+  o: EnvelopeOptions,
+  nowMs: number,
+  e: { table: string; op: DebeziumOp; before: object | null; after: object | null },
+): string {
+  return JSON.stringify({
+    before: e.before,
+    after: e.after,
+    source: {
+      version: o.version,
+      connector: 'slotline',
+      name: o.name,
+      // Snapshot rows have no commit: Debezium stamps them with the time they were read.
+      ts_ms: c.tx ? commitTimeMs(c.tx.commitTime) : nowMs,
+      snapshot: e.op === 'r' ? 'true' : 'false',
+      db: o.db,
+      schema: o.schema,
+      table: e.table,
+      txId: c.tx ? c.tx.xid : null,
+      // An LSN is 64 bits; a JSON number is exact up to 2^53 (8 PiB of WAL).
+      lsn: Number(c.lsn),
+    },
+    op: e.op,
+    ts_ms: nowMs,
+  });
 }
 
 function poolKey(poolId: string): string {

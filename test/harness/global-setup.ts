@@ -7,12 +7,17 @@
 import pg from 'pg';
 import type { TestProject } from 'vitest/node';
 import { pgPaths, startCluster } from './cluster.js';
+import { IN_CI } from './tools.js';
 
 interface ServerFacts {
   walLevel: string;
   superuser: boolean;
   version: string;
-  timescale: boolean;
+  /** The extension's files are installed for this server. */
+  timescaleFiles: boolean;
+  /** Its library is in shared_preload_libraries (it refuses to load otherwise). */
+  timescalePreloaded: boolean;
+  preload: string;
 }
 
 async function inspect(url: string): Promise<ServerFacts> {
@@ -24,14 +29,14 @@ async function inspect(url: string): Promise<ServerFacts> {
       wal_level: string;
       superuser: boolean;
       version: string;
-      timescale: boolean;
+      files: boolean;
+      preload: string;
     }>(
       `select current_setting('wal_level') as wal_level,
               current_setting('is_superuser') = 'on' as superuser,
               current_setting('server_version') as version,
-              -- The extension needs both its files and its preloaded library.
-              exists (select 1 from pg_available_extensions where name = 'timescaledb')
-                and current_setting('shared_preload_libraries') ~ 'timescaledb' as timescale`,
+              exists (select 1 from pg_available_extensions where name = 'timescaledb') as files,
+              current_setting('shared_preload_libraries') as preload`,
     );
     const row = rows[0];
     if (!row) throw new Error('server inspection returned no row');
@@ -39,7 +44,9 @@ async function inspect(url: string): Promise<ServerFacts> {
       walLevel: row.wal_level,
       superuser: row.superuser,
       version: row.version,
-      timescale: row.timescale,
+      timescaleFiles: row.files,
+      timescalePreloaded: row.preload.includes('timescaledb'),
+      preload: row.preload,
     };
   } finally {
     await client.end();
@@ -107,16 +114,46 @@ export default async function setup(project: TestProject): Promise<() => Promise
     });
   }
 
+  const missing = timescaleMissing(facts, Boolean(external));
+  if (missing && IN_CI) {
+    await teardown();
+    throw new Error(
+      `CI=true: the TimescaleDB tests must run, but ${missing}. ` +
+        'CI installs it with ../shared/vendor/timescaledb/install.sh (.ci/run calls it); ' +
+        'unset CI to let those tests skip',
+    );
+  }
+
   project.provide('pgAdminUrl', adminUrl);
   project.provide('pgBinDir', binDir);
   project.provide('pgDataDir', dataDir);
-  project.provide('timescale', facts.timescale);
+  project.provide('timescale', missing === null);
 
   console.log(
     `[slotline tests] PostgreSQL ${facts.version}: ${where}; ` +
-      (facts.timescale
+      (missing === null
         ? 'TimescaleDB available'
-        : 'TimescaleDB not installed: Timescale-specific tests will be skipped'),
+        : `TimescaleDB-specific tests SKIPPED: ${missing} (CI=true makes this fail)`),
   );
   return teardown;
+}
+
+/** Why `CREATE EXTENSION timescaledb` cannot work on the test server, or null when it can. */
+function timescaleMissing(facts: ServerFacts, external: boolean): string | null {
+  if (!facts.timescaleFiles) {
+    return (
+      `the timescaledb extension is not installed for PostgreSQL ${facts.version}` +
+      (external
+        ? ''
+        : ` (looked for its library in ${pgPaths().pkgLibDir} and its control file in ${pgPaths().shareDir}/extension)`)
+    );
+  }
+  if (!facts.timescalePreloaded) {
+    return (
+      'the server does not preload timescaledb ' +
+      `(shared_preload_libraries = '${facts.preload}')` +
+      (external ? '' : ': the throwaway cluster preloads it when its library file is found')
+    );
+  }
+  return null;
 }

@@ -27,7 +27,7 @@ import {
 } from '../harness/ponder.js';
 import { startPrometheus } from '../harness/prometheus.js';
 import { FAST } from '../harness/settings.js';
-import { SKIP_PROMETHEUS, requirePrometheusTool } from '../harness/tools.js';
+import { prometheusSkip, requirePrometheusTool } from '../harness/tools.js';
 import { waitFor } from '../harness/wait.js';
 
 let ctx: TestContext;
@@ -103,7 +103,9 @@ describe('metric names used by the alerts and the dashboard', () => {
   });
 });
 
-describe.skipIf(SKIP_PROMETHEUS)('a real Prometheus server', () => {
+const serverSkip = prometheusSkip('a real Prometheus server scraping the connector', 'prometheus');
+
+describe.skipIf(serverSkip !== null)('a real Prometheus server', () => {
   it('scrapes the connector, evaluates every rule, and answers the slot lag and every dashboard query', async () => {
     const started = Date.now();
     await using prom = await startPrometheus({

@@ -25,7 +25,7 @@ import {
   loadDashboard,
   parseExposition,
 } from '../harness/observability.js';
-import { SKIP_PROMETHEUS, requirePrometheusTool, runTool } from '../harness/tools.js';
+import { prometheusSkip, requirePrometheusTool, runTool } from '../harness/tools.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const README = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
@@ -153,7 +153,9 @@ describe('metric names', () => {
   });
 });
 
-describe.skipIf(SKIP_PROMETHEUS)('promtool', () => {
+const promtoolSkip = prometheusSkip('promtool checks of the rules and the dashboard', 'promtool');
+
+describe.skipIf(promtoolSkip !== null)('promtool', () => {
   const dir = mkdtempSync(join(tmpdir(), 'slotline-promtool-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
