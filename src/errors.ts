@@ -172,6 +172,15 @@ export function classifyError(err: unknown, where: string): SlotlineError {
         'Recovery: run `slotline setup --resnapshot` (new slot, fresh snapshot), then `slotline run`',
     );
   }
+  if (code === '42704' && /publication .* does not exist/.test(message)) {
+    // Dropped under a running connector: wait, not ready, rather than crash-loop.
+    return new SlotlineError(
+      'publication_missing',
+      `${where}: ${message}. Fix: recreate the publication (slotline setup), then, since the slot ` +
+        'cannot decode past the drop, run `slotline setup --resnapshot`',
+      { retriable: true, cause: err },
+    );
+  }
   if (code === '55000' && /can no longer get changes from replication slot/.test(message)) {
     return new SlotInvalidatedError(
       `${where}: ${message} (it fell further behind than max_slot_wal_keep_size allows). ` +

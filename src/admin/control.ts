@@ -70,6 +70,7 @@ async function statusOf(o: ControlOptions): Promise<unknown> {
     paused: v.pauseReasons.includes('operator'),
     pauseReasons: v.pauseReasons,
     lastError: v.lastError,
+    publicationProblem: v.publicationProblem,
     lsn: {
       current: slot?.currentLsn ?? null,
       confirmedFlush: slot?.confirmedFlushLsn ?? null,

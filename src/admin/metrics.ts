@@ -118,6 +118,11 @@ export function createMetrics(opts: { version: string; defaultMetrics?: boolean 
       help: '1 while the connector has stopped reading the replication socket (backpressure or admin pause).',
       registers: r,
     }),
+    publicationProblem: new client.Gauge({
+      name: 'slotline_publication_problem',
+      help: '1 while the publication does not feed both source tables (dropped, or a table recreated outside it): changes are being lost.',
+      registers: r,
+    }),
     deadLetters: new client.Counter({
       name: 'slotline_dead_letters_total',
       help: 'Rows sent to slotline.dead_letters, by reason code.',

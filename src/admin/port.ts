@@ -31,6 +31,8 @@ export interface ConnectorView {
   changes: number;
   deadLetters: number;
   slot: SlotHealth | null;
+  /** The publication no longer feeds both source tables: what happened and the fix. */
+  publicationProblem: string | null;
   backfill: BackfillInfo | null;
   verify: VerifyStatus | null;
 }

@@ -20,6 +20,7 @@ function view(over: Partial<ConnectorView> = {}): ConnectorView {
     changes: 0,
     deadLetters: 0,
     slot: null,
+    publicationProblem: null,
     backfill: null,
     verify: null,
     ...over,
@@ -52,6 +53,7 @@ describe('readinessOf', () => {
     expect(readinessOf(view())).toEqual({ ok: true, reason: 'streaming' });
     expect(readinessOf(view({ pauseReasons: ['operator'] })).reason).toMatch(/operator/);
     expect(readinessOf(view({ phase: 'standby' })).ok).toBe(true);
+    expect(readinessOf(view({ publicationProblem: 'the publication was dropped' })).ok).toBe(false);
     expect(readinessOf(view({ phase: 'standby', lastError: 'x' })).ok).toBe(false);
     expect(readinessOf(view({ phase: 'retrying', lastError: 'down' })).reason).toBe(
       'retrying: down',

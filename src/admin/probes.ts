@@ -25,6 +25,8 @@ export function livenessOf(v: ConnectorView, now: number, timeoutMs: number): Pr
 /** Readiness: streaming, or a healthy hot standby. */
 export function readinessOf(v: ConnectorView): Probe {
   if (v.phase === 'standby' && v.lastError === null) return { ok: true, reason: 'standby' };
+  if (v.phase === 'streaming' && v.publicationProblem !== null)
+    return { ok: false, reason: `streaming, but ${v.publicationProblem}` };
   if (v.phase === 'streaming') {
     const paused = v.pauseReasons.includes('operator');
     return { ok: true, reason: paused ? 'streaming (paused by an operator)' : 'streaming' };

@@ -325,6 +325,7 @@ export class Connector implements ConnectorPort {
       changes: stats.changes,
       deadLetters: stats.deadLetters,
       slot: this.slotMonitor.latest,
+      publicationProblem: this.leaderServices()?.publicationProblem ?? null,
       backfill: this.services?.backfiller.info() ?? null,
       verify: this.services?.verify.status() ?? null,
     };

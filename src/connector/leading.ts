@@ -5,6 +5,7 @@ import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import { Backfiller } from '../source/backfill.js';
 import { Heartbeat } from '../source/heartbeat.js';
+import { PublicationWatch } from '../source/publication-watch.js';
 import { WatermarkReader } from '../source/watermark.js';
 import type { ChangeRouter } from '../trades/router.js';
 import { VerifyService } from '../verify/service.js';
@@ -32,6 +33,7 @@ export class LeaderServices {
   readonly deadLetters: DeadLetterService;
   private readonly heartbeat: Heartbeat;
   private readonly reader: WatermarkReader;
+  private readonly publication: PublicationWatch;
   private backfillResumed = false;
   private active = false;
 
@@ -71,6 +73,15 @@ export class LeaderServices {
       metrics,
       log: log.child({ component: 'verify' }),
     });
+    this.publication = new PublicationWatch({
+      pool: o.source,
+      schema: cfg.sourceSchema,
+      publication: cfg.publication,
+      repair: cfg.autoSetup,
+      intervalMs: 10_000,
+      log: log.child({ component: 'publication' }),
+      onChange: (problem) => metrics.publicationProblem.set(problem ? 1 : 0),
+    });
     this.deadLetters = new DeadLetterService({
       slot: cfg.slot,
       sink: o.sink,
@@ -83,6 +94,11 @@ export class LeaderServices {
     });
   }
 
+  /** Why the stream may be losing changes although it runs (null: the publication is whole). */
+  get publicationProblem(): string | null {
+    return this.publication.latest?.message ?? null;
+  }
+
   get running(): boolean {
     return this.active;
   }
@@ -91,6 +107,7 @@ export class LeaderServices {
     this.active = true;
     this.heartbeat.start();
     this.reader.start();
+    this.publication.start();
     this.verify.start();
     await this.deadLetters.attach(this.o.router, this.o.pipeline.queue, this.reader);
     this.deadLetters.startTimers();
@@ -113,6 +130,7 @@ export class LeaderServices {
     await this.verify.stop();
     await this.backfiller.stop();
     this.reader.stop();
+    this.publication.stop();
     this.deadLetters.stopTimers();
     this.deadLetters.detach();
   }

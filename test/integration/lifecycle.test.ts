@@ -181,4 +181,28 @@ describe('lifecycle', () => {
     expect(probes).toBeGreaterThan(10);
     expect((await c.stop()).code).toBe(0);
   });
+
+  it('a publication dropped under the running connector: not ready, naming the fix, alerting, no crash loop', async () => {
+    await using ctx = await createTestContext('pub_dropped');
+    const pools = await ponder(ctx);
+    const { c, port } = await startWithHttp(ctx);
+    await ctx.source.query(`DROP PUBLICATION ${ctx.publication}`);
+    await insertTrades(ctx.source, 'public', [makeTrade(1, pools[0]!)]);
+    await waitFor(
+      async () => {
+        const r = await call(port, 'GET', '/readyz');
+        return r.status === 503 && /publication/.test(String(r.body.reason));
+      },
+      { timeoutMs: 30_000, what: '/readyz to say the publication is gone' },
+    );
+    await waitFor(
+      async () => /slotline_publication_problem 1/.test((await call(port, 'GET', '/metrics')).text),
+      { timeoutMs: 30_000, what: 'slotline_publication_problem 1' },
+    );
+    // Still alive and answering after a few retries: it waits for an operator.
+    await sleep(3000);
+    expect(c.proc.exitCode).toBeNull();
+    expect((await call(port, 'GET', '/healthz')).status).toBe(200);
+    expect((await c.stop()).code).toBe(0);
+  });
 });

@@ -60,6 +60,7 @@ describe('alert rules', () => {
         'SlotlineErrorRatioCritical',
         'SlotlineErrorRatioHigh',
         'SlotlineNoLeader',
+        'SlotlinePublicationProblem',
         'SlotlineSafeWalSizeLow',
         'SlotlineSlotInactive',
         'SlotlineSlotLagCritical',
