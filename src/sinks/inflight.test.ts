@@ -385,4 +385,25 @@ describe('InflightQueue: progress whatever the bounds (issue 11.7)', () => {
       expect(await pumpOneTransaction(opts, rows, (i) => sizes[i]!)).toBe(rows);
     }
   });
+
+  it('a full queue never seals a small transaction still arriving (a reconnect would write it twice)', () => {
+    const q = queue({ batchMaxRows: 100, maxRows: 10 });
+    for (let i = 0; i < 4; i++) q.push(del(i), 1);
+    q.commit(100n, 1n, true);
+    for (let i = 4; i < 8; i++) q.push(del(i), 1);
+    q.commit(200n, 2n, true);
+    // Two sealed batches of committed rows fill the queue; a third transaction begins.
+    q.push(del(8), 1);
+    q.push(del(9), 1);
+    q.push(del(10), 1);
+    expect(q.full).toBe(true);
+    const sealed: number[] = [];
+    for (let b = q.peek('timescale'); b; b = q.peek('timescale')) {
+      sealed.push(b.rows);
+      expect(b.checkpoint).not.toBeNull();
+      q.release('timescale', b);
+    }
+    expect(sealed.reduce((a, n) => a + n, 0)).toBe(8);
+    expect(q.discardUncommitted()).toBe(3);
+  });
 });

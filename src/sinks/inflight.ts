@@ -78,16 +78,20 @@ export class InflightQueue {
     this.heldRows += 1;
     this.heldBytes += bytes;
     const o = this.open;
-    if (o.changes.length >= this.sealRows || o.bytes >= this.sealBytes || this.full) {
+    const sized = o.changes.length >= this.sealRows || o.bytes >= this.sealBytes;
+    // A full queue needs what committed to be writable, not a transaction still arriving.
+    if (sized || (this.full && o.committedRows > 0)) {
       this.sealAtCommit();
-      // The transaction still arriving stays open, unless holding it back could
-      // keep a full queue from ever draining below half its bounds.
-      const t = this.open;
-      if (
-        this.full &&
-        (t.changes.length >= this.opts.maxRows / 2 || t.bytes >= this.opts.maxBytes / 2)
-      )
-        this.seal();
+      this.wake();
+    }
+    // ...unless holding that transaction back could keep a full queue from ever draining
+    // below half its bounds.
+    const t = this.open;
+    if (
+      this.full &&
+      (t.changes.length >= this.opts.maxRows / 2 || t.bytes >= this.opts.maxBytes / 2)
+    ) {
+      this.seal();
       this.wake();
     }
   }

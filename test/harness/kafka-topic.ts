@@ -3,8 +3,10 @@
  * its end at the time of the call, with slotline's headers decoded.
  */
 import { randomUUID } from 'node:crypto';
-import type { IHeaders, Kafka } from 'kafkajs';
+import { Kafka, logLevel, type IHeaders } from 'kafkajs';
+import { afterAll, beforeAll } from 'vitest';
 import { parseLsn } from '../../src/checkpoint/lsn.js';
+import { startKafka, type KafkaBroker } from './kafka.js';
 
 export interface Received {
   partition: number;
@@ -86,4 +88,48 @@ export function eventCounts(messages: readonly Received[]): Map<string, number> 
     counts.set(k, (counts.get(k) ?? 0) + 1);
   }
   return counts;
+}
+
+/**
+ * A Kafka broker for the test file: started before its tests, removed after.
+ * Call at the top level of a test file; read `broker` and `kafka` inside tests.
+ */
+export function kafkaForTests(clientId: string): {
+  readonly broker: KafkaBroker;
+  readonly kafka: Kafka;
+} {
+  let broker: KafkaBroker | null = null;
+  let kafka: Kafka | null = null;
+  beforeAll(async () => {
+    broker = await startKafka();
+    kafka = new Kafka({ clientId, brokers: [broker.brokers], logLevel: logLevel.NOTHING });
+  });
+  afterAll(async () => {
+    await broker?.[Symbol.asyncDispose]();
+  });
+  return {
+    get broker() {
+      if (!broker) throw new Error('the Kafka broker is not started yet');
+      return broker;
+    },
+    get kafka() {
+      if (!kafka) throw new Error('the Kafka broker is not started yet');
+      return kafka;
+    },
+  };
+}
+
+/** The connector's Kafka settings for a test context: its own topics, three partitions. */
+export function kafkaSettings(
+  ctx: { slot: string },
+  brokers: string,
+  extra: Record<string, string> = {},
+): Record<string, string> {
+  return {
+    SLOTLINE_KAFKA_BROKERS: brokers,
+    SLOTLINE_KAFKA_TOPIC_TRADES: `${ctx.slot}.trades`,
+    SLOTLINE_KAFKA_TOPIC_POOLS: `${ctx.slot}.pools`,
+    SLOTLINE_KAFKA_TOPIC_PARTITIONS: '3',
+    ...extra,
+  };
 }

@@ -5,61 +5,18 @@
  * in the sink exactly as the source has it, and its letter settles.
  */
 import { describe, expect, it } from 'vitest';
-import { ADMIN_TOKEN, runCommand, startWithHttp } from '../harness/connector.js';
-import { createTestContext } from '../harness/context.js';
-import { expectSinkEqualsSource, expectSlotAtCheckpoint, sinkTrades } from '../harness/compare.js';
+import { ADMIN_TOKEN, runCommand } from '../harness/connector.js';
+import { expectSinkEqualsSource, sinkTrades } from '../harness/compare.js';
 import { call } from '../harness/http.js';
-import {
-  createPonderTables,
-  insertPools,
-  insertTrades,
-  makePool,
-  makeTrade,
-} from '../harness/ponder.js';
+import { insertPools, insertTrades, makePool, makeTrade } from '../harness/ponder.js';
 import { waitFor } from '../harness/wait.js';
-
-interface Letter {
-  id: number;
-  rowKey: string;
-  reasonCode: string;
-  state: string;
-  note: string | null;
-}
-
-async function running(name: string) {
-  const ctx = await createTestContext(name);
-  await createPonderTables(ctx.source);
-  const { c, port, env } = await startWithHttp(ctx);
-  await expectSlotAtCheckpoint(ctx);
-  const letters = async (query = '') =>
-    ((await call(port, 'GET', `/admin/dead-letters${query}`, { token: ADMIN_TOKEN })).body.items ??
-      []) as Letter[];
-  const lettersWhere = (what: string, ok: (l: Letter[]) => boolean, timeoutMs = 30_000) =>
-    waitFor(
-      async () => {
-        const l = await letters();
-        return ok(l) ? l : undefined;
-      },
-      { timeoutMs, what },
-    );
-  return {
-    ctx,
-    port,
-    env,
-    letters,
-    lettersWhere,
-    async [Symbol.asyncDispose]() {
-      await c[Symbol.asyncDispose]();
-      await ctx[Symbol.asyncDispose]();
-    },
-  };
-}
+import { runningWithLetters, type Letter } from '../harness/dead-letters.js';
 
 const settled = (l: Letter[]) => l.length > 0 && l.every((x) => x.state === 'resolved');
 
 describe('dead-letter retry re-reads the source', () => {
   it('a trade deleted at the source while it waited for its pool stays out of the sink; its letter resolves', async () => {
-    await using r = await running('dlr_deleted');
+    await using r = await runningWithLetters('dlr_deleted');
     const { ctx } = r;
     const known = makePool(0);
     const late = makePool(1);
@@ -82,7 +39,7 @@ describe('dead-letter retry re-reads the source', () => {
   });
 
   it('a trade updated (new price, new time) while it waited for its pool arrives once, with the new values', async () => {
-    await using r = await running('dlr_updated');
+    await using r = await runningWithLetters('dlr_updated');
     const { ctx } = r;
     const late = makePool(1);
     const waiting = makeTrade(1, late, { price: '100', timestamp: 1_700_000_000 });
@@ -102,7 +59,7 @@ describe('dead-letter retry re-reads the source', () => {
   });
 
   it("an operator's retry --all after the source fixed a row keeps the source's values", async () => {
-    await using r = await running('dlr_operator');
+    await using r = await runningWithLetters('dlr_operator');
     const { ctx, env } = r;
     const late = makePool(1);
     const waiting = makeTrade(1, late, { price: '100', timestamp: 1_700_000_000 });
@@ -131,7 +88,7 @@ describe('dead-letter retry re-reads the source', () => {
   });
 
   it('an operator retry of a row fixed by an UPDATE resolves it; a retry that fails exits non-zero', async () => {
-    await using r = await running('dlr_exit');
+    await using r = await runningWithLetters('dlr_exit');
     const { ctx, env } = r;
     const pool = makePool(0);
     await insertPools(ctx.source, 'public', [pool]);
@@ -160,7 +117,7 @@ describe('dead-letter retry re-reads the source', () => {
 
   // Needs supersedeLetters() called in the sink transaction (src/sinks/timescale.ts).
   it('a letter resolves by itself once a later change of its row is durable', async () => {
-    await using r = await running('dlr_superseded');
+    await using r = await runningWithLetters('dlr_superseded');
     const { ctx } = r;
     const pool = makePool(0);
     await insertPools(ctx.source, 'public', [pool]);
@@ -190,7 +147,7 @@ describe('dead-letter retry re-reads the source', () => {
   });
 
   it('2,000 trades of a new pool, then the pool in the next transaction: all reach the sink once, no restart', async () => {
-    await using r = await running('dlr_inflight');
+    await using r = await runningWithLetters('dlr_inflight');
     const { ctx } = r;
     const late = makePool(2);
     const trades = Array.from({ length: 2000 }, (_, i) => makeTrade(i, late));

@@ -1,52 +1,16 @@
 import { describe, expect, it } from 'vitest';
-import { ADMIN_TOKEN, runCommand, startWithHttp } from '../harness/connector.js';
-import { createTestContext } from '../harness/context.js';
-import { expectSinkEqualsSource, expectSlotAtCheckpoint, sinkTrades } from '../harness/compare.js';
+import { ADMIN_TOKEN, runCommand } from '../harness/connector.js';
+import { expectSinkEqualsSource, sinkTrades } from '../harness/compare.js';
 import { call } from '../harness/http.js';
-import {
-  createPonderTables,
-  insertPools,
-  insertTrades,
-  makePool,
-  makeTrade,
-} from '../harness/ponder.js';
+import { insertPools, insertTrades, makePool, makeTrade } from '../harness/ponder.js';
 import { waitFor } from '../harness/wait.js';
+import { runningWithLetters, type Letter } from '../harness/dead-letters.js';
 
 const TOKEN = ADMIN_TOKEN;
 
-interface Letter {
-  id: number;
-  rowKey: string;
-  reasonCode: string;
-  state: string;
-  attempts: number;
-  note: string | null;
-}
-
-async function running(name: string) {
-  const ctx = await createTestContext(name);
-  await createPonderTables(ctx.source);
-  const { c, port, env } = await startWithHttp(ctx);
-  await expectSlotAtCheckpoint(ctx);
-  const letters = async (query = '') =>
-    ((await call(port, 'GET', `/admin/dead-letters${query}`, { token: TOKEN })).body.items ??
-      []) as Letter[];
-  return {
-    ctx,
-    c,
-    port,
-    env,
-    letters,
-    async [Symbol.asyncDispose]() {
-      await c[Symbol.asyncDispose]();
-      await ctx[Symbol.asyncDispose]();
-    },
-  };
-}
-
 describe('dead letters', () => {
   it('a trade for an unknown pool reaches the sink exactly once, without an operator, when the pool appears', async () => {
-    await using r = await running('dl_unknown_pool');
+    await using r = await runningWithLetters('dl_unknown_pool');
     const { ctx } = r;
     const known = makePool(0);
     const late = makePool(1);
@@ -87,7 +51,7 @@ describe('dead letters', () => {
   });
 
   it('a NULL price corrected at the source streams normally; retrying the old letter resolves it and keeps the new price', async () => {
-    await using r = await running('dl_null_price');
+    await using r = await runningWithLetters('dl_null_price');
     const { ctx, port } = r;
     const pool = makePool(0);
     await insertPools(ctx.source, 'public', [pool]);
@@ -128,7 +92,7 @@ describe('dead letters', () => {
   });
 
   it('list, show, retry, discard and purge work from the API and the CLI, and refuse bad input', async () => {
-    await using r = await running('dl_ops');
+    await using r = await runningWithLetters('dl_ops');
     const { ctx, port, env } = r;
     const pool = makePool(0);
     await insertPools(ctx.source, 'public', [pool]);

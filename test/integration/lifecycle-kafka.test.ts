@@ -5,8 +5,7 @@
  * never send the uncommitted tail of a transaction.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Kafka, logLevel } from 'kafkajs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { formatLsn, parseLsn } from '../../src/checkpoint/lsn.js';
 import {
   expectSinkEqualsSource,
@@ -18,8 +17,7 @@ import {
 import { ADMIN_TOKEN, startWithHttp } from '../harness/connector.js';
 import { createTestContext, type TestContext } from '../harness/context.js';
 import { call } from '../harness/http.js';
-import { startKafka, type KafkaBroker } from '../harness/kafka.js';
-import { eventCounts, readTopic } from '../harness/kafka-topic.js';
+import { eventCounts, kafkaForTests, kafkaSettings, readTopic } from '../harness/kafka-topic.js';
 import {
   createPonderTables,
   insertPools,
@@ -31,30 +29,10 @@ import {
 import { waitFor } from '../harness/wait.js';
 
 const RECONNECTS = 20;
-let broker: KafkaBroker;
-let kafka: Kafka;
-
-beforeAll(async () => {
-  broker = await startKafka();
-  kafka = new Kafka({
-    clientId: 'lifecycle',
-    brokers: [broker.brokers],
-    logLevel: logLevel.NOTHING,
-  });
-});
-
-afterAll(async () => {
-  await broker?.[Symbol.asyncDispose]();
-});
+const k = kafkaForTests('lifecycle');
 
 function kafkaEnv(ctx: TestContext, extra: Record<string, string> = {}): Record<string, string> {
-  return {
-    SLOTLINE_KAFKA_BROKERS: broker.brokers,
-    SLOTLINE_KAFKA_TOPIC_TRADES: `${ctx.slot}.trades`,
-    SLOTLINE_KAFKA_TOPIC_POOLS: `${ctx.slot}.pools`,
-    SLOTLINE_KAFKA_TOPIC_PARTITIONS: '3',
-    ...extra,
-  };
+  return kafkaSettings(ctx, k.broker.brokers, extra);
 }
 
 async function ponder(ctx: TestContext): Promise<PonderPool[]> {
@@ -138,7 +116,7 @@ describe('lifecycle with Kafka', () => {
     await expectSlotAtCheckpoint(ctx);
     // Kafka: every event that committed in [target, the checkpoint the reset moved back from)
     // is there twice (once before the reset, once replayed); nothing before the target is.
-    const counts = eventCounts(await readTopic(kafka, `${ctx.slot}.trades`));
+    const counts = eventCounts(await readTopic(k.kafka, `${ctx.slot}.trades`));
     let replayed = 0;
     for (const [key, n] of counts) {
       const lsn = BigInt(key.split('/')[0]!);
@@ -198,7 +176,7 @@ describe('lifecycle with Kafka', () => {
     }
     await expectSinkEqualsSource(ctx, { timeoutMs: 90_000 });
     await expectSlotAtCheckpoint(ctx);
-    const messages = await readTopic(kafka, `${ctx.slot}.trades`);
+    const messages = await readTopic(k.kafka, `${ctx.slot}.trades`);
     const counts = eventCounts(messages);
     const duplicates = [...counts.values()].filter((n) => n > 1).length;
     const ids = new Set(messages.map((m) => String(m.value.after?.id)));
