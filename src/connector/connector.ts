@@ -72,6 +72,8 @@ export class Connector implements ConnectorPort {
   private readonly resets = new ResetRequests();
   private readonly counter: DecodeCounter;
   private readonly resetter: LsnResetter;
+  /** Rejects when a sink fails for good or leadership is lost: the end of every session. */
+  private readonly fatal: Promise<never>;
   private services: LeaderServices | null = null;
   private session: ReplicationSession | null = null;
   private readingSince: number | null = null;
@@ -113,6 +115,8 @@ export class Connector implements ConnectorPort {
       h.log.child({ component: 'router' }),
     );
     this.counter = new DecodeCounter(this.metrics);
+    this.fatal = Promise.race([this.pipeline.failed, this.leader.lost]);
+    this.fatal.catch(() => undefined);
     this.resetter = new LsnResetter({
       source: this.db.source,
       sink: this.db.sink,
@@ -228,8 +232,6 @@ export class Connector implements ConnectorPort {
   }
 
   private newSession(onStreaming: () => void): ReplicationSession {
-    const fatal = Promise.race([this.pipeline.failed, this.leader.lost]);
-    fatal.catch(() => undefined);
     const session = new ReplicationSession(
       {
         url: this.cfg.sourceUrl,
@@ -247,7 +249,7 @@ export class Connector implements ConnectorPort {
         log: this.log,
         shutdown: this.h.shutdown,
         resetWanted: () => this.resets.wanted(),
-        fatal,
+        fatal: this.fatal,
         quiesce: async () => {
           this.status.enter('stopping');
           await this.services?.quiesce();

@@ -76,8 +76,12 @@ export class ReplicationSession {
     pipeline.commits.clear();
     const stream = this.open(from);
     const unsubscribe = pipeline.onDurable(() => this.scheduleStatus());
+    const endings = this.endings();
     try {
-      const early = await this.until(stream.start().then(() => null));
+      const early = await this.until(
+        stream.start().then(() => null),
+        endings.next,
+      );
       if (early) return await this.end(stream, early);
       flow.attach(stream);
       this.parts.onStreaming();
@@ -85,9 +89,11 @@ export class ReplicationSession {
         stream.ended.then(() => {
           throw new ConnectionError('source: replication ended');
         }),
+        endings.next,
       );
       return await this.end(stream, how ?? { kind: 'shutdown' });
     } finally {
+      endings.dispose();
       unsubscribe();
       if (this.statusTimer) clearTimeout(this.statusTimer);
       flow.attach(null);
@@ -123,23 +129,37 @@ export class ReplicationSession {
     return stream;
   }
 
-  /** Waits for `work`, or for whatever ends the session first. */
-  private async until(work: Promise<null>): Promise<SessionEnd | null> {
+  /**
+   * What ends a session from outside: shutdown, an operator's reset, a part
+   * that failed for good. Made once per session; dispose() drops its listener,
+   * so reconnects do not pile listeners onto the shutdown signal.
+   */
+  private endings(): { next: Promise<SessionEnd>; dispose(): void } {
     const { shutdown, fatal } = this.parts;
+    let onAbort = () => undefined as void;
     const stopped = new Promise<SessionEnd>((resolve) => {
-      if (shutdown.aborted) resolve({ kind: 'shutdown' });
-      shutdown.addEventListener('abort', () => resolve({ kind: 'shutdown' }), { once: true });
+      onAbort = () => resolve({ kind: 'shutdown' });
+      if (shutdown.aborted) onAbort();
+      else shutdown.addEventListener('abort', onAbort, { once: true });
     });
     const reset = this.parts.resetWanted().then((): SessionEnd => ({ kind: 'reset' }));
-    const sinkFailed = fatal.catch((err: unknown): SessionEnd => ({
+    const failed = fatal.catch((err: unknown): SessionEnd => ({
       kind: 'fatal',
       error: classifyError(err, 'sink'),
     }));
+    return {
+      next: Promise.race([stopped, reset, failed]),
+      dispose: () => shutdown.removeEventListener('abort', onAbort),
+    };
+  }
+
+  /** Waits for `work`, or for whatever ends the session first. */
+  private async until(work: Promise<null>, ends: Promise<SessionEnd>): Promise<SessionEnd | null> {
     const failed = work.catch((err: unknown): SessionEnd => {
       const error = classifyError(err, 'source');
       return error.retriable ? { kind: 'failed', error } : { kind: 'fatal', error };
     });
-    return Promise.race([failed, stopped, reset, sinkFailed]);
+    return Promise.race([failed, ends]);
   }
 
   private backpressure(): void {
@@ -192,21 +212,27 @@ export class ReplicationSession {
   /** Flushes what committed; gives up at the deadline, or on shutdown when there is none. */
   private async flushBefore(timeoutMs: number | null): Promise<void> {
     const { pipeline, shutdown, log } = this.parts;
-    const gaveUp =
-      timeoutMs === null
-        ? new Promise<'gave up'>((resolve) => {
-            if (shutdown.aborted) resolve('gave up');
-            shutdown.addEventListener('abort', () => resolve('gave up'), { once: true });
-          })
-        : sleep(timeoutMs).then(() => 'gave up' as const);
-    const flushed = await Promise.race([
-      pipeline.flushCommitted().then(
-        () => 'flushed' as const,
-        () => 'gave up' as const,
-      ),
-      gaveUp,
-    ]);
-    if (flushed === 'gave up' && timeoutMs !== null)
-      log.warn('shutdown: sinks did not flush in time; unflushed changes will be replayed');
+    let timer: NodeJS.Timeout | undefined;
+    let onAbort = () => undefined as void;
+    const gaveUp = new Promise<'gave up'>((resolve) => {
+      onAbort = () => resolve('gave up');
+      if (timeoutMs !== null) timer = setTimeout(onAbort, timeoutMs);
+      else if (shutdown.aborted) onAbort();
+      else shutdown.addEventListener('abort', onAbort, { once: true });
+    });
+    try {
+      const flushed = await Promise.race([
+        pipeline.flushCommitted().then(
+          () => 'flushed' as const,
+          () => 'gave up' as const,
+        ),
+        gaveUp,
+      ]);
+      if (flushed === 'gave up' && timeoutMs !== null)
+        log.warn('shutdown: sinks did not flush in time; unflushed changes will be replayed');
+    } finally {
+      clearTimeout(timer);
+      shutdown.removeEventListener('abort', onAbort);
+    }
   }
 }
