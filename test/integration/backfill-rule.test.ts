@@ -67,10 +67,18 @@ describe('backfill follows the apply rule', () => {
     expect((await r.admin('POST', '/admin/resume')).status).toBe(200);
     await untilDone(r.admin);
     await expectSinkEqualsSource(r.ctx);
-    const states = await r.ctx.sink.query<{ state: string }>(
-      'SELECT state FROM slotline.backfills ORDER BY id',
-    );
-    expect(states.rows.map((x) => x.state)).toEqual(['cancelled', 'done']);
+    // /status says done as the loop ends; the row follows in its own write.
+    const states = async () =>
+      (
+        await r.ctx.sink.query<{ state: string }>(
+          'SELECT state FROM slotline.backfills ORDER BY id',
+        )
+      ).rows.map((x) => x.state);
+    await waitFor(async () => (await states()).join() === 'cancelled,done', {
+      timeoutMs: 30_000,
+      what: 'the backfill rows to say cancelled, done',
+    }).catch(() => undefined);
+    expect(await states()).toEqual(['cancelled', 'done']);
   });
 
   it('a backfilled trade whose time moved leaves one row', async () => {
