@@ -54,19 +54,29 @@ function tradeStatements(schema: string) {
       DELETE FROM ${trades} t
        USING json_to_recordset($1::json) AS r(i text, t text, g integer, l text, s integer)
        WHERE t.trade_id = r.i AND t.time <> to_timestamp(r.t::bigint) AND ${v('t')} <= ${incoming}`,
-    tradeDelete: `
-      WITH r AS (SELECT * FROM json_to_recordset($1::json) AS r(i text, g integer, l text, s integer)),
-           gone AS (DELETE FROM ${trades} t USING r WHERE t.trade_id = r.i AND ${v('t')} <= ${incoming})
-      ${tombstone(tradeTombs, 'trade_id')}
-      SELECT r.i, r.g, r.l::pg_lsn, r.s FROM r
-      ${tombstoneConflict('trade_id')}`,
-    tradeTruncate: `
-      WITH gone AS (DELETE FROM ${trades} t WHERE ${v('t')} <= ($1::integer, $2::pg_lsn, $3::integer)
-                    RETURNING t.trade_id)
-      ${tombstone(tradeTombs, 'trade_id')}
-      SELECT DISTINCT trade_id, $1::integer, $2::pg_lsn, $3::integer FROM gone
-      ${tombstoneConflict('trade_id')}`,
+    tradeDelete: keyedDelete(trades, tradeTombs, 'trade_id'),
+    tradeTruncate: keyedTruncate(trades, tradeTombs, 'trade_id'),
   };
+}
+
+/** Deletes of keys at their versions (JSON rows i, g, l, s), each leaving a tombstone. */
+function keyedDelete(table: string, tombs: string, key: string): string {
+  return `
+      WITH r AS (SELECT * FROM json_to_recordset($1::json) AS r(i text, g integer, l text, s integer)),
+           gone AS (DELETE FROM ${table} x USING r WHERE x.${key} = r.i AND ${v('x')} <= ${incoming})
+      ${tombstone(tombs, key)}
+      SELECT r.i, r.g, r.l::pg_lsn, r.s FROM r
+      ${tombstoneConflict(key)}`;
+}
+
+/** A TRUNCATE at version ($1, $2, $3): every older row goes, each key leaving a tombstone. */
+function keyedTruncate(table: string, tombs: string, key: string): string {
+  return `
+      WITH gone AS (DELETE FROM ${table} x WHERE ${v('x')} <= ($1::integer, $2::pg_lsn, $3::integer)
+                    RETURNING x.${key})
+      ${tombstone(tombs, key)}
+      SELECT DISTINCT ${key}, $1::integer, $2::pg_lsn, $3::integer FROM gone
+      ${tombstoneConflict(key)}`;
 }
 
 function poolStatements(schema: string) {
@@ -91,18 +101,8 @@ function poolStatements(schema: string) {
              timestamp = EXCLUDED.timestamp, source_lsn = EXCLUDED.source_lsn,
              source_generation = EXCLUDED.source_generation, source_seq = EXCLUDED.source_seq
        WHERE ${v('p')} <= ${v('EXCLUDED')}`,
-    poolDelete: `
-      WITH r AS (SELECT * FROM json_to_recordset($1::json) AS r(i text, g integer, l text, s integer)),
-           gone AS (DELETE FROM ${pools} p USING r WHERE p.id = r.i AND ${v('p')} <= ${incoming})
-      ${tombstone(poolTombs, 'id')}
-      SELECT r.i, r.g, r.l::pg_lsn, r.s FROM r
-      ${tombstoneConflict('id')}`,
-    poolTruncate: `
-      WITH gone AS (DELETE FROM ${pools} p WHERE ${v('p')} <= ($1::integer, $2::pg_lsn, $3::integer)
-                    RETURNING p.id)
-      ${tombstone(poolTombs, 'id')}
-      SELECT id, $1::integer, $2::pg_lsn, $3::integer FROM gone
-      ${tombstoneConflict('id')}`,
+    poolDelete: keyedDelete(pools, poolTombs, 'id'),
+    poolTruncate: keyedTruncate(pools, poolTombs, 'id'),
   };
 }
 
