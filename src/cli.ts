@@ -11,6 +11,7 @@ import { ConfigError, SlotlineError } from './errors.js';
 import { createLogger, type Logger } from './log.js';
 import { runConnector } from './main.js';
 import { runSetup } from './setup.js';
+import { setupKafkaTopics } from './sinks/index.js';
 import { verifyCommand } from './verify/command.js';
 
 const USAGE = `usage: slotline <command>
@@ -228,7 +229,8 @@ async function setupOrRun(command: 'setup' | 'run', rest: string[]): Promise<num
         create: true,
         resnapshot: rest.includes('--resnapshot'),
       });
-      log.info(r, 'setup complete');
+      const kafkaTopics = await setupKafkaTopics(cfg, log.child({ component: 'kafka' }));
+      log.info({ ...r, kafkaTopics }, 'setup complete');
       return 0;
     }
     const shutdown = new AbortController();

@@ -105,6 +105,19 @@ export const SETTINGS = {
     'Topic of `pools` changes, keyed by pool id (`{"id": …}`); may be compacted.',
     'ponder.pools',
   ),
+  SLOTLINE_KAFKA_DELIVERY: setting(
+    z.enum(['exactly-once', 'at-least-once'], { message: 'must be exactly-once or at-least-once' }),
+    "`exactly-once`: Kafka transactions carry the changes together with the connector's progress, so a `read_committed` consumer sees every change once, also after a crash or a standby taking over (needs brokers with transactions, and WRITE/DESCRIBE on the transactional id). `at-least-once`: plain idempotent sends; a crash may send the changes after the last checkpoint again.",
+    'exactly-once',
+  ),
+  SLOTLINE_KAFKA_TOPIC_PROGRESS: setting(
+    topicName.optional(),
+    "Compacted one-partition topic of the connector's progress (exactly-once): the LSN each transaction committed up to, written in the same Kafka transaction as its changes. Default: `<SLOTLINE_KAFKA_TOPIC_TRADES>.progress`.",
+  ),
+  SLOTLINE_KAFKA_TRANSACTIONAL_ID: setting(
+    z.string().min(1).max(255).optional(),
+    'transactional.id of the exactly-once producer; every replica of one connector must use the same, so a standby that takes over fences the old leader. Default: `slotline.<SLOTLINE_SLOT>.<SLOTLINE_KAFKA_TOPIC_TRADES>`.',
+  ),
   SLOTLINE_KAFKA_CREATE_TOPICS: setting(
     bool,
     'Create missing topics at connect (needs the CREATE ACL). Existing topics are used as they are.',
@@ -283,6 +296,11 @@ export interface Config {
   kafkaClientId: string;
   kafkaTopicTrades: string;
   kafkaTopicPools: string;
+  kafkaDelivery: 'exactly-once' | 'at-least-once';
+  /** The exactly-once progress topic (default: the trades topic + `.progress`). */
+  kafkaTopicProgress: string;
+  /** The exactly-once producer's transactional.id (default: derived from the slot and the trades topic). */
+  kafkaTransactionalId: string;
   kafkaCreateTopics: boolean;
   kafkaTopicPartitions: number;
   /** null: the brokers' default.replication.factor */
@@ -386,6 +404,11 @@ function toConfig(p: Parsed): Config {
     kafkaClientId: p.SLOTLINE_KAFKA_CLIENT_ID,
     kafkaTopicTrades: p.SLOTLINE_KAFKA_TOPIC_TRADES,
     kafkaTopicPools: p.SLOTLINE_KAFKA_TOPIC_POOLS,
+    kafkaDelivery: p.SLOTLINE_KAFKA_DELIVERY,
+    kafkaTopicProgress: progressTopic(p),
+    kafkaTransactionalId:
+      p.SLOTLINE_KAFKA_TRANSACTIONAL_ID ??
+      `slotline.${p.SLOTLINE_SLOT}.${p.SLOTLINE_KAFKA_TOPIC_TRADES}`,
     kafkaCreateTopics: p.SLOTLINE_KAFKA_CREATE_TOPICS,
     kafkaTopicPartitions: p.SLOTLINE_KAFKA_TOPIC_PARTITIONS,
     kafkaReplicationFactor: p.SLOTLINE_KAFKA_REPLICATION_FACTOR ?? null,
@@ -449,7 +472,18 @@ function kafkaCombinations(p: Parsed): string[] {
     problems.push('SLOTLINE_KAFKA_SSL_CA_FILE needs SLOTLINE_KAFKA_SSL=true');
   if (p.SLOTLINE_KAFKA_TOPIC_TRADES === p.SLOTLINE_KAFKA_TOPIC_POOLS)
     problems.push('SLOTLINE_KAFKA_TOPIC_TRADES and SLOTLINE_KAFKA_TOPIC_POOLS must differ');
+  const progress = progressTopic(p);
+  if (progress === p.SLOTLINE_KAFKA_TOPIC_TRADES || progress === p.SLOTLINE_KAFKA_TOPIC_POOLS)
+    problems.push('SLOTLINE_KAFKA_TOPIC_PROGRESS must differ from the trades and pools topics');
+  else if (progress.length > 249)
+    problems.push(
+      `the progress topic ${progress} is longer than Kafka allows (249): set SLOTLINE_KAFKA_TOPIC_PROGRESS`,
+    );
   return problems;
+}
+
+function progressTopic(p: Parsed): string {
+  return p.SLOTLINE_KAFKA_TOPIC_PROGRESS ?? `${p.SLOTLINE_KAFKA_TOPIC_TRADES}.progress`;
 }
 
 /** The configuration table for the README. */

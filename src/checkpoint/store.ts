@@ -228,3 +228,12 @@ export async function lockEpoch(
   }
   return { generation: r.generation ?? 0, state: r.state };
 }
+
+/** The slot's current leader epoch in the sink (null before any replica claimed one). */
+export async function readEpoch(db: Queryable, slot: string): Promise<string | null> {
+  const { rows } = await db.query<{ epoch: string }>(
+    'SELECT epoch::text FROM slotline.leaders WHERE slot = $1',
+    [slot],
+  );
+  return rows[0]?.epoch ?? null;
+}

@@ -19,28 +19,52 @@ export function createSinks(cfg: Config, log: Logger): Sink[] {
       log: log.child({ component: 'timescale' }),
     }),
   ];
-  if (cfg.kafkaBrokers !== null) {
-    sinks.push(
-      new KafkaSink({
-        brokers: cfg.kafkaBrokers,
-        clientId: cfg.kafkaClientId,
-        topics: { trades: cfg.kafkaTopicTrades, pools: cfg.kafkaTopicPools },
-        createTopics: cfg.kafkaCreateTopics,
-        partitions: cfg.kafkaTopicPartitions,
-        replicationFactor: cfg.kafkaReplicationFactor,
-        tombstones: cfg.kafkaTombstones,
-        ssl: cfg.kafkaSsl,
-        sslCaFile: cfg.kafkaSslCaFile,
-        sasl: cfg.kafkaSasl,
-        checkpointUrl: cfg.sinkUrl,
-        slot: cfg.slot,
-        sourceDb: databaseOf(cfg.sourceUrl),
-        sourceSchema: cfg.sourceSchema,
-        log: log.child({ component: 'kafka' }),
-      }),
-    );
-  }
+  const kafka = createKafkaSink(cfg, log);
+  if (kafka) sinks.push(kafka);
   return sinks;
+}
+
+/** The Kafka sink when SLOTLINE_KAFKA_BROKERS is set. */
+function createKafkaSink(cfg: Config, log: Logger): KafkaSink | null {
+  if (cfg.kafkaBrokers === null) return null;
+  return new KafkaSink({
+    brokers: cfg.kafkaBrokers,
+    clientId: cfg.kafkaClientId,
+    topics: { trades: cfg.kafkaTopicTrades, pools: cfg.kafkaTopicPools },
+    delivery: cfg.kafkaDelivery,
+    progressTopic: cfg.kafkaTopicProgress,
+    transactionalId: cfg.kafkaTransactionalId,
+    createTopics: cfg.kafkaCreateTopics,
+    partitions: cfg.kafkaTopicPartitions,
+    replicationFactor: cfg.kafkaReplicationFactor,
+    tombstones: cfg.kafkaTombstones,
+    ssl: cfg.kafkaSsl,
+    sslCaFile: cfg.kafkaSslCaFile,
+    sasl: cfg.kafkaSasl,
+    checkpointUrl: cfg.sinkUrl,
+    slot: cfg.slot,
+    sourceDb: databaseOf(cfg.sourceUrl),
+    sourceSchema: cfg.sourceSchema,
+    log: log.child({ component: 'kafka' }),
+  });
+}
+
+/**
+ * `slotline setup` with SLOTLINE_KAFKA_BROKERS: the topics (exactly-once: the
+ * compacted progress topic too), created when missing and allowed.
+ */
+export async function setupKafkaTopics(cfg: Config, log: Logger): Promise<string[] | null> {
+  const sink = createKafkaSink(cfg, log);
+  if (!sink) return null;
+  await sink.open();
+  try {
+    await sink.ensureTopics();
+  } finally {
+    await sink.close();
+  }
+  const topics = [cfg.kafkaTopicTrades, cfg.kafkaTopicPools];
+  if (cfg.kafkaDelivery === 'exactly-once') topics.push(cfg.kafkaTopicProgress);
+  return topics;
 }
 
 /** The database a postgres:// URL names (PostgreSQL's default: the user's name). */

@@ -12,7 +12,7 @@ import { loadConfig } from '../config.js';
 import { SlotlineError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { createSinks } from './index.js';
-import { classifyKafkaError, kafkaLogger, needsNewProducer } from './kafka.js';
+import { classifyKafkaError, kafkaLogger, needsNewProducer } from './kafka-errors.js';
 
 /** A protocol error as kafkajs builds it from a broker's error code. */
 function protocol(type: string, retriable: boolean): KafkaJSProtocolError {

@@ -1,20 +1,22 @@
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import type { Admin, ITopicConfig, Kafka, LogEntry, Message, Producer, SASLOptions } from 'kafkajs';
+import { hostname } from 'node:os';
+import type { Admin, ITopicConfig, Kafka, Message, Producer, SASLOptions } from 'kafkajs';
 import pg from 'pg';
 import type { Lsn } from '../checkpoint/lsn.js';
 import { formatLsn } from '../checkpoint/lsn.js';
 import {
   advanceCheckpoint,
   readCheckpoint,
+  readEpoch,
   resetCheckpoint,
   setCheckpointState,
   type Checkpoint,
 } from '../checkpoint/store.js';
 import type { KafkaSasl } from '../config.js';
-import { AuthError, classifyError, ConfigError, SlotlineError } from '../errors.js';
-import { scrubSecrets, type Logger } from '../log.js';
-import type { Batch } from './batch.js';
+import { classifyError, ConfigError, SlotlineError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { Batch, Change } from './batch.js';
 import {
   changeRecords,
   chunkRecords,
@@ -22,6 +24,9 @@ import {
   type EnvelopeOptions,
   type KafkaRecord,
 } from './kafka-envelope.js';
+import { classifyKafkaError, kafkaLogger, needsNewProducer } from './kafka-errors.js';
+import { alreadySent, type KafkaProgress, progressAfter, sameProgress } from './kafka-progress.js';
+import { KafkaTransactions, type Run } from './kafka-transactions.js';
 import type { Sink } from './sink.js';
 import { TIMESCALE_SINK } from './timescale.js';
 
@@ -40,6 +45,15 @@ export interface KafkaSinkOptions {
   partitions: number;
   /** Replication factor of created topics; null: the brokers' default (SLOTLINE_KAFKA_REPLICATION_FACTOR). */
   replicationFactor: number | null;
+  /**
+   * SLOTLINE_KAFKA_DELIVERY (default exactly-once): Kafka transactions with a
+   * progress record, or plain idempotent sends checkpointed in the sink database.
+   */
+  delivery: 'exactly-once' | 'at-least-once';
+  /** SLOTLINE_KAFKA_TOPIC_PROGRESS (exactly-once; default `<trades topic>.progress`) */
+  progressTopic: string;
+  /** SLOTLINE_KAFKA_TRANSACTIONAL_ID (exactly-once; default `slotline.<slot>.<trades topic>`) */
+  transactionalId: string;
   /** SLOTLINE_KAFKA_TOMBSTONES (default false) */
   tombstones: boolean;
   /** SLOTLINE_KAFKA_SSL, SLOTLINE_KAFKA_SSL_CA_FILE */
@@ -47,7 +61,11 @@ export interface KafkaSinkOptions {
   sslCaFile: string | null;
   /** SLOTLINE_KAFKA_SASL_* */
   sasl: KafkaSasl | null;
-  /** The sink database, which holds this sink's row in slotline.checkpoints. */
+  /**
+   * The sink database: this sink's row in slotline.checkpoints (at-least-once:
+   * the checkpoint; exactly-once: a copy of the progress, for status and
+   * operators) and the slot's leader epoch.
+   */
   checkpointUrl: string;
   slot: string;
   /** For the envelope's `source`: the source database and schema. */
@@ -65,6 +83,8 @@ export interface KafkaSinkOptions {
 
 type KafkaJs = typeof import('kafkajs');
 type OutRecord = KafkaRecord & { partition?: number };
+/** A change and the records it becomes. */
+type Item = { change: Change; records: KafkaRecord[] };
 
 const DEFAULT_MAX_REQUEST_BYTES = 900 * 1024;
 /**
@@ -74,45 +94,61 @@ const DEFAULT_MAX_REQUEST_BYTES = 900 * 1024;
  */
 const KAFKAJS_RETRY = { retries: 4, initialRetryTime: 200, maxRetryTime: 2_000 };
 const CLOSE_TIMEOUT_MS = 5_000;
+/** The progress topic: one partition (one writer, order is all), compacted. */
+const PROGRESS_TOPIC_CONFIG = [{ name: 'cleanup.policy', value: 'compact' }];
 
 const VERSION = (createRequire(import.meta.url)('../../package.json') as { version: string })
   .version;
 
 /**
- * Sends every change to Kafka: an idempotent producer (acks from all in-sync
- * replicas, one request in flight), each batch's records in change order,
- * awaited. Once the brokers have acknowledged a batch, its checkpoint is
- * stored in the sink database (row (slot, 'kafka') of slotline.checkpoints);
- * the slot is never acknowledged past it, and a restart re-sends only what
- * follows it. Duplicates are thus confined to the records sent after the last
+ * Sends every change to Kafka, each batch's records in change order.
+ *
+ * Exactly-once (the default): each batch is one Kafka transaction carrying
+ * its records and a progress record (the batch's checkpoint, see
+ * kafka-progress.ts) in the compacted progress topic, so the changes and the
+ * position they reach commit together or not at all. On start, and after any
+ * failure, the sink reads where Kafka stands from that topic with
+ * `read_committed` and sends only what follows. All replicas share one
+ * transactional.id: a new leader's producer fences the old one's. The row in
+ * slotline.checkpoints follows each commit, for status and operators.
+ *
+ * At-least-once: an idempotent producer (acks from all in-sync replicas, one
+ * request in flight), awaited; once the brokers have acknowledged a batch,
+ * its checkpoint is stored in the sink database, which is then where a
+ * restart resumes. Duplicates are confined to the records sent after the last
  * stored checkpoint, and carry the same `slotline.lsn`/`slotline.seq` headers.
  *
- * kafkajs is loaded in open(), so a connector without SLOTLINE_KAFKA_BROKERS
- * never loads it.
+ * Either way the slot is never acknowledged past what Kafka holds. kafkajs is
+ * loaded in open(), so a connector without SLOTLINE_KAFKA_BROKERS never loads it.
  */
 export class KafkaSink implements Sink {
   readonly name = KAFKA_SINK;
   private kafkajs: KafkaJs | null = null;
   private kafka: Kafka | null = null;
   private producer: Producer | null = null;
+  /** Exactly-once: the transactional producer and the progress it keeps. */
+  private transactions: KafkaTransactions | null = null;
+  /** This replica's leader epoch in the sink database (claimEpoch), checked before fencing. */
+  private epoch: string | null = null;
   private db: pg.Pool | null = null;
   private readonly log: Logger;
   private readonly envelope: EnvelopeOptions;
   private readonly recent: RecentTradePools;
   private readonly partitionCounts = new Map<string, number>();
   private topicsReady = false;
-  /** The checkpoint stored last: transactions it covers are in Kafka already. */
+  /** At-least-once: the checkpoint stored last; transactions it covers are in Kafka already. */
   private durable: Lsn | null = null;
   /**
    * The batch being written. Its records are built once (building them
-   * updates `recent`), so a retry sends the very same records, which the
-   * idempotent producer can deduplicate, and resumes after the runs the
-   * brokers already acknowledged.
+   * updates `recent`), so a retry sends the very same records. At-least-once,
+   * the idempotent producer can deduplicate them, and a retry resumes after
+   * the runs the brokers already acknowledged; exactly-once, a retry sends
+   * what the progress read again says is missing.
    */
   private pending: {
     batch: Batch;
-    records: KafkaRecord[];
-    runs: { topic: string; messages: Message[] }[][] | null;
+    items: Item[];
+    runs: Run[] | null;
     sent: number;
   } | null = null;
 
@@ -163,6 +199,34 @@ export class KafkaSink implements Sink {
     this.db.on('error', (err) =>
       this.log.warn({ err: classifyError(err, 'sink') }, 'idle checkpoint connection failed'),
     );
+    if (this.opts.delivery === 'exactly-once') {
+      const db = this.db;
+      this.transactions = new KafkaTransactions({
+        kafka: this.kafka,
+        partitioner: kafkajs.Partitioners.DefaultPartitioner,
+        transactionalId: this.opts.transactionalId,
+        progressTopic: this.opts.progressTopic,
+        key: this.opts.slot,
+        holder: `${hostname()}:${process.pid}`,
+        prepareTopics: () => this.ensureTopics(),
+        stillLeading: async () =>
+          this.epoch !== null && (await readEpoch(db, this.opts.slot)) === this.epoch,
+        log: this.log,
+      });
+    }
+  }
+
+  /**
+   * Exactly-once: remembers this replica's leader epoch, which the TimescaleDB
+   * sink has just claimed. The Kafka side of the fence is the transactional
+   * producer: its first use (reading the progress, or the first write) fences
+   * every producer of an earlier leader, and none is started once another
+   * replica has claimed a newer epoch.
+   */
+  async claimEpoch(): Promise<void> {
+    if (!this.transactions) return;
+    this.epoch = await readEpoch(this.pool(), this.opts.slot);
+    if (this.epoch === null) throw new Error('KafkaSink.claimEpoch() before the TimescaleDB sink');
   }
 
   private pool(): pg.Pool {
@@ -194,12 +258,18 @@ export class KafkaSink implements Sink {
     }
     const ck = await readCheckpoint(this.pool(), this.opts.slot, KAFKA_SINK);
     this.durable = ck?.state === 'streaming' ? ck.lsn : null;
-    return ck;
+    const t = this.transactions;
+    if (!t || ck?.state !== 'streaming') return ck;
+    // Exactly-once: what Kafka holds is the latest committed progress record; the row is a copy.
+    t.setFloor(ck.lsn === null ? null : { lsn: ck.lsn, partial: null });
+    const p = await t.progress();
+    return p === null ? ck : { ...ck, lsn: p.lsn };
   }
 
   async write(batch: Batch): Promise<void> {
     try {
-      await this.send(batch);
+      if (this.transactions) await this.sendTransaction(batch, this.transactions);
+      else await this.send(batch);
     } catch (err) {
       const e = classifyKafkaError(err);
       if (needsNewProducer(err)) await this.dropProducer();
@@ -217,7 +287,7 @@ export class KafkaSink implements Sink {
           batch.commitTime,
         );
       } catch (err) {
-        // The records stay acknowledged: the retry only stores the checkpoint.
+        // The records stay in Kafka: the retry finds them there and only stores the checkpoint.
         throw classifyError(err, 'kafka checkpoint');
       }
       if (this.durable === null || batch.checkpoint > this.durable) this.durable = batch.checkpoint;
@@ -225,32 +295,53 @@ export class KafkaSink implements Sink {
     this.pending = null;
   }
 
-  private async send(batch: Batch): Promise<void> {
+  /** The batch's changes with their records, built once per batch. */
+  private itemsOf(batch: Batch): NonNullable<KafkaSink['pending']> {
     if (this.pending?.batch !== batch) {
       const now = Date.now();
-      const records: KafkaRecord[] = [];
-      for (const c of batch.changes) {
-        // The stream restarts at the lowest checkpoint of all sinks (or where a
-        // broken connection left off): a transaction that committed before this
-        // sink's own checkpoint is in Kafka already. Same rule as the router's skip.
-        if (c.tx !== undefined && this.durable !== null && c.lsn < this.durable) continue;
-        for (const r of changeRecords(c, this.envelope, this.recent, now)) records.push(r);
-      }
-      this.pending = { batch, records, runs: null, sent: 0 };
+      const items = batch.changes.map((change) => ({
+        change,
+        records: changeRecords(change, this.envelope, this.recent, now),
+      }));
+      this.pending = { batch, items, runs: null, sent: 0 };
     }
-    const p = this.pending;
-    if (p.records.length === 0) return;
+    return this.pending;
+  }
+
+  /** At-least-once: the records not yet in Kafka by the stored checkpoint, run after run. */
+  private async send(batch: Batch): Promise<void> {
+    const p = this.itemsOf(batch);
+    if (p.runs === null) {
+      // The stream restarts at the lowest checkpoint of all sinks (or where a broken
+      // connection left off): what this sink's checkpoint covers is in Kafka already.
+      const stored: KafkaProgress | null =
+        this.durable === null ? null : { lsn: this.durable, partial: null };
+      const records = p.items.flatMap((i) => (alreadySent(i.change, stored) ? [] : i.records));
+      if (records.length === 0) return;
+      p.runs = await this.runsOf(records);
+    }
     const producer = await this.connect();
-    p.runs ??= await this.runsOf(p.records);
     for (; p.sent < p.runs.length; p.sent++) {
       await producer.sendBatch({ acks: -1, topicMessages: p.runs[p.sent] });
     }
   }
 
+  /**
+   * Exactly-once: one Kafka transaction with what the progress says is not in
+   * Kafka yet and the progress once it is. Nothing new (a replayed batch) and
+   * no progress to record: no transaction.
+   */
+  private async sendTransaction(batch: Batch, t: KafkaTransactions): Promise<void> {
+    const p = this.itemsOf(batch);
+    const progress = await t.progress();
+    const records = p.items.flatMap((i) => (alreadySent(i.change, progress) ? [] : i.records));
+    const next = progressAfter(batch, progress);
+    if (records.length === 0 && sameProgress(next, progress)) return;
+    await t.commit(records.length === 0 ? [] : await this.runsOf(records), next);
+  }
+
   /** Records as produce requests: copies for every partition where asked, then runs under the size bound. */
-  private async runsOf(
-    records: KafkaRecord[],
-  ): Promise<{ topic: string; messages: Message[] }[][]> {
+  private async runsOf(records: KafkaRecord[]): Promise<Run[]> {
     let out: OutRecord[] = records;
     if (records.some((r) => r.everyPartition)) {
       await this.refreshPartitionCounts();
@@ -284,10 +375,7 @@ export class KafkaSink implements Sink {
     const kafkajs = this.kafkajs;
     const kafka = this.kafka;
     if (!kafkajs || !kafka) throw new Error('KafkaSink used before open()');
-    if (!this.topicsReady) {
-      await this.prepareTopics();
-      this.topicsReady = true;
-    }
+    await this.ensureTopics();
     const producer = kafka.producer({
       idempotent: true,
       maxInFlightRequests: 1,
@@ -317,27 +405,43 @@ export class KafkaSink implements Sink {
     }
   }
 
-  /** Creates the topics that are missing (when allowed) and learns their partition counts. */
-  private async prepareTopics(): Promise<void> {
+  /**
+   * Creates the topics that are missing (when allowed) and learns their
+   * partition counts; once per connection, and by `slotline setup`.
+   */
+  async ensureTopics(): Promise<void> {
+    if (this.topicsReady) return;
     const { trades, pools } = this.opts.topics;
+    const progress = this.transactions ? this.opts.progressTopic : null;
     await this.withAdmin(async (admin) => {
       const existing = new Set(await admin.listTopics());
-      const missing = [trades, pools].filter((t) => !existing.has(t));
+      const missing = [trades, pools, progress].filter(
+        (t): t is string => t !== null && !existing.has(t),
+      );
       if (missing.length > 0 && !this.opts.createTopics) {
         throw new SlotlineError(
           'kafka_topic_missing',
-          `kafka: topic(s) ${missing.join(', ')} do not exist and SLOTLINE_KAFKA_CREATE_TOPICS is false; create them`,
+          `kafka: topic(s) ${missing.join(', ')} do not exist and SLOTLINE_KAFKA_CREATE_TOPICS is false; create them` +
+            (progress !== null && missing.includes(progress)
+              ? ` (${progress}: one partition, cleanup.policy=compact)`
+              : ''),
           { retriable: true },
         );
       }
       if (missing.length > 0) {
         const topics: ITopicConfig[] = missing.map((topic) => ({
           topic,
-          numPartitions: this.opts.partitions,
+          numPartitions: topic === progress ? 1 : this.opts.partitions,
           // -1: the brokers' default.replication.factor (KIP-464).
           replicationFactor: this.opts.replicationFactor ?? -1,
-          // Trades are keyed by pool: compaction would keep one trade per pool.
-          configEntries: topic === trades ? [{ name: 'cleanup.policy', value: 'delete' }] : [],
+          // Trades are keyed by pool: compaction would keep one trade per pool. Progress
+          // records are keyed by slot: compaction keeps the latest, all a start needs.
+          configEntries:
+            topic === trades
+              ? [{ name: 'cleanup.policy', value: 'delete' }]
+              : topic === progress
+                ? PROGRESS_TOPIC_CONFIG
+                : [],
         }));
         await admin.createTopics({ topics, waitForLeaders: true });
         this.log.info(
@@ -347,6 +451,7 @@ export class KafkaSink implements Sink {
       }
       await this.readPartitionCounts(admin);
     });
+    this.topicsReady = true;
   }
 
   private async refreshPartitionCounts(): Promise<void> {
@@ -365,7 +470,12 @@ export class KafkaSink implements Sink {
     if (p) await withTimeout(p.disconnect(), CLOSE_TIMEOUT_MS).catch(() => undefined);
   }
 
+  /**
+   * An operator's LSN reset. Exactly-once, the progress record moves first, in
+   * a Kafka transaction of its own: if that fails nothing has changed.
+   */
   async resetTo(lsn: Lsn): Promise<void> {
+    if (this.transactions) await this.moveProgress(this.transactions, lsn);
     await resetCheckpoint(this.pool(), this.opts.slot, KAFKA_SINK, lsn);
     // The skip rule in send() reads this: without it a replayed range never reaches Kafka.
     this.durable = lsn;
@@ -374,178 +484,27 @@ export class KafkaSink implements Sink {
 
   /** Snapshot done at `lsn`: this sink streams from there (its 'r' records are sent already). */
   async completeSnapshot(lsn: Lsn): Promise<void> {
+    if (this.transactions) await this.moveProgress(this.transactions, lsn);
     await setCheckpointState(this.pool(), this.opts.slot, KAFKA_SINK, 'streaming', lsn, lsn);
     this.durable = lsn;
     this.log.info({ lsn: formatLsn(lsn) }, 'Kafka sink streams from the snapshot point');
   }
 
+  private async moveProgress(t: KafkaTransactions, lsn: Lsn): Promise<void> {
+    try {
+      await t.commit([], { lsn, partial: null });
+    } catch (err) {
+      throw classifyKafkaError(err);
+    }
+  }
+
   async close(): Promise<void> {
     await this.dropProducer();
+    await this.transactions?.close();
     const db = this.db;
     this.db = null;
     await db?.end().catch(() => undefined);
   }
-}
-
-/** Protocol errors that mean the producer's id or sequence numbers went bad: start a new producer. */
-const PRODUCER_STATE = new Set([
-  'OUT_OF_ORDER_SEQUENCE_NUMBER',
-  'DUPLICATE_SEQUENCE_NUMBER',
-  'INVALID_PRODUCER_EPOCH',
-  'INVALID_PRODUCER_ID_MAPPING',
-  'UNKNOWN_PRODUCER_ID',
-  'PRODUCER_FENCED',
-]);
-
-/** Protocol errors an operator must fix; retrying cannot help. */
-const FATAL = new Set([
-  'TOPIC_AUTHORIZATION_FAILED',
-  'CLUSTER_AUTHORIZATION_FAILED',
-  'TRANSACTIONAL_ID_AUTHORIZATION_FAILED',
-  'SASL_AUTHENTICATION_FAILED',
-  'UNSUPPORTED_SASL_MECHANISM',
-  'ILLEGAL_SASL_STATE',
-  'MESSAGE_TOO_LARGE',
-  'RECORD_LIST_TOO_LARGE',
-  'INVALID_RECORD',
-  'INVALID_TOPIC_EXCEPTION',
-  'INVALID_REQUIRED_ACKS',
-  'INVALID_PARTITIONS',
-  'INVALID_REPLICATION_FACTOR',
-  'INVALID_CONFIG',
-  'POLICY_VIOLATION',
-  'UNSUPPORTED_VERSION',
-  'UNSUPPORTED_FOR_MESSAGE_FORMAT',
-  'SECURITY_DISABLED',
-]);
-
-/** kafkajs errors of a broker that is down, slow or electing (kafkajs gives up on these only after retrying). */
-const TRANSIENT = new Set([
-  'KafkaJSNumberOfRetriesExceeded',
-  'KafkaJSConnectionError',
-  'KafkaJSConnectionClosedError',
-  'KafkaJSRequestTimeoutError',
-  'KafkaJSBrokerNotFound',
-  'KafkaJSNoBrokerAvailableError',
-  'KafkaJSMetadataNotLoaded',
-  'KafkaJSTopicMetadataNotLoaded',
-  'KafkaJSLockTimeout',
-  'KafkaJSTimeout',
-]);
-
-interface KafkaJsErrorLike {
-  name?: string;
-  message?: string;
-  type?: string;
-  retriable?: boolean;
-  code?: string;
-  cause?: unknown;
-  originalError?: unknown;
-}
-
-/** The error and what it wraps (kafkajs nests the last attempt's error in `cause`). */
-function chain(err: unknown): KafkaJsErrorLike[] {
-  const out: KafkaJsErrorLike[] = [];
-  let e: unknown = err;
-  while (e !== null && typeof e === 'object' && out.length < 8 && !out.includes(e)) {
-    const x = e as KafkaJsErrorLike;
-    out.push(x);
-    e = x.cause ?? x.originalError;
-  }
-  return out;
-}
-
-function describe(errs: KafkaJsErrorLike[]): string {
-  const parts: string[] = [];
-  for (const e of errs) {
-    const text = e.type && !e.message?.includes(e.type) ? `${e.message} (${e.type})` : e.message;
-    if (text && !parts.includes(text)) parts.push(text);
-  }
-  return parts.join(': ') || 'unknown error';
-}
-
-/**
- * Maps what kafkajs throws to a SlotlineError. Brokers that are down, slow,
- * electing leaders or busy are retriable (the worker backs off, nothing is
- * acknowledged meanwhile); refused credentials, missing rights and records the
- * brokers reject are not. Other protocol errors are retried too (an operator
- * sees the warnings, and no change is lost while they look); an argument
- * kafkajs itself refuses is a bug, and stops the connector.
- */
-export function classifyKafkaError(err: unknown): SlotlineError {
-  if (err instanceof SlotlineError) return err;
-  const errs = chain(err);
-  const message = `kafka: ${describe(errs)}`;
-  if (errs.some((e) => e.name === 'KafkaJSSASLAuthenticationError'))
-    return new AuthError(message, err);
-  const fatal = errs.find((e) => e.type !== undefined && FATAL.has(e.type));
-  if (fatal) {
-    return fatal.type === 'SASL_AUTHENTICATION_FAILED'
-      ? new AuthError(message, err)
-      : new SlotlineError(`kafka_${(fatal.type as string).toLowerCase()}`, message, { cause: err });
-  }
-  const transient = errs.some(
-    (e) => e.retriable === true || e.type !== undefined || TRANSIENT.has(e.name ?? ''),
-  );
-  if (transient) {
-    return new SlotlineError('kafka_unavailable', message, { retriable: true, cause: err });
-  }
-  if (errs.some((e) => e.name?.startsWith('KafkaJS'))) {
-    // kafkajs refused the request itself (a bad argument): a bug, retrying cannot help.
-    return new SlotlineError('kafka_error', message, { cause: err });
-  }
-  // Not from kafkajs: a socket error is still retriable, a bug is not.
-  return classifyError(err, 'kafka');
-}
-
-/** Whether the producer must be replaced before the next attempt. */
-export function needsNewProducer(err: unknown): boolean {
-  return chain(err).some(
-    (e) =>
-      (e.type !== undefined && PRODUCER_STATE.has(e.type)) ||
-      /producer is disconnect/i.test(e.message ?? ''),
-  );
-}
-
-/** kafkajs' idempotent producer warns when its retries are bounded; ours are, on purpose. */
-const EXPECTED = new Set([
-  'Limiting retries for the idempotent producer may invalidate EoS guarantees',
-]);
-/** The same kafkajs message is logged at most once per this interval. */
-const REPEAT_MS = 30_000;
-
-/**
- * kafkajs' log lines (warn and error only) as pino warnings: the retry loop
- * reports failures itself, so these are context. Only a few known fields are
- * kept, secrets are scrubbed, and a message repeating while a broker is down
- * is logged once per 30 s with the count of those suppressed.
- */
-export function kafkaLogger(
-  log: Logger,
-  secrets: readonly string[],
-  now: () => number = Date.now,
-): (entry: LogEntry) => void {
-  const seen = new Map<string, { at: number; suppressed: number }>();
-  return ({ namespace, log: line }) => {
-    const { message } = line;
-    if (EXPECTED.has(message)) return;
-    const key = `${namespace}\u0000${message}`;
-    const t = now();
-    const last = seen.get(key);
-    if (last && t - last.at < REPEAT_MS) {
-      last.suppressed += 1;
-      return;
-    }
-    if (seen.size > 1000) seen.clear();
-    seen.set(key, { at: t, suppressed: 0 });
-    const fields: Record<string, unknown> = { kafkajs: namespace };
-    for (const k of ['broker', 'clientId', 'error', 'retryCount', 'retryTime', 'topic'] as const) {
-      const v: unknown = line[k];
-      if (v !== undefined) fields[k] = typeof v === 'string' ? scrubSecrets(v, secrets) : v;
-    }
-    if (last && last.suppressed > 0) fields.suppressed = last.suppressed;
-    log.warn(fields, scrubSecrets(message, secrets));
-  };
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T | undefined> {

@@ -29,8 +29,10 @@ export interface Sink {
   /**
    * Makes this replica the slot's leader for this sink (a new epoch), so that a
    * replica that led before cannot write any more. Called once the leader lock
-   * is held and the sink is open, before the first write. Optional: a sink
-   * without it (Kafka, for now) is not fenced.
+   * is held and the sink is open, before the first write, in the order of the
+   * sinks (TimescaleDB, which holds the epoch, first). Optional: a sink without
+   * it is not fenced (Kafka at-least-once; exactly-once, its transactional
+   * producer is the fence).
    */
   claimEpoch?(holder: string): Promise<void>;
   close(): Promise<void>;

@@ -29,12 +29,30 @@ export const header = (h: IHeaders | undefined, name: string): string | undefine
   return v === undefined ? undefined : String(Array.isArray(v) ? v[0] : v);
 };
 
-/** Everything in `topic` up to its current end, per partition in offset order. */
+export interface ReadTopicOptions {
+  /** Default 60 s. */
+  timeoutMs?: number;
+  /**
+   * Default `read_committed`, the isolation the README tells consumers to use:
+   * records of aborted or still open Kafka transactions are not returned.
+   * `read_uncommitted` returns them too.
+   */
+  isolation?: 'read_committed' | 'read_uncommitted';
+}
+
+/**
+ * Everything in `topic` up to its end at the time of the call, per partition in
+ * offset order. With read_committed a partition's last offsets may be commit or
+ * abort markers, which no consumer is handed: the end of a partition is known
+ * from the batches' last offsets (markers included), not from the last message.
+ */
 export async function readTopic(
   kafka: Kafka,
   topic: string,
-  timeoutMs = 60_000,
+  opts: ReadTopicOptions | number = {},
 ): Promise<Received[]> {
+  const { timeoutMs = 60_000, isolation = 'read_committed' } =
+    typeof opts === 'number' ? { timeoutMs: opts } : opts;
   const admin = kafka.admin();
   await admin.connect();
   const offsets = await admin.fetchTopicOffsets(topic).finally(() => admin.disconnect());
@@ -43,12 +61,33 @@ export async function readTopic(
     if (Number(o.high) > Number(o.low)) remaining.set(o.partition, Number(o.high));
   const out: Received[] = [];
   if (remaining.size === 0) return out;
-  const consumer = kafka.consumer({ groupId: `test-${randomUUID()}`, maxWaitTimeInMs: 100 });
+  const consumer = kafka.consumer({
+    groupId: `test-${randomUUID()}`,
+    maxWaitTimeInMs: 100,
+    readUncommitted: isolation === 'read_uncommitted',
+  });
   await consumer.connect();
   try {
     await consumer.subscribe({ topics: [topic], fromBeginning: true });
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`reading ${topic} timed out`)), timeoutMs);
+      const timer = setTimeout(
+        () =>
+          reject(
+            new Error(
+              `reading ${topic} (${isolation}) timed out; partitions not read to their end: ${[...remaining.keys()].join(', ')}`,
+            ),
+          ),
+        timeoutMs,
+      );
+      consumer.on(consumer.events.END_BATCH_PROCESS, ({ payload }) => {
+        const end = remaining.get(payload.partition);
+        if (end !== undefined && Number(payload.lastOffset) >= end - 1)
+          remaining.delete(payload.partition);
+        if (remaining.size === 0) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
       consumer
         .run({
           eachMessage: async ({ partition, message }) => {
@@ -64,11 +103,6 @@ export async function readTopic(
               seq: seq === undefined ? -1 : Number(seq),
               value: JSON.parse(message.value?.toString() ?? 'null') as Received['value'],
             });
-            if (offset === end - 1) remaining.delete(partition);
-            if (remaining.size === 0) {
-              clearTimeout(timer);
-              resolve();
-            }
           },
         })
         .catch(reject);
@@ -76,7 +110,7 @@ export async function readTopic(
   } finally {
     await consumer.disconnect();
   }
-  return out;
+  return out.sort((a, b) => a.partition - b.partition || a.offset - b.offset);
 }
 
 /** How often each streamed event (slotline.lsn, slotline.seq) is in the topic. */
