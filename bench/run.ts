@@ -9,7 +9,7 @@
  *   npm run bench -- --trades 500000 --rate 5000 --seconds 20 --floor-trades 20000
  *   npm run bench -- --profile     repeats the catch-ups under `node --cpu-prof`, summarised
  *   npm run bench -- --only catchup,copy   a subset (ceiling catchup copy kafka snapshot steady floor)
- *   npm run bench -- --no-kafka    skips the Kafka catch-up
+ *   npm run bench -- --no-kafka    skips the Kafka catch-ups (exactly-once and at-least-once)
  *   npm run bench -- --fsync off   PostgreSQL without fsync (default: on)
  *
  * Environment: BENCH_TRADES, BENCH_FLOOR_TRADES, BENCH_RATE, BENCH_SECONDS; BENCH_SLOTLINE_X=v
@@ -254,7 +254,20 @@ function describeWorkers(w: Record<string, WorkerStats>): string {
 const PUBLICATION = 'bench';
 const SINK_CHECKPOINT = 'timescale';
 const SOURCE_DBS = new Set(['bench_src', 'floor_src']);
-const SINK_DBS = ['sink_a', 'sink_b', 'sink_c', 'sink_d', 'sink_snap', 'sink_copy', 'floor_sink'];
+const SINK_DBS = [
+  'sink_a',
+  'sink_b',
+  'sink_c',
+  'sink_d',
+  'sink_e',
+  'sink_snap',
+  'sink_copy',
+  'floor_sink',
+];
+/** SLOTLINE_KAFKA_DELIVERY of a run with Kafka; null: no Kafka. */
+type Delivery = 'exactly-once' | 'at-least-once';
+const KAFKA_EOS = 'catch-up → TimescaleDB + Kafka (exactly-once)';
+const KAFKA_ALO = 'catch-up → TimescaleDB + Kafka (at-least-once)';
 
 class Bench {
   readonly rows: Row[] = [];
@@ -280,7 +293,7 @@ class Bench {
     return dbUrl(SOURCE_DBS.has(db) ? this.src.adminUrl : this.snk.adminUrl, db);
   }
 
-  connectorEnv(slot: string, sinkDb: string, kafka: boolean): Record<string, string> {
+  connectorEnv(slot: string, sinkDb: string, kafka: Delivery | null): Record<string, string> {
     const env: Record<string, string> = {
       SLOTLINE_SOURCE_URL: this.url('bench_src'),
       SLOTLINE_SINK_URL: this.url(sinkDb),
@@ -293,6 +306,7 @@ class Bench {
     };
     if (kafka && this.kafka) {
       env['SLOTLINE_KAFKA_BROKERS'] = this.kafka.brokers;
+      env['SLOTLINE_KAFKA_DELIVERY'] = kafka;
       env['SLOTLINE_KAFKA_TOPIC_TRADES'] = `bench.${slot}.trades`;
       env['SLOTLINE_KAFKA_TOPIC_POOLS'] = `bench.${slot}.pools`;
     }
@@ -416,7 +430,7 @@ class Bench {
    * empty tables), then SIGTERM: the slot and a streaming checkpoint exist, so
    * the next `run` resumes from the slot and drains whatever was written since.
    */
-  async prepare(slot: string, sinkDb: string, kafka: boolean): Promise<void> {
+  async prepare(slot: string, sinkDb: string, kafka: Delivery | null): Promise<void> {
     const env = this.connectorEnv(slot, sinkDb, kafka);
     await this.connector(env, ['setup']).done(`slotline setup (${slot})`);
     const c = this.connector(env, ['run']);
@@ -502,7 +516,7 @@ class Bench {
     label: string,
     slot: string,
     sinkDb: string,
-    kafka: boolean,
+    kafka: Delivery | null,
     nodeArgs: string[] = [],
   ): Promise<{ row: Row; child: Child }> {
     const N = this.backlog.trades;
@@ -536,7 +550,10 @@ class Bench {
     let kafkaNote = '';
     if (kafka && this.kafka) {
       const messages = await this.topicMessages(`bench.${slot}.trades`);
-      kafkaNote = `; topic holds ${fmt(messages)} messages`;
+      kafkaNote =
+        kafka === 'exactly-once'
+          ? `; topic holds ${fmt(messages)} offsets (records and transaction markers)`
+          : `; topic holds ${fmt(messages)} messages`;
     }
     this.cpu.push({ scenario: label, report: cpu });
     const seconds = (t2 - t1) / 1000;
@@ -633,7 +650,7 @@ class Bench {
     const file = join(dir, 'trades.copy');
     try {
       say('ceiling: bare COPY into the sink table');
-      const env = { ...this.connectorEnv('copy_unused', 'sink_copy', false) };
+      const env = { ...this.connectorEnv('copy_unused', 'sink_copy', null) };
       env['SLOTLINE_LOG_LEVEL'] = 'warn';
       await this.connector(env, ['setup']).done('slotline setup (COPY sink schema)');
       await this.dropSlot('copy_unused');
@@ -698,7 +715,7 @@ class Bench {
   /** First start on a source that already holds the backlog: the initial snapshot path. */
   async snapshot(): Promise<void> {
     say('initial snapshot: first start on the populated source');
-    const env = this.connectorEnv('bench_snap', 'sink_snap', false);
+    const env = this.connectorEnv('bench_snap', 'sink_snap', null);
     const child = this.connector(env, ['run']);
     try {
       const w = this.cpuWindow();
@@ -733,7 +750,7 @@ class Bench {
   }
 
   async steadyState(): Promise<void> {
-    const env = this.connectorEnv('bench_a', 'sink_a', false);
+    const env = this.connectorEnv('bench_a', 'sink_a', null);
     say(`steady state: ${fmt(this.o.rate)} trades/s for ${this.o.seconds} s`);
     const child = this.connector(env, ['run']);
     try {
@@ -827,16 +844,17 @@ class Bench {
 
     // Slots first, then the backlog: every consumer starts equally far behind.
     say('preparing connectors (setup, first run, stop)');
-    await this.prepare('bench_a', 'sink_a', false);
+    await this.prepare('bench_a', 'sink_a', null);
     if (this.want('ceiling')) {
       await withClient(this.url('bench_src'), (c) =>
         c.query(`SELECT pg_create_logical_replication_slot('bench_recv', 'pgoutput')`),
       );
     }
-    if (this.o.profile) await this.prepare('bench_c', 'sink_c', false);
+    if (this.o.profile) await this.prepare('bench_c', 'sink_c', null);
     await kafkaStarting;
-    if (this.kafka) await this.prepare('bench_b', 'sink_b', true);
-    if (this.kafka && this.o.profile) await this.prepare('bench_d', 'sink_d', true);
+    if (this.kafka) await this.prepare('bench_b', 'sink_b', 'exactly-once');
+    if (this.kafka) await this.prepare('bench_e', 'sink_e', 'at-least-once');
+    if (this.kafka && this.o.profile) await this.prepare('bench_d', 'sink_d', 'exactly-once');
 
     say(
       `writing the backlog: ${fmt(this.o.trades)} trades in ${fmt(this.o.txRows)}-row transactions`,
@@ -852,7 +870,7 @@ class Bench {
     if (this.want('ceiling')) await this.ceiling();
 
     if (catchup) {
-      const a = await this.catchUp('catch-up → TimescaleDB', 'bench_a', 'sink_a', false);
+      const a = await this.catchUp('catch-up → TimescaleDB', 'bench_a', 'sink_a', null);
       await a.child.stop();
       this.rows.push(a.row);
       if (this.want('steady')) await this.steadyState();
@@ -862,27 +880,33 @@ class Bench {
     if (this.want('copy')) await this.bareCopy();
 
     if (this.kafka) {
-      const b = await this.catchUp('catch-up → TimescaleDB + Kafka', 'bench_b', 'sink_b', true);
-      await b.child.stop();
-      this.rows.push(b.row);
-      await this.dropSlot('bench_b');
-      if (this.o.profile)
-        await this.profiled('catch-up → TimescaleDB + Kafka', 'bench_d', 'sink_d', true);
+      // The same backlog into Kafka both ways, one after the other on the same broker.
+      for (const [label, slot, sinkDb, delivery] of [
+        [KAFKA_EOS, 'bench_b', 'sink_b', 'exactly-once'],
+        [KAFKA_ALO, 'bench_e', 'sink_e', 'at-least-once'],
+      ] as const) {
+        const r = await this.catchUp(label, slot, sinkDb, delivery);
+        await r.child.stop();
+        this.rows.push(r.row);
+        await this.dropSlot(slot);
+      }
+      if (this.o.profile) await this.profiled(KAFKA_EOS, 'bench_d', 'sink_d', 'exactly-once');
       await this.kafka[Symbol.asyncDispose]().catch(() => undefined);
       this.kafka = null;
     } else {
-      this.rows.push({
-        scenario: 'catch-up → TimescaleDB + Kafka',
-        trades: this.o.trades,
-        seconds: null,
-        rate: null,
-        ratio: '',
-        rssMiB: null,
-        notes: this.kafkaNote,
-      });
+      for (const scenario of [KAFKA_EOS, KAFKA_ALO])
+        this.rows.push({
+          scenario,
+          trades: this.o.trades,
+          seconds: null,
+          rate: null,
+          ratio: '',
+          rssMiB: null,
+          notes: this.kafkaNote,
+        });
     }
 
-    if (this.o.profile) await this.profiled('catch-up → TimescaleDB', 'bench_c', 'sink_c', false);
+    if (this.o.profile) await this.profiled('catch-up → TimescaleDB', 'bench_c', 'sink_c', null);
 
     if (this.want('snapshot')) await this.snapshot();
     if (this.want('floor')) await this.floorScenario();
@@ -890,7 +914,12 @@ class Bench {
   }
 
   /** The same catch-up again under `node --cpu-prof` (a separate slot), summarised. */
-  async profiled(label: string, slot: string, sinkDb: string, kafka: boolean): Promise<void> {
+  async profiled(
+    label: string,
+    slot: string,
+    sinkDb: string,
+    kafka: Delivery | null,
+  ): Promise<void> {
     const dir = join(RESULTS, `${stamp(this.startedAt)}-profile-${slot}`);
     mkdirSync(dir, { recursive: true });
     const c = await this.catchUp(`${label} (under --cpu-prof)`, slot, sinkDb, kafka, [
@@ -921,6 +950,9 @@ class Bench {
       if (recv) parts.push(`${(r.rate / recv).toFixed(2)}× recvlogical`);
       if (copy) parts.push(`${(r.rate / copy).toFixed(2)}× COPY`);
       if (floor) parts.push(`${fmt(r.rate / floor)}× floor`);
+      const alo = rate(KAFKA_ALO);
+      if (r.scenario === KAFKA_EOS && alo)
+        parts.unshift(`${(r.rate / alo).toFixed(2)}× at-least-once`);
       r.ratio = parts.join(', ');
     }
   }

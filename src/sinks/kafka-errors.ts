@@ -46,6 +46,9 @@ const TRANSIENT = new Set([
   'KafkaJSTopicMetadataNotLoaded',
   'KafkaJSLockTimeout',
   'KafkaJSTimeout',
+  // The transaction (or group) coordinator is not known while its broker is down or loading.
+  'KafkaJSGroupCoordinatorNotFound',
+  'KafkaJSStaleTopicMetadataAssignment',
 ]);
 
 interface KafkaJsErrorLike {

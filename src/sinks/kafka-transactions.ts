@@ -272,6 +272,11 @@ async function readRange(
         timeoutMs,
       );
     });
+    // On every join: kafkajs restarts a consumer whose coordinator was not ready yet, and the
+    // restarted one starts again from the committed offset (none: the end).
+    consumer.on(consumer.events.GROUP_JOIN, () =>
+      consumer.seek({ topic: r.topic, partition: 0, offset: String(r.from) }),
+    );
     await consumer.subscribe({ topics: [r.topic], fromBeginning: false });
     await consumer.run({
       autoCommit: false,
@@ -284,7 +289,6 @@ async function readRange(
         return Promise.resolve();
       },
     });
-    consumer.seek({ topic: r.topic, partition: 0, offset: String(r.from) });
     await Promise.race([reached, late]);
   } finally {
     clearTimeout(timer);

@@ -1,6 +1,7 @@
 import {
   KafkaJSConnectionError,
   KafkaJSError,
+  KafkaJSGroupCoordinatorNotFound,
   KafkaJSNonRetriableError,
   KafkaJSNumberOfRetriesExceeded,
   KafkaJSProtocolError,
@@ -12,7 +13,7 @@ import { loadConfig } from '../config.js';
 import { SlotlineError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { createSinks } from './index.js';
-import { classifyKafkaError, kafkaLogger, needsNewProducer } from './kafka-errors.js';
+import { classifyKafkaError, isFenced, kafkaLogger, needsNewProducer } from './kafka-errors.js';
 
 /** A protocol error as kafkajs builds it from a broker's error code. */
 function protocol(type: string, retriable: boolean): KafkaJSProtocolError {
@@ -60,6 +61,12 @@ describe('classifyKafkaError', () => {
     expect(classifyKafkaError(new KafkaJSError('The producer is disconnected')).retriable).toBe(
       true,
     );
+    // A transaction coordinator not found (its broker down or loading) is not a bug either.
+    // (kafkajs' typings omit this constructor's message argument)
+    const coordinator = new (
+      KafkaJSGroupCoordinatorNotFound as unknown as new (m: string) => Error
+    )('Failed to find group coordinator');
+    expect(classifyKafkaError(coordinator).retriable).toBe(true);
   });
 
   it('refused credentials, missing rights and rejected records are not retriable', () => {
@@ -98,6 +105,15 @@ describe('needsNewProducer', () => {
     // A broker that is down: keep the producer, so a re-send reuses its sequence numbers.
     expect(needsNewProducer(exhausted(new KafkaJSConnectionError('Connection error')))).toBe(false);
     expect(needsNewProducer(protocol('NOT_LEADER_FOR_PARTITION', true))).toBe(false);
+  });
+});
+
+describe('isFenced', () => {
+  it('another producer of the transactional id took over (or the brokers expired ours)', () => {
+    expect(isFenced(exhausted(protocol('INVALID_PRODUCER_EPOCH', false)))).toBe(true);
+    expect(isFenced(wrapped(protocol('PRODUCER_FENCED', false)))).toBe(true);
+    expect(isFenced(protocol('NOT_LEADER_FOR_PARTITION', true))).toBe(false);
+    expect(isFenced(new KafkaJSConnectionError('Connection error'))).toBe(false);
   });
 });
 
@@ -154,6 +170,16 @@ describe('kafkaLogger', () => {
       log,
       [],
     )(entry('Limiting retries for the idempotent producer may invalidate EoS guarantees'));
+    expect(lines).toEqual([]);
+  });
+
+  it('drops the routine CONCURRENT_TRANSACTIONS refusals between two transactions', () => {
+    const { log, lines } = capture();
+    const write = kafkaLogger(log, []);
+    const concurrent =
+      'The producer attempted to update a transaction while another concurrent operation on the same transaction was ongoing';
+    write(entry('Response AddPartitionsToTxn(key: 24, version: 1)', { error: concurrent }));
+    write(entry(`Failed to send messages: ${concurrent}`));
     expect(lines).toEqual([]);
   });
 });

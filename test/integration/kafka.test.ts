@@ -332,12 +332,13 @@ describe('Kafka sink', () => {
     },
   );
 
-  it('survives SIGKILL under load: every trade in Kafka, re-sent copies only after the stored checkpoint', async () => {
+  it('at-least-once, survives SIGKILL under load: every trade in Kafka, re-sent copies only after the stored checkpoint', async () => {
     await using ctx = await createTestContext('kafka_kill9');
     await createPonderTables(ctx.source);
     const pools = Array.from({ length: 4 }, (_, i) => makePool(i));
     await insertPools(ctx.source, 'public', pools);
     const env = kafkaEnv(ctx, {
+      SLOTLINE_KAFKA_DELIVERY: 'at-least-once',
       SLOTLINE_BATCH_MAX_ROWS: '200',
       SLOTLINE_INFLIGHT_MAX_ROWS: '2000',
     });
