@@ -112,9 +112,13 @@ export class KafkaTransactions {
     const all = [...runs];
     if (next !== null) {
       const value = encodeProgress(next, { holder: this.o.holder, at: Date.now() });
-      all.push([
-        { topic: this.o.progressTopic, messages: [{ key: this.o.key, value, partition: 0 }] },
-      ]);
+      const progress = {
+        topic: this.o.progressTopic,
+        messages: [{ key: this.o.key, value, partition: 0 }],
+      };
+      // In the first request: its partitions join the transaction in one round trip, and the
+      // record commits with the rest whatever its place.
+      all[0] = [...(all[0] ?? []), progress];
     }
     if (all.length === 0) return;
     try {

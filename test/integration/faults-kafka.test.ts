@@ -60,7 +60,7 @@ async function tradesInTopic(
 
 describe('faults: Kafka broker', () => {
   it.skipIf(external)(
-    'restarted mid-stream (cleanly, then by SIGKILL): every trade in Kafka and in TimescaleDB',
+    'at-least-once, restarted mid-stream (cleanly, then by SIGKILL): every trade in Kafka and in TimescaleDB',
     async () => {
       await using ctx = await createTestContext('kafka_restart');
       await createPonderTables(ctx.source);
