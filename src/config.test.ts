@@ -161,7 +161,37 @@ describe('loadConfig: Kafka', () => {
       kafkaSsl: false,
       kafkaSslCaFile: null,
       kafkaSasl: null,
+      kafkaDelivery: 'exactly-once',
+      kafkaTopicProgress: 'ponder.order_book_trades.progress',
+      kafkaTransactionalId: 'slotline.slotline.ponder.order_book_trades',
     });
+  });
+
+  it('exactly-once names follow the slot and the trades topic; each may be set', () => {
+    const c = loadConfig({
+      ...BASE,
+      SLOTLINE_SLOT: 'prod',
+      SLOTLINE_KAFKA_TOPIC_TRADES: 'dex.trades',
+    });
+    expect(c.kafkaTopicProgress).toBe('dex.trades.progress');
+    expect(c.kafkaTransactionalId).toBe('slotline.prod.dex.trades');
+    const set = loadConfig({
+      ...BASE,
+      SLOTLINE_KAFKA_DELIVERY: 'at-least-once',
+      SLOTLINE_KAFKA_TOPIC_PROGRESS: 'slotline-progress',
+      SLOTLINE_KAFKA_TRANSACTIONAL_ID: 'team-a.slotline',
+    });
+    expect(set).toMatchObject({
+      kafkaDelivery: 'at-least-once',
+      kafkaTopicProgress: 'slotline-progress',
+      kafkaTransactionalId: 'team-a.slotline',
+    });
+    expect(fails({ ...BASE, SLOTLINE_KAFKA_DELIVERY: 'exactly-twice' }).message).toContain(
+      'SLOTLINE_KAFKA_DELIVERY',
+    );
+    expect(fails({ ...BASE, SLOTLINE_KAFKA_TOPIC_PROGRESS: 'ponder.pools' }).message).toContain(
+      'SLOTLINE_KAFKA_TOPIC_PROGRESS must differ',
+    );
   });
 
   it('parses SASL and TLS', () => {

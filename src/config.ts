@@ -473,6 +473,7 @@ function kafkaCombinations(p: Parsed): string[] {
   if (p.SLOTLINE_KAFKA_TOPIC_TRADES === p.SLOTLINE_KAFKA_TOPIC_POOLS)
     problems.push('SLOTLINE_KAFKA_TOPIC_TRADES and SLOTLINE_KAFKA_TOPIC_POOLS must differ');
   const progress = progressTopic(p);
+  if (p.SLOTLINE_KAFKA_DELIVERY !== 'exactly-once') return problems;
   if (progress === p.SLOTLINE_KAFKA_TOPIC_TRADES || progress === p.SLOTLINE_KAFKA_TOPIC_POOLS)
     problems.push('SLOTLINE_KAFKA_TOPIC_PROGRESS must differ from the trades and pools topics');
   else if (progress.length > 249)
