@@ -70,7 +70,8 @@ export class KafkaTransactions {
    * from at-least-once). Consulted until the first commit of this process.
    */
   private floor: KafkaProgress | null = null;
-  private fenced = false;
+  /** The first producer of this process has been logged. */
+  private announced = false;
 
   constructor(private readonly o: KafkaTransactionsOptions) {}
 
@@ -101,7 +102,7 @@ export class KafkaTransactions {
   }
 
   /**
-   * One Kafka transaction: the runs in order, then the progress record `next`
+   * One Kafka transaction: the runs in order and the progress record `next`
    * (none while there is no position yet: the first snapshot's rows); resolves
    * once committed. On any failure the transaction is abandoned (the next
    * producer's initialization aborts it if the brokers still hold it open) and
@@ -168,8 +169,8 @@ export class KafkaTransactions {
       throw await this.classify(err);
     }
     this.producer = producer;
-    if (!this.fenced) {
-      this.fenced = true;
+    if (!this.announced) {
+      this.announced = true;
       this.o.log.info(
         { transactionalId: this.o.transactionalId },
         'Kafka transactions: earlier producers of this transactional id are fenced',
