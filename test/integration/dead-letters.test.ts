@@ -139,6 +139,22 @@ describe('dead letters', () => {
     // Pending (here: retried) ones are never purged.
     const left = await r.letters();
     expect(left.map((l) => l.state).sort()).toEqual(['retried', 'retried']);
+    // A table filter is a name, never a pattern: `--table %` selects nothing, it is refused.
+    const everything = await runCommand(env, [
+      'dead-letters',
+      'discard',
+      '--table',
+      '%',
+      '--note',
+      'oops',
+    ]);
+    expect(everything.code, everything.output).toBe(2);
+    expect(everything.output).toMatch(/exact, not a pattern/);
+    for (const table of ['order_book_trades', 'public.order_book_trades']) {
+      const byTable = await runCommand(env, ['dead-letters', 'list', '--table', table]);
+      expect((JSON.parse(byTable.output) as { items: Letter[] }).items, table).toHaveLength(2);
+    }
+    expect((await r.letters()).length).toBe(2);
     const purgeApi = await call(port, 'POST', '/admin/dead-letters/purge', {
       token: TOKEN,
       json: { olderThanDays: 0 },
@@ -154,6 +170,12 @@ describe('dead letters', () => {
       ['POST', '/admin/dead-letters/retry', { token: TOKEN, json: { ids: ['x'] } }, 400],
       ['POST', '/admin/dead-letters/discard', { token: TOKEN, json: { ids: [1] } }, 400],
       ['POST', '/admin/dead-letters/discard', { token: TOKEN, json: { note: 'everything' } }, 400],
+      [
+        'POST',
+        '/admin/dead-letters/discard',
+        { token: TOKEN, json: { table: 'pub%', note: 'a pattern' } },
+        400,
+      ],
       ['POST', '/admin/dead-letters/purge', { token: TOKEN, json: { olderThanDays: 'old' } }, 400],
     ];
     for (const [method, path, opts, want] of bad) {
