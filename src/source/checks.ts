@@ -297,7 +297,8 @@ async function checkPublicationReady(
   const owners = await db.query<{ relname: string; owned: boolean }>(
     `SELECT c.relname, pg_has_role(c.relowner, 'USAGE') AS owned
        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-      WHERE n.nspname = $1 AND c.relname = ANY($2::text[])`,
+      WHERE n.nspname = $1 AND c.relname = ANY($2::text[])
+      ORDER BY c.relname`,
     [schema, SOURCE_TABLES],
   );
   const notOwned = owners.rows.filter((r) => !r.owned).map((r) => r.relname);
