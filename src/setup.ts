@@ -52,6 +52,7 @@ export async function runSetup(cfg: Config, log: Logger, opts: SetupOptions): Pr
     await at('sink', () => sink.connect());
     const pub = { schema: cfg.sourceSchema, publication: cfg.publication };
     if (opts.create) await at('source', () => ensurePublication(source, pub, log));
+    // Source steps; the sink's checkpoint writes inside map their own errors first.
     return await at('source', () => setupSlot(cfg, source, sink, opts, timescale, log));
   } finally {
     await source.end().catch(() => undefined);
@@ -71,7 +72,7 @@ async function setupSlot(
   const slot = await inspectSlot(source, cfg.slot);
   if (opts.resnapshot) {
     if (slot) await dropSlot(source, cfg.slot);
-    await setCheckpointState(sink, cfg.slot, TIMESCALE_SINK, 'pending_snapshot', null, null);
+    await at('sink', () => pending(sink, cfg.slot));
     log.warn({ slot: cfg.slot }, 'resnapshot: slot dropped; the next run takes a new snapshot');
     if (!opts.create) return { timescale, slot: 'absent' };
     await createSlot(source, cfg.slot);
@@ -79,10 +80,15 @@ async function setupSlot(
   }
   if (slot) return { timescale, slot: 'exists' };
   if (!opts.create) return { timescale, slot: 'absent' };
-  await setCheckpointState(sink, cfg.slot, TIMESCALE_SINK, 'pending_snapshot', null, null);
+  await at('sink', () => pending(sink, cfg.slot));
   const lsn = await createSlot(source, cfg.slot);
   log.info({ slot: cfg.slot, lsn: formatLsn(lsn) }, 'replication slot created');
   return { timescale, slot: 'created' };
+}
+
+/** Written before the slot is made: a slot with this row is slotline's. */
+function pending(sink: pg.Client, slot: string): Promise<void> {
+  return setCheckpointState(sink, slot, TIMESCALE_SINK, 'pending_snapshot', null, null);
 }
 
 /** Runs one step against a database; what it throws is mapped at that boundary. */

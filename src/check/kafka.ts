@@ -36,7 +36,7 @@ export async function checkKafka(cfg: Config): Promise<CheckResult[]> {
       ...[cfg.kafkaTopicTrades, cfg.kafkaTopicPools].map((t) => checkTopic(cfg, t, topics.has(t))),
     ];
   } catch (err) {
-    return [failed('connect', unreachable(err))];
+    return [failed('connect', unreachable(err), 'kafka')];
   } finally {
     await admin?.disconnect().catch(() => undefined);
   }

@@ -70,7 +70,7 @@ async function connect(
     };
   } catch (err) {
     await client.end().catch(() => undefined);
-    return { client: null, result: failed('connect', classifyError(err, side)) };
+    return { client: null, result: failed('connect', classifyError(err, side), side) };
   }
 }
 

@@ -17,8 +17,12 @@ export const ok = (side: Side, name: string, detail: string): CheckResult => ({
 });
 
 /** A failed check; its error carries the code, the variable and the fix. */
-export const failed = (name: string, error: SlotlineError): CheckResult => ({
-  side: error.remedy?.side ?? 'source',
+export const failed = (
+  name: string,
+  error: SlotlineError,
+  side: Side = error.remedy?.side ?? 'source',
+): CheckResult => ({
+  side,
   name,
   status: 'fail',
   detail: error.problem,
@@ -64,6 +68,6 @@ export async function attempt(
   try {
     return await check();
   } catch (err) {
-    return failed(name, classifyError(err, side));
+    return failed(name, classifyError(err, side), side);
   }
 }

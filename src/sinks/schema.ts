@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import pg from 'pg';
-import { SinkSchemaError, SlotlineError } from '../errors.js';
+import { classifyError, SinkSchemaError, SlotlineError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { quoteIdent } from '../sql.js';
 
@@ -69,6 +69,9 @@ export async function applySinkSchema(opts: SinkSchemaOptions): Promise<SinkSche
         try {
           await client.query(stmt);
         } catch (err) {
+          // A privilege the sink role lacks has its own code and fix.
+          const e = classifyError(err, 'sink');
+          if (e.code === 'sink_privilege') throw e;
           throw new SinkSchemaError(
             `sink: applying sql/${file} failed: ${(err as Error).message}`,
             err,
