@@ -1,7 +1,7 @@
 import { timingSafeEqual, createHash } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { RequestRefused } from '../errors.js';
+import { classifyError, RequestRefused, SlotlineError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from './metrics.js';
 import { routes } from './routes.js';
@@ -62,9 +62,10 @@ export class HttpServer {
     server.requestTimeout = 30_000;
     this.server = server;
     await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
+      const refused = (err: Error) => reject(listenError(err, this.opts.port));
+      server.once('error', refused);
       server.listen(this.opts.port, this.opts.host ?? '0.0.0.0', () => {
-        server.off('error', reject);
+        server.off('error', refused);
         resolve();
       });
     });
@@ -166,4 +167,43 @@ export class HttpServer {
     }
     return parsed as Record<string, unknown>;
   }
+}
+
+/**
+ * Why the HTTP server could not listen, as an operator's error naming
+ * SLOTLINE_HTTP_PORT; the one place a listen failure is mapped.
+ */
+export function listenError(err: unknown, port: number): SlotlineError {
+  const code = (err as { code?: string } | null)?.code;
+  const other = port === 8080 ? 8081 : 8080;
+  const remedy = {
+    side: 'http' as const,
+    variable: 'SLOTLINE_HTTP_PORT',
+    fix: `set SLOTLINE_HTTP_PORT to a free port (e.g. SLOTLINE_HTTP_PORT=${other} slotline run, or SLOTLINE_HTTP_PORT=${other} slotline demo), or to 0 to run without the HTTP server (no probes, metrics or admin actions)`,
+  };
+  if (code === 'EADDRINUSE')
+    return new SlotlineError(
+      'http_port_in_use',
+      `http: port ${port} is in use by another process`,
+      {
+        cause: err,
+        remedy,
+      },
+    );
+  if (code === 'EACCES')
+    return new SlotlineError(
+      'http_port_denied',
+      `http: this process may not listen on port ${port} (ports below 1024 need privileges)`,
+      { cause: err, remedy },
+    );
+  return classifyError(err, 'http');
+}
+
+/** Whether the HTTP server could listen on `port` now: null, or why not. Binds and lets go at once. */
+export function probePort(port: number, host = '0.0.0.0'): Promise<SlotlineError | null> {
+  return new Promise((resolve) => {
+    const server = http.createServer();
+    server.once('error', (err) => resolve(listenError(err, port)));
+    server.listen(port, host, () => server.close(() => resolve(null)));
+  });
 }
