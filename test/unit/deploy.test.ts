@@ -3,7 +3,7 @@
  * kustomize builds the base and the Kafka overlay; every object validates against the
  * Kubernetes and prometheus-operator schemas that the kubernetes-models packages compile
  * (offline); and the settings the pods get pass the connector's own configuration parser.
- * There is no Docker engine here, so the Dockerfile is read, not built.
+ * The Dockerfile is read here; test/integration/container.test.ts builds and runs it (podman).
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -299,7 +299,7 @@ describe.skipIf(kustomizeSkipped)('kustomize overlay (deploy/overlays/kafka)', (
   });
 });
 
-describe('Dockerfile (read, not built: no Docker engine here)', () => {
+describe('Dockerfile (read; built and run by test/integration/container.test.ts)', () => {
   interface Instruction {
     op: string;
     args: string;
