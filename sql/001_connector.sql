@@ -88,3 +88,11 @@ CREATE TABLE IF NOT EXISTS slotline.leaders (
   holder text        NOT NULL,
   since  timestamptz NOT NULL DEFAULT now()
 );
+
+-- The deployment's leader, as the other replicas find it: the address where it
+-- serves admin and /api/sync/* calls (a standby forwards them there), and the
+-- operator's pause, which belongs to the deployment, not to one process: whoever
+-- leads next reads it when it claims its epoch.
+ALTER TABLE slotline.leaders ADD COLUMN IF NOT EXISTS address   text;
+ALTER TABLE slotline.leaders ADD COLUMN IF NOT EXISTS paused    boolean NOT NULL DEFAULT false;
+ALTER TABLE slotline.leaders ADD COLUMN IF NOT EXISTS paused_at timestamptz;

@@ -180,19 +180,84 @@ export async function recordSourceIdentity(
   );
 }
 
+/** Who claims leadership: this process, and where the other replicas reach it. */
+export interface LeaderClaim {
+  holder: string;
+  /** Its admin address (SLOTLINE_ADVERTISE_URL); null when it serves no HTTP. */
+  address: string | null;
+}
+
+/** A claimed epoch, and the deployment's pause as the claim found it. */
+export interface ClaimedEpoch {
+  epoch: string;
+  paused: boolean;
+}
+
 /**
- * Makes the caller the slot's leader in the sink: epoch + 1. Waits for the
- * write transactions of the previous leader that are in flight (they hold the
- * row FOR SHARE); every later one of theirs fails in lockEpoch. Returns the epoch.
+ * Makes the caller the slot's leader in the sink: epoch + 1, recording its
+ * address. Waits for the write transactions of the previous leader that are in
+ * flight (they hold the row FOR SHARE); every later one of theirs fails in
+ * lockEpoch. The operator's pause is the deployment's and is kept.
  */
-export async function claimEpoch(db: Queryable, slot: string, holder: string): Promise<string> {
-  const { rows } = await db.query<{ epoch: string }>(
-    `INSERT INTO slotline.leaders AS l (slot, epoch, holder) VALUES ($1, 1, $2)
-     ON CONFLICT (slot) DO UPDATE SET epoch = l.epoch + 1, holder = EXCLUDED.holder, since = now()
-     RETURNING epoch::text`,
-    [slot, holder],
+export async function claimEpoch(
+  db: Queryable,
+  slot: string,
+  claim: LeaderClaim,
+): Promise<ClaimedEpoch> {
+  const { rows } = await db.query<ClaimedEpoch>(
+    `INSERT INTO slotline.leaders AS l (slot, epoch, holder, address) VALUES ($1, 1, $2, $3)
+     ON CONFLICT (slot) DO UPDATE
+        SET epoch = l.epoch + 1, holder = EXCLUDED.holder, address = EXCLUDED.address, since = now()
+     RETURNING epoch::text AS epoch, paused`,
+    [slot, claim.holder, claim.address],
   );
-  return (rows[0] as { epoch: string }).epoch;
+  return rows[0] as ClaimedEpoch;
+}
+
+/** The slot's leader as the sink records it. */
+export interface LeaderRecord {
+  epoch: string;
+  holder: string;
+  address: string | null;
+  paused: boolean;
+  since: Date;
+}
+
+/** The slot's leader record; null when no replica has led yet (or the table predates it). */
+export async function readLeader(db: Queryable, slot: string): Promise<LeaderRecord | null> {
+  try {
+    const { rows } = await db.query<LeaderRecord>(
+      `SELECT epoch::text AS epoch, holder, address, paused, since
+         FROM slotline.leaders WHERE slot = $1`,
+      [slot],
+    );
+    return rows[0] ?? null;
+  } catch (err) {
+    // No table (set-up has never run) or no address column (a leader of an older
+    // version has not applied this version's schema yet): no leader to find.
+    const code = (err as { code?: string }).code;
+    if (code === '42P01' || code === '42703' || code === '3F000') return null;
+    throw err;
+  }
+}
+
+/**
+ * Stores the operator's pause (or resume) as the deployment's, under the
+ * caller's epoch. False when another replica has claimed a newer one since.
+ */
+export async function storePause(
+  db: Queryable,
+  slot: string,
+  epoch: string,
+  paused: boolean,
+): Promise<boolean> {
+  const { rowCount } = await db.query(
+    `UPDATE slotline.leaders
+        SET paused = $3::boolean, paused_at = CASE WHEN $3::boolean THEN now() END
+      WHERE slot = $1 AND epoch = $2::bigint`,
+    [slot, epoch, paused],
+  );
+  return rowCount === 1;
 }
 
 /**
