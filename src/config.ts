@@ -166,7 +166,7 @@ export const SETTINGS = {
   ),
   SLOTLINE_DEAD_PEER_TIMEOUT_MS: setting(
     int(2000, 600_000),
-    "How soon a database server ends a session of this connector whose peer went silent (killed, partitioned): the leader's lock session is a lease renewed every quarter of it (idle_session_timeout), the replication connection's wal_sender_timeout is at least this, and every source and sink session gets server-side TCP keepalives and tcp_user_timeout to match. A standby then takes over about this long after the leader is cut off.",
+    "How soon a database server ends a session of this connector whose peer went silent (node lost, partition): the leader's lock session is a lease renewed every quarter of it (idle_session_timeout), the replication connection's wal_sender_timeout is this, and those two and the sink's write sessions get server-side TCP keepalives and tcp_user_timeout to match. A standby then takes over about this long after the leader is cut off (docs/deployment.md).",
     '10000',
   ),
   SLOTLINE_ADMIN_TOKEN: setting(
@@ -221,7 +221,7 @@ export const SETTINGS = {
   ),
   SLOTLINE_STANDBY_POLL_MS: setting(
     int(50, 600_000),
-    'How often a hot standby tries to take over the slot (an advisory lock on the source held by the leader).',
+    'How often a hot standby tries to take over the slot (an advisory lock on the source held by the leader), and a new leader tries a slot that the old one still holds.',
     '1000',
   ),
   SLOTLINE_HEARTBEAT_INTERVAL_MS: setting(
