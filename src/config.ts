@@ -156,7 +156,13 @@ export const SETTINGS = {
     '0',
   ),
   SLOTLINE_ADVERTISE_URL: setting(
-    z.string().url('must be a URL, e.g. http://10.0.0.7:8081').optional(),
+    z
+      .string()
+      .regex(
+        /^https?:\/\/[^/?#\s]+\/?$/,
+        'must be http(s)://host:port with no path, e.g. http://10.0.0.7:8081',
+      )
+      .optional(),
     "Where the other replicas reach this one's admin routes while it leads (a standby forwards admin and /api/sync/* calls there); default http://<hostname>:<admin port>. In Kubernetes: http://$(POD_IP):<port>.",
   ),
   SLOTLINE_FORWARD_TIMEOUT_MS: setting(

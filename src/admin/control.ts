@@ -83,6 +83,8 @@ async function leaderRoute(o: ControlOptions): Promise<LeaderRoute> {
     return none(
       `the leader (${r.holder}) has recorded no address: it serves no HTTP, or runs a version of slotline that does not (it does once it leads again)`,
     );
+  if (!/^https?:\/\/[^/]+$/.test(r.address))
+    return none('the leader record holds no http(s) address (scheme://host:port)');
   if (r.address === o.self)
     return none(
       "no replica leads now (the leader record is this replica's own, from before it restarted); retry shortly",
