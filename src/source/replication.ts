@@ -19,7 +19,7 @@ export interface ReplicationOptions {
   statusIntervalMs: number;
   /**
    * SLOTLINE_DEAD_PEER_TIMEOUT_MS (default 10 s): the server's wal_sender_timeout
-   * for this connection, and how long this side waits to hear from the server.
+   * for this connection; this side waits twice that to hear from the server.
    */
   deadPeerTimeoutMs: number;
   /** One pgoutput message: `chunk[offset..]`, valid only during the call. */
@@ -37,10 +37,10 @@ export interface ReplicationOptions {
  * `pause()` stops reading the socket (TCP backpressure) while status updates
  * keep going out on their timer, so the server does not time us out.
  *
- * Both ends give up on a silent peer after the dead-peer timeout: the server
- * (wal_sender_timeout, TCP keepalives) so that a leader cut off by a partition
- * frees the slot for the next one in seconds, and this side (no message while
- * reading) so that such a leader stops saying it streams.
+ * Both ends give up on a silent peer: the server after the dead-peer timeout
+ * (wal_sender_timeout, TCP keepalives), so that a leader cut off by a partition
+ * frees the slot for the next one in seconds, and this side after twice that
+ * (no message while reading), so that such a leader stops saying it streams.
  */
 export class ReplicationStream {
   private client: pg.Client | null = null;
@@ -128,12 +128,16 @@ export class ReplicationStream {
   /**
    * A quiet server sends nothing while our updates keep its timeout away: ask
    * for a reply then, so that hearing from it proves the connection alive; and
-   * a server not heard for the dead-peer timeout while we read is gone.
+   * a server not heard for twice the dead-peer timeout while we read is gone.
+   * Twice: a walsender busy decoding a large transaction that sends nothing
+   * reads our updates, and so answers a request for a reply, only about every
+   * half wal_sender_timeout; ending a live connection there would start that
+   * decoding over, again and again.
    */
   private onTimer(): void {
     const heard = Math.max(this.lastMessageAt, this.readingSince);
     const silentMs = Date.now() - heard;
-    if (!this.paused && silentMs >= this.opts.deadPeerTimeoutMs) {
+    if (!this.paused && silentMs >= 2 * this.opts.deadPeerTimeoutMs) {
       this.fail(
         new ConnectionError(
           `source: no message from the server for ${Math.round(silentMs / 1000)} s (connection lost or cut off)`,
