@@ -196,22 +196,27 @@ export interface ClaimedEpoch {
 /**
  * Makes the caller the slot's leader in the sink: epoch + 1, recording its
  * address. Waits for the write transactions of the previous leader that are in
- * flight (they hold the row FOR SHARE); every later one of theirs fails in
- * lockEpoch. The operator's pause is the deployment's and is kept.
+ * flight (they hold the row FOR SHARE), and for a pause it is storing; every
+ * later one of theirs fails. Then reads the deployment's pause, in a statement
+ * of its own so that it sees what those committed.
  */
 export async function claimEpoch(
   db: Queryable,
   slot: string,
   claim: LeaderClaim,
 ): Promise<ClaimedEpoch> {
-  const { rows } = await db.query<ClaimedEpoch>(
+  const { rows } = await db.query<{ epoch: string }>(
     `INSERT INTO slotline.leaders AS l (slot, epoch, holder, address) VALUES ($1, 1, $2, $3)
      ON CONFLICT (slot) DO UPDATE
         SET epoch = l.epoch + 1, holder = EXCLUDED.holder, address = EXCLUDED.address, since = now()
-     RETURNING epoch::text AS epoch, paused`,
+     RETURNING epoch::text AS epoch`,
     [slot, claim.holder, claim.address],
   );
-  return rows[0] as ClaimedEpoch;
+  const p = await db.query<{ paused: boolean }>(
+    `SELECT paused FROM slotline.pauses WHERE slot = $1`,
+    [slot],
+  );
+  return { epoch: (rows[0] as { epoch: string }).epoch, paused: p.rows[0]?.paused ?? false };
 }
 
 /** The slot's leader as the sink records it. */
@@ -219,7 +224,6 @@ export interface LeaderRecord {
   epoch: string;
   holder: string;
   address: string | null;
-  paused: boolean;
   since: Date;
 }
 
@@ -227,8 +231,7 @@ export interface LeaderRecord {
 export async function readLeader(db: Queryable, slot: string): Promise<LeaderRecord | null> {
   try {
     const { rows } = await db.query<LeaderRecord>(
-      `SELECT epoch::text AS epoch, holder, address, paused, since
-         FROM slotline.leaders WHERE slot = $1`,
+      `SELECT epoch::text AS epoch, holder, address, since FROM slotline.leaders WHERE slot = $1`,
       [slot],
     );
     return rows[0] ?? null;
@@ -243,7 +246,9 @@ export async function readLeader(db: Queryable, slot: string): Promise<LeaderRec
 
 /**
  * Stores the operator's pause (or resume) as the deployment's, under the
- * caller's epoch. False when another replica has claimed a newer one since.
+ * caller's epoch. False when another replica has claimed a newer one. The
+ * leader row is only shared-locked, as the sink's writers do, so this never
+ * waits behind a write; a claim in progress is waited for, and then refuses it.
  */
 export async function storePause(
   db: Queryable,
@@ -252,9 +257,13 @@ export async function storePause(
   paused: boolean,
 ): Promise<boolean> {
   const { rowCount } = await db.query(
-    `UPDATE slotline.leaders
-        SET paused = $3::boolean, paused_at = CASE WHEN $3::boolean THEN now() END
-      WHERE slot = $1 AND epoch = $2::bigint`,
+    `INSERT INTO slotline.pauses AS p (slot, paused, paused_at, epoch)
+     SELECT l.slot, $3::boolean, CASE WHEN $3::boolean THEN now() END, l.epoch
+       FROM slotline.leaders l
+      WHERE l.slot = $1 AND l.epoch = $2::bigint
+        FOR SHARE OF l
+     ON CONFLICT (slot) DO UPDATE
+        SET paused = EXCLUDED.paused, paused_at = EXCLUDED.paused_at, epoch = EXCLUDED.epoch`,
     [slot, epoch, paused],
   );
   return rowCount === 1;
