@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ConfigError } from './errors.js';
+import { ConfigError, PERCENT_ENCODE, type ConfigProblem, type Side } from './errors.js';
 
 /**
  * Every setting is a SLOTLINE_* environment variable, parsed once at start.
@@ -176,8 +176,19 @@ export const SETTINGS = {
     '10000',
   ),
   SLOTLINE_ADMIN_TOKEN: setting(
-    z.string().min(16, 'must be at least 16 characters').optional(),
-    'Bearer token for admin actions; unset disables them.',
+    // Trimmed: a token read from a secret file usually ends with a newline, and
+    // HTTP clients never send whitespace around a header value, so it could never match.
+    z
+      .string()
+      .transform((s) => s.trim())
+      .pipe(
+        z
+          .string()
+          .min(16, 'must be at least 16 characters')
+          .regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces (a Bearer token)'),
+      )
+      .optional(),
+    'Bearer token for admin actions; unset disables them. Whitespace around it (the newline a secret file ends with) is ignored.',
   ),
   SLOTLINE_ADMIN_URL: setting(
     z.string().url('must be a URL, e.g. http://slotline:8080').optional(),
@@ -362,13 +373,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 
 /** Every setting parsed by its schema, and the combinations checked. */
 function parseSettings(env: NodeJS.ProcessEnv): Parsed {
-  const problems: string[] = [];
+  const problems: ConfigProblem[] = [];
   const out: Record<string, unknown> = {};
   for (const [name, s] of Object.entries(SETTINGS) as [keyof Settings, Setting<z.ZodTypeAny>][]) {
     const raw = env[name];
     const value = raw === undefined || raw === '' ? s.default : raw;
     if (value === undefined && !s.schema.safeParse(undefined).success) {
-      problems.push(`${name} is required: ${s.description}`);
+      problems.push({ variable: name, message: `${name} is required: ${s.description}` });
+      continue;
+    }
+    const mistake = value === undefined ? null : (MISTAKES[name]?.(value) ?? null);
+    if (mistake) {
+      problems.push(mistake);
       continue;
     }
     const r = s.schema.safeParse(value);
@@ -377,13 +393,15 @@ function parseSettings(env: NodeJS.ProcessEnv): Parsed {
         name === 'SLOTLINE_ADMIN_TOKEN' || name.endsWith('_URL') || name.endsWith('_PASSWORD')
           ? '(value hidden)'
           : JSON.stringify(value);
-      problems.push(`${name} ${shown}: ${r.error.issues.map((i) => i.message).join('; ')}`);
+      problems.push({
+        variable: name,
+        message: `${name} ${shown}: ${r.error.issues.map((i) => i.message).join('; ')}`,
+      });
       continue;
     }
     out[name] = r.data;
   }
-  if (problems.length > 0)
-    throw new ConfigError(`invalid configuration:\n  ${problems.join('\n  ')}`);
+  if (problems.length > 0) throw new ConfigError(problems);
   const p = out as Parsed;
   if (p.SLOTLINE_RETRY_MAX_MS < p.SLOTLINE_RETRY_INITIAL_MS) {
     throw new ConfigError(
@@ -404,6 +422,80 @@ function parseSettings(env: NodeJS.ProcessEnv): Parsed {
   if (kafkaProblems.length > 0)
     throw new ConfigError(`invalid configuration:\n  ${kafkaProblems.join('\n  ')}`);
   return p;
+}
+
+/**
+ * Mistakes that pass (or fail) a setting's schema for a reason an operator
+ * would not guess, told with a code and a fix before the schema is asked.
+ */
+const MISTAKES: Partial<Record<keyof Settings, (value: string) => ConfigProblem | null>> = {
+  SLOTLINE_SOURCE_URL: (v) => urlMistake('SLOTLINE_SOURCE_URL', 'source', v),
+  SLOTLINE_SINK_URL: (v) => urlMistake('SLOTLINE_SINK_URL', 'sink', v),
+  SLOTLINE_SINK_SCHEMA: systemSchema,
+};
+
+/**
+ * A password with an unencoded reserved character still parses as a URL, but
+ * another one: after a `#` everything is a fragment (the host becomes a piece
+ * of the password, hence `getaddrinfo ENOTFOUND`), after a `/` or `?` the rest
+ * is the database name or parameters. No part of the value is echoed: it may be
+ * the password.
+ */
+export function urlMistake(variable: string, side: Side, value: string): ConfigProblem | null {
+  let found: string | null = null;
+  let url: URL | null = null;
+  try {
+    url = new URL(value);
+  } catch {
+    // The schema says it is no URL; say why when an unencoded character is the likely cause.
+    if (/^postgres(ql)?:\/\/[^@]*[#?/%][^@]*@/i.test(value))
+      found = 'cannot be parsed: its user name or password holds a reserved character';
+  }
+  if (url && /^postgres(ql)?:$/.test(url.protocol)) {
+    if (url.hash !== '')
+      found =
+        "holds a '#': everything after it is dropped, so the host, port and database come out wrong (a '#' in the password)";
+    else if (/@/.test(url.pathname + url.search))
+      found =
+        "has an '@' in its database name or parameters: a '/' or '?' in the password ended the host part early";
+    else if (!decodes(url.username) || !decodes(url.password))
+      found = "has a '%' in its user name or password that is not followed by two hex digits";
+  }
+  if (found === null) return null;
+  return {
+    variable,
+    code: 'url_unencoded_character',
+    message: `${variable} (value hidden): the URL ${found}`,
+    remedy: {
+      side,
+      variable,
+      fix: `percent-encode the password (and user name) in ${variable}: ${PERCENT_ENCODE}; node -e 'console.log(encodeURIComponent(process.argv[1]))' 'the password' prints it encoded`,
+    },
+  };
+}
+
+function decodes(s: string): boolean {
+  try {
+    decodeURIComponent(s);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** PostgreSQL reserves pg_* and information_schema; the sink tables cannot live there. */
+function systemSchema(value: string): ConfigProblem | null {
+  if (!/^pg_/.test(value) && value !== 'information_schema') return null;
+  return {
+    variable: 'SLOTLINE_SINK_SCHEMA',
+    code: 'sink_schema_reserved',
+    message: `SLOTLINE_SINK_SCHEMA ${JSON.stringify(value)}: is a system schema of PostgreSQL (pg_* and information_schema are reserved)`,
+    remedy: {
+      side: 'sink',
+      variable: 'SLOTLINE_SINK_SCHEMA',
+      fix: 'choose a schema of your own, e.g. SLOTLINE_SINK_SCHEMA=analytics, or leave it unset for public',
+    },
+  };
 }
 
 function toConfig(p: Parsed): Config {

@@ -1,7 +1,7 @@
 import { timingSafeEqual, createHash } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { RequestRefused, Unavailable } from '../errors.js';
+import { classifyError, RequestRefused, SlotlineError, Unavailable } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from './metrics.js';
 import { routes } from './routes.js';
@@ -33,6 +33,8 @@ export interface HttpServerOptions {
   admin?: boolean;
   /** SLOTLINE_FORWARD_TIMEOUT_MS: longest wait for the leader's answer to a forwarded call. */
   forwardTimeoutMs: number;
+  /** The setting a listen failure names (default SLOTLINE_HTTP_PORT). */
+  portVariable?: PortVariable;
   control: AdminControl;
   metrics: Metrics;
   log: Logger;
@@ -78,9 +80,11 @@ export class HttpServer {
     server.requestTimeout = 30_000;
     this.server = server;
     await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
+      const refused = (err: Error) =>
+        reject(listenError(err, this.opts.port, this.opts.portVariable));
+      server.once('error', refused);
       server.listen(this.opts.port, this.opts.host ?? '0.0.0.0', () => {
-        server.off('error', reject);
+        server.off('error', refused);
         resolve();
       });
     });
@@ -273,4 +277,57 @@ export class HttpServer {
     }
     return parsed as Record<string, unknown>;
   }
+}
+
+/** The setting that names a listener's port. */
+export type PortVariable = 'SLOTLINE_HTTP_PORT' | 'SLOTLINE_ADMIN_PORT';
+
+/**
+ * Why an HTTP listener could not listen, as an operator's error naming the
+ * variable of its port; the one place a listen failure is mapped.
+ */
+export function listenError(
+  err: unknown,
+  port: number,
+  variable: PortVariable = 'SLOTLINE_HTTP_PORT',
+): SlotlineError {
+  const code = (err as { code?: string } | null)?.code;
+  const other = port === 8080 ? 8081 : 8080;
+  const remedy = {
+    side: 'http' as const,
+    variable,
+    fix:
+      variable === 'SLOTLINE_ADMIN_PORT'
+        ? 'set SLOTLINE_ADMIN_PORT to a free port, or to 0 to serve the admin actions on SLOTLINE_HTTP_PORT'
+        : `set SLOTLINE_HTTP_PORT to a free port (e.g. SLOTLINE_HTTP_PORT=${other} slotline run, or SLOTLINE_HTTP_PORT=${other} slotline demo), or to 0 to run without the HTTP server (no probes, metrics or admin actions)`,
+  };
+  if (code === 'EADDRINUSE')
+    return new SlotlineError(
+      'http_port_in_use',
+      `http: port ${port} is in use by another process`,
+      {
+        cause: err,
+        remedy,
+      },
+    );
+  if (code === 'EACCES')
+    return new SlotlineError(
+      'http_port_denied',
+      `http: this process may not listen on port ${port} (ports below 1024 need privileges)`,
+      { cause: err, remedy },
+    );
+  return classifyError(err, 'http');
+}
+
+/** Whether the HTTP server could listen on `port` now: null, or why not. Binds and lets go at once. */
+export function probePort(
+  port: number,
+  host = '0.0.0.0',
+  variable: PortVariable = 'SLOTLINE_HTTP_PORT',
+): Promise<SlotlineError | null> {
+  return new Promise((resolve) => {
+    const server = http.createServer();
+    server.once('error', (err) => resolve(listenError(err, port, variable)));
+    server.listen(port, host, () => server.close(() => resolve(null)));
+  });
 }

@@ -466,11 +466,12 @@ export class Connector implements ConnectorPort {
       new HttpServer({
         port,
         admin,
+        portVariable: port === cfg.adminPort ? 'SLOTLINE_ADMIN_PORT' : 'SLOTLINE_HTTP_PORT',
         adminToken: cfg.adminToken,
         forwardTimeoutMs: cfg.forwardTimeoutMs,
         control,
         metrics: this.metrics,
-        log: h.log.child({ component: admin && port === cfg.adminPort ? 'admin-http' : 'http' }),
+        log: h.log.child({ component: port === cfg.adminPort ? 'admin-http' : 'http' }),
       });
     if (cfg.adminPort <= 0) return [server(cfg.httpPort, true)];
     return [server(cfg.httpPort, false), server(cfg.adminPort, true)];

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import pg from 'pg';
-import { SinkSchemaError } from '../errors.js';
+import { classifyError, SinkSchemaError, SlotlineError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { quoteIdent } from '../sql.js';
 
@@ -14,6 +14,8 @@ export interface SinkSchemaOptions {
 export interface SinkSchemaReport {
   timescale: string | null;
 }
+
+type Queryable = Pick<pg.ClientBase, 'query'>;
 
 const SQL_DIR = new URL('../../sql/', import.meta.url);
 
@@ -67,6 +69,9 @@ export async function applySinkSchema(opts: SinkSchemaOptions): Promise<SinkSche
         try {
           await client.query(stmt);
         } catch (err) {
+          // A privilege the sink role lacks has its own code and fix.
+          const e = classifyError(err, 'sink');
+          if (e.code === 'sink_privilege') throw e;
           throw new SinkSchemaError(
             `sink: applying sql/${file} failed: ${(err as Error).message}`,
             err,
@@ -90,26 +95,19 @@ async function ensureTimescale(
   url: string,
   log: Logger,
 ): Promise<string | null> {
-  const installed = await timescaleVersion(client);
-  if (installed) {
-    if ((await preloaded(client)) === false) {
-      // Its hypertables and aggregates exist already; plain views cannot replace them.
-      throw new SinkSchemaError(
-        `sink: the TimescaleDB extension is installed in this database but the server does not preload it. ${PRELOAD_FIX}`,
-      );
-    }
-    return installed;
+  const ts = await inspectTimescale(client);
+  if (ts.installed) {
+    // Its hypertables and aggregates exist already; plain views cannot replace them.
+    if (ts.preloaded === false) throw timescaleNotPreloaded();
+    return ts.installed;
   }
-  const available = await client.query(
-    `SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'`,
-  );
-  if (available.rowCount === 0) {
+  if (!ts.available) {
     log.info('TimescaleDB is not available on the sink: using plain tables and views');
     return null;
   }
   // Installed but not preloaded (distribution packages, some managed services):
   // CREATE EXTENSION then fails with FATAL and the server drops the connection.
-  if ((await preloaded(client)) === false) {
+  if (ts.preloaded === false) {
     log.warn(NOT_PRELOADED);
     return null;
   }
@@ -124,7 +122,37 @@ async function ensureTimescale(
   return timescaleVersion(client);
 }
 
-const PRELOAD_FIX =
+export interface TimescaleState {
+  /** The extension's version in this database; null when not created here. */
+  installed: string | null;
+  /** The server has it (pg_available_extensions). */
+  available: boolean;
+  /** shared_preload_libraries names it; null when the role may not read that setting. */
+  preloaded: boolean | null;
+}
+
+/** What setup will find and do about TimescaleDB; reads only. */
+export async function inspectTimescale(client: Queryable): Promise<TimescaleState> {
+  const installed = await timescaleVersion(client);
+  const available = await client.query(
+    `SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'`,
+  );
+  return {
+    installed,
+    available: (available.rowCount ?? 0) > 0,
+    preloaded: await preloaded(client),
+  };
+}
+
+export function timescaleNotPreloaded(): SlotlineError {
+  return new SlotlineError(
+    'timescale_not_preloaded',
+    'sink: the TimescaleDB extension is installed in this database but the server does not preload it',
+    { remedy: { side: 'sink', fix: PRELOAD_FIX } },
+  );
+}
+
+export const PRELOAD_FIX =
   "To use it: add timescaledb to shared_preload_libraries in the sink server's postgresql.conf and restart it";
 const NOT_PRELOADED = `TimescaleDB is installed on the sink server but not preloaded (shared_preload_libraries lacks timescaledb): using plain tables and views. ${PRELOAD_FIX}, then run \`slotline setup\` again`;
 
@@ -143,7 +171,7 @@ async function findTimescaleFunctions(client: pg.Client, schema: string): Promis
   await client.query(`SET search_path TO ${quoteIdent(schema)}, ${quoteIdent(ext)}, public`);
 }
 
-async function timescaleVersion(client: pg.Client): Promise<string | null> {
+async function timescaleVersion(client: Queryable): Promise<string | null> {
   const v = await client.query<{ extversion: string }>(
     `SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'`,
   );
@@ -151,7 +179,7 @@ async function timescaleVersion(client: pg.Client): Promise<string | null> {
 }
 
 /** Whether shared_preload_libraries names timescaledb; null when the role may not read it. */
-async function preloaded(client: pg.Client): Promise<boolean | null> {
+async function preloaded(client: Queryable): Promise<boolean | null> {
   // Superusers and pg_read_all_settings may read it; others get an error.
   const r = await client
     .query<{ libs: string }>(`SELECT current_setting('shared_preload_libraries') AS libs`)
