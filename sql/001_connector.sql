@@ -88,3 +88,18 @@ CREATE TABLE IF NOT EXISTS slotline.leaders (
   holder text        NOT NULL,
   since  timestamptz NOT NULL DEFAULT now()
 );
+
+-- Where the leader serves admin and /api/sync/* calls: a standby forwards them
+-- to the address of the newest epoch.
+ALTER TABLE slotline.leaders ADD COLUMN IF NOT EXISTS address text;
+
+-- The operator's pause belongs to the deployment, not to one process: stored by
+-- the leader under its epoch, read by whoever claims the next one. A table of its
+-- own, because writers hold the leaders row FOR SHARE: a pause given while a
+-- write waits on a stuck sink must not wait behind it.
+CREATE TABLE IF NOT EXISTS slotline.pauses (
+  slot      text        PRIMARY KEY,
+  paused    boolean     NOT NULL,
+  paused_at timestamptz,
+  epoch     bigint      NOT NULL
+);

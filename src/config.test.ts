@@ -46,6 +46,36 @@ describe('loadConfig', () => {
     });
   });
 
+  it('takes the leadership settings: admin port, advertised address, timeouts', () => {
+    expect(loadConfig({ ...BASE })).toMatchObject({
+      adminPort: 0,
+      advertiseUrl: null,
+      forwardTimeoutMs: 60_000,
+      deadPeerTimeoutMs: 10_000,
+    });
+    const c = loadConfig({
+      ...BASE,
+      SLOTLINE_ADMIN_PORT: '8081',
+      SLOTLINE_ADVERTISE_URL: 'http://10.0.0.7:8081',
+      SLOTLINE_DEAD_PEER_TIMEOUT_MS: '4000',
+    });
+    expect(c).toMatchObject({
+      adminPort: 8081,
+      advertiseUrl: 'http://10.0.0.7:8081',
+      deadPeerTimeoutMs: 4000,
+    });
+    expect(fails({ ...BASE, SLOTLINE_ADMIN_PORT: '8080' }).message).toMatch(
+      /SLOTLINE_ADMIN_PORT must differ from SLOTLINE_HTTP_PORT/,
+    );
+    for (const bad of ['10.0.0.7:8081', 'http://10.0.0.7:8081/admin', 'ftp://x:1'])
+      expect(fails({ ...BASE, SLOTLINE_ADVERTISE_URL: bad }).message).toMatch(
+        /SLOTLINE_ADVERTISE_URL .*no path/,
+      );
+    expect(fails({ ...BASE, SLOTLINE_DEAD_PEER_TIMEOUT_MS: '500' }).message).toMatch(
+      /SLOTLINE_DEAD_PEER_TIMEOUT_MS/,
+    );
+  });
+
   it('treats an empty value as unset', () => {
     expect(loadConfig({ ...BASE, SLOTLINE_HTTP_PORT: '' }).httpPort).toBe(8080);
   });

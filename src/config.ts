@@ -150,6 +150,31 @@ export const SETTINGS = {
     'Port of the HTTP server (health, metrics, status, admin); 0 disables it.',
     '8080',
   ),
+  SLOTLINE_ADMIN_PORT: setting(
+    int(0, 65535),
+    'Port of a second HTTP listener that alone serves the admin actions (every route that needs the token); 0: they share SLOTLINE_HTTP_PORT. Keeps admin off the port Prometheus scrapes, so a NetworkPolicy can tell them apart.',
+    '0',
+  ),
+  SLOTLINE_ADVERTISE_URL: setting(
+    z
+      .string()
+      .regex(
+        /^https?:\/\/[^/?#\s]+\/?$/,
+        'must be http(s)://host:port with no path, e.g. http://10.0.0.7:8081',
+      )
+      .optional(),
+    "Where the other replicas reach this one's admin routes while it leads (a standby forwards admin and /api/sync/* calls there); default http://<hostname>:<admin port>. In Kubernetes: http://$(POD_IP):<port>.",
+  ),
+  SLOTLINE_FORWARD_TIMEOUT_MS: setting(
+    int(100, 3_600_000),
+    "Longest a standby waits for the leader's answer to a forwarded call (connecting gives up after 3 s at most).",
+    '60000',
+  ),
+  SLOTLINE_DEAD_PEER_TIMEOUT_MS: setting(
+    int(2000, 600_000),
+    "How soon a database server ends a session of this connector whose peer went silent (node lost, partition): the leader's lock session is a lease renewed every quarter of it (idle_session_timeout), the replication connection's wal_sender_timeout is this, and those two and the sink's write sessions get server-side TCP keepalives and tcp_user_timeout to match. A standby then takes over about this long after the leader is cut off (docs/deployment.md).",
+    '10000',
+  ),
   SLOTLINE_ADMIN_TOKEN: setting(
     // Trimmed: a token read from a secret file usually ends with a newline, and
     // HTTP clients never send whitespace around a header value, so it could never match.
@@ -167,7 +192,7 @@ export const SETTINGS = {
   ),
   SLOTLINE_ADMIN_URL: setting(
     z.string().url('must be a URL, e.g. http://slotline:8080').optional(),
-    'Where `slotline status`, `reset-lsn` and `backfill` reach the running connector; default http://127.0.0.1:$SLOTLINE_HTTP_PORT.',
+    'Where `slotline status`, `reset-lsn` and `backfill` reach the running connector; default http://127.0.0.1:$SLOTLINE_ADMIN_PORT (or $SLOTLINE_HTTP_PORT when that is 0).',
   ),
   SLOTLINE_LOG_LEVEL: setting(
     z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], {
@@ -198,7 +223,7 @@ export const SETTINGS = {
   ),
   SLOTLINE_STATUS_INTERVAL_MS: setting(
     int(100, 3_600_000),
-    'Interval of standby status updates to the server (must be well under its wal_sender_timeout).',
+    "Interval of standby status updates to the server; never more than a third of SLOTLINE_DEAD_PEER_TIMEOUT_MS, so the connection's wal_sender_timeout never ends a live connector.",
     '10000',
   ),
   SLOTLINE_ACK_INTERVAL_MS: setting(
@@ -213,7 +238,7 @@ export const SETTINGS = {
   ),
   SLOTLINE_STANDBY_POLL_MS: setting(
     int(50, 600_000),
-    'How often a hot standby tries to take over the slot (an advisory lock on the source held by the leader).',
+    'How often a hot standby tries to take over the slot (an advisory lock on the source held by the leader), and a new leader tries a slot that the old one still holds.',
     '1000',
   ),
   SLOTLINE_HEARTBEAT_INTERVAL_MS: setting(
@@ -303,6 +328,12 @@ export interface Config {
   kafkaSslCaFile: string | null;
   kafkaSasl: KafkaSasl | null;
   httpPort: number;
+  /** 0: admin routes share httpPort */
+  adminPort: number;
+  /** null: http://<hostname>:<admin port> */
+  advertiseUrl: string | null;
+  forwardTimeoutMs: number;
+  deadPeerTimeoutMs: number;
   adminToken: string | null;
   adminUrl: string | null;
   logLevel: Parsed['SLOTLINE_LOG_LEVEL'];
@@ -375,6 +406,11 @@ function parseSettings(env: NodeJS.ProcessEnv): Parsed {
   if (p.SLOTLINE_RETRY_MAX_MS < p.SLOTLINE_RETRY_INITIAL_MS) {
     throw new ConfigError(
       'invalid configuration:\n  SLOTLINE_RETRY_MAX_MS must be at least SLOTLINE_RETRY_INITIAL_MS',
+    );
+  }
+  if (p.SLOTLINE_ADMIN_PORT !== 0 && p.SLOTLINE_ADMIN_PORT === p.SLOTLINE_HTTP_PORT) {
+    throw new ConfigError(
+      'invalid configuration:\n  SLOTLINE_ADMIN_PORT must differ from SLOTLINE_HTTP_PORT (or be 0 to share it)',
     );
   }
   if (p.SLOTLINE_INFLIGHT_MAX_ROWS < p.SLOTLINE_BATCH_MAX_ROWS) {
@@ -493,6 +529,10 @@ function toConfig(p: Parsed): Config {
             password: p.SLOTLINE_KAFKA_SASL_PASSWORD as string,
           },
     httpPort: p.SLOTLINE_HTTP_PORT,
+    adminPort: p.SLOTLINE_ADMIN_PORT,
+    advertiseUrl: p.SLOTLINE_ADVERTISE_URL ?? null,
+    forwardTimeoutMs: p.SLOTLINE_FORWARD_TIMEOUT_MS,
+    deadPeerTimeoutMs: p.SLOTLINE_DEAD_PEER_TIMEOUT_MS,
     adminToken: p.SLOTLINE_ADMIN_TOKEN ?? null,
     adminUrl: p.SLOTLINE_ADMIN_URL ?? null,
     logLevel: p.SLOTLINE_LOG_LEVEL,

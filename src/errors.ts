@@ -179,7 +179,7 @@ export class ProtocolError extends SlotlineError {
  */
 export class RequestRefused extends SlotlineError {
   constructor(
-    readonly kind: 'invalid' | 'conflict' | 'not_found',
+    readonly kind: 'invalid' | 'conflict' | 'not_found' | 'unavailable',
     message: string,
   ) {
     super(`request_${kind}`, message);
@@ -204,6 +204,16 @@ export class Conflict extends RequestRefused {
 export class NotFound extends RequestRefused {
   constructor(message: string) {
     super('not_found', message);
+  }
+}
+
+/**
+ * No replica can carry the request out now (no leader, or it does not answer);
+ * asking again shortly may succeed (HTTP 503).
+ */
+export class Unavailable extends RequestRefused {
+  constructor(message: string) {
+    super('unavailable', message);
   }
 }
 

@@ -1,4 +1,4 @@
-import { probePort } from '../admin/http.js';
+import { type PortVariable, probePort } from '../admin/http.js';
 import type { Config } from '../config.js';
 import { redactUrl } from '../log.js';
 import { checkKafka } from './kafka.js';
@@ -17,14 +17,15 @@ export async function checkCommand(cfg: Config, out: NodeJS.WritableStream): Pro
   );
   const results = await preflight(cfg, { create: true, resnapshot: false });
   if (cfg.kafkaBrokers !== null) results.push(...(await checkKafka(cfg)));
-  if (cfg.httpPort > 0) results.push(await checkHttp(cfg.httpPort));
+  if (cfg.httpPort > 0) results.push(await checkHttp(cfg.httpPort, 'SLOTLINE_HTTP_PORT'));
+  if (cfg.adminPort > 0) results.push(await checkHttp(cfg.adminPort, 'SLOTLINE_ADMIN_PORT'));
   out.write(`${formatChecks(results)}\n`);
   return results.some((r) => r.status === 'fail') ? 1 : 0;
 }
 
 /** In use is a warning only: it may be this connector, already running. */
-async function checkHttp(port: number): Promise<CheckResult> {
-  const refused = await probePort(port);
-  if (!refused) return ok('http', 'port', `${port} is free (SLOTLINE_HTTP_PORT)`);
+async function checkHttp(port: number, variable: PortVariable): Promise<CheckResult> {
+  const refused = await probePort(port, '0.0.0.0', variable);
+  if (!refused) return ok('http', 'port', `${port} is free (${variable})`);
   return warning('port', refused);
 }

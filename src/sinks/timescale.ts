@@ -10,6 +10,8 @@ import {
   resetCheckpoint,
   setCheckpointState,
   type Checkpoint,
+  type ClaimedEpoch,
+  type LeaderClaim,
   type SourceIdentity,
 } from '../checkpoint/store.js';
 import { supersedeLetters } from '../deadletters/supersede.js';
@@ -19,7 +21,7 @@ import type { Pool, Trade } from '../trades/map.js';
 import type { Batch } from './batch.js';
 import { coalesce, type Segment } from './coalesce.js';
 import type { CompleteSnapshotOptions, Sink } from './sink.js';
-import { quoteIdent } from '../sql.js';
+import { deadPeerSettings, quoteIdent } from '../sql.js';
 import { statements } from './timescale-sql.js';
 import { versionFields } from './version.js';
 
@@ -31,6 +33,11 @@ export interface TimescaleSinkOptions {
   log: Logger;
   /** How often tombstones that can no longer matter are purged (default 60 s). */
   purgeIntervalMs?: number;
+  /**
+   * SLOTLINE_DEAD_PEER_TIMEOUT_MS: how soon the sink ends a session of ours that
+   * went silent (unset: the server's defaults).
+   */
+  deadPeerTimeoutMs?: number;
 }
 
 export const TIMESCALE_SINK = 'timescale';
@@ -72,7 +79,20 @@ export class TimescaleSink implements Sink {
     // A checked-out client whose server goes away emits 'error' too (pg always does on an
     // unexpected end), and the pool only listens to idle ones: without this the process
     // crashed when the sink restarted mid-write. The failed query rejects and is retried.
-    this.pool.on('connect', (client) => client.on('error', () => undefined));
+    this.pool.on('connect', (client) => {
+      client.on('error', () => undefined);
+      // A write transaction holds the leader row FOR SHARE until it commits: if
+      // this process is lost mid-transaction (its node gone), the next leader's
+      // claim must not wait hours for the server to notice. Queued before any
+      // query of whoever checks the client out.
+      const t = this.opts.deadPeerTimeoutMs;
+      if (t !== undefined)
+        client
+          .query(
+            [...deadPeerSettings(t), `SET idle_in_transaction_session_timeout = ${t}`].join('; '),
+          )
+          .catch(() => undefined);
+    });
   }
 
   private db(): pg.Pool {
@@ -89,9 +109,11 @@ export class TimescaleSink implements Sink {
    * leader lock is held and the sink is open, before anything is written: from
    * then on a replica that led before fails every write with leadership_lost.
    */
-  async claimEpoch(holder: string): Promise<void> {
-    this.epoch = await claimEpoch(this.db(), this.opts.slot, holder);
+  async claimEpoch(claim: LeaderClaim): Promise<ClaimedEpoch> {
+    const claimed = await claimEpoch(this.db(), this.opts.slot, claim);
+    this.epoch = claimed.epoch;
     this.opts.log.info({ epoch: this.epoch }, 'leader epoch claimed in the sink');
+    return claimed;
   }
 
   /** Runs `fn` in one sink transaction that holds this replica's epoch; passes the current generation. */
