@@ -28,7 +28,12 @@ export interface SetupReport {
  * from someone else's.
  */
 export async function runSetup(cfg: Config, log: Logger, opts: SetupOptions): Promise<SetupReport> {
-  const { timescale } = await applySinkSchema({ url: cfg.sinkUrl, schema: cfg.sinkSchema, log });
+  const { timescale } = await applySinkSchema({
+    url: cfg.sinkUrl,
+    schema: cfg.sinkSchema,
+    columnstoreAfterSeconds: cfg.columnstoreAfterSeconds,
+    log,
+  });
   const source = new pg.Client({
     connectionString: cfg.sourceUrl,
     application_name: 'slotline-setup',
