@@ -9,7 +9,7 @@ import type pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { ADMIN_TOKEN, runCommand, startWithHttp } from '../harness/connector.js';
 import { createTestContext, type TestContext } from '../harness/context.js';
-import { expectSinkEqualsSource, expectSlotAtCheckpoint } from '../harness/compare.js';
+import { expectSinkEqualsSource, expectSlotAtCheckpoint, sinkTrades } from '../harness/compare.js';
 import { call } from '../harness/http.js';
 import { FAST } from '../harness/settings.js';
 import { timescaleSkip } from '../harness/tools.js';
@@ -33,10 +33,13 @@ async function one<T extends pg.QueryResultRow>(db: pg.Pool, sql: string, params
   return (await db.query<T>(sql, params)).rows[0] as T;
 }
 
-/** Compresses every chunk that ended before `before` (unix s); returns their names. */
+/**
+ * Compresses every chunk that ended before `before` (unix s), recompressing what DML had
+ * decompressed into them; returns their names.
+ */
 async function compressChunksBefore(db: pg.Pool, before: number): Promise<string[]> {
   const { rows } = await db.query<{ c: string }>(
-    `SELECT compress_chunk(c, if_not_compressed => true)::text AS c
+    `SELECT compress_chunk(c, recompress => true)::text AS c
        FROM show_chunks('analytics_trades', older_than => to_timestamp($1)) c`,
     [before],
   );
@@ -210,6 +213,78 @@ describe.skipIf(skip !== null)('changes that reach compressed chunks', () => {
       for (const p of await decompressedPools(ctx.sink, chunk)) left.add(p);
     }
     expect([...left].sort()).toEqual([...new Set(touched)].sort());
+    expect(c.output()).not.toMatch(/decompression limit/);
+  });
+
+  it('an LSN reset replays deep changes over compressed chunks and leaves the sink as it was', async () => {
+    await using ctx = await createTestContext('cs_replay');
+    await createPonderTables(ctx.source);
+    await insertPools(ctx.source, 'public', POOLS);
+    await insertTrades(
+      ctx.source,
+      'public',
+      Array.from({ length: 2000 }, (_, i) => old(i)),
+    );
+    // Acks held back: the slot's confirmed flush stays behind the sink's checkpoint, a real
+    // window to replay (as in admin.test.ts).
+    const { c, port } = await startWithHttp(ctx, {
+      SLOTLINE_COLUMNSTORE_AFTER_SECONDS: FIFTY_YEARS,
+      SLOTLINE_ACK_INTERVAL_MS: '3600000',
+      SLOTLINE_STATUS_INTERVAL_MS: '3600000',
+    });
+    await using _c = c;
+    await expectSinkEqualsSource(ctx);
+    const chunks = await compressChunksBefore(ctx.sink, BASE + 4 * 86_400);
+    const slot = await one<{ lsn: string }>(
+      ctx.source,
+      'SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = $1',
+      [ctx.slot],
+    );
+
+    // A reorg of old trades: deleted, re-inserted with new values, updated, moved in time.
+    const [gone, back, changed, moved] = [old(11), old(512), old(1013), old(1514)];
+    await ctx.source.query(`DELETE FROM order_book_trades WHERE id = ANY($1)`, [
+      [gone.id, back.id],
+    ]);
+    await insertTrades(ctx.source, 'public', [{ ...back, price: '42', quantity: '3' }]);
+    await ctx.source.query(
+      `UPDATE order_book_trades SET side = 'sell', price = price * 2 WHERE id = $1`,
+      [changed.id],
+    );
+    await ctx.source.query(`UPDATE order_book_trades SET "timestamp" = $2 WHERE id = $1`, [
+      moved.id,
+      BASE + 3 * 86_400,
+    ]);
+    await expectSinkEqualsSource(ctx);
+    const content = await sinkTrades(ctx.sink);
+    // Back to the columnstore, so the replay reaches compressed batches again.
+    await compressChunksBefore(ctx.sink, BASE + 4 * 86_400);
+    for (const chunk of chunks) expect(await decompressedPools(ctx.sink, chunk)).toEqual([]);
+
+    const written = async () =>
+      Number(
+        /slotline_sink_rows_written_total\{sink="timescale"\} (\d+)/.exec(
+          (await call(port, 'GET', '/metrics')).text,
+        )?.[1],
+      );
+    const before = await written();
+    const reset = await call(port, 'POST', '/admin/lsn-reset', {
+      token: ADMIN_TOKEN,
+      json: { lsn: slot.lsn },
+    });
+    expect(reset.status, reset.text).toBe(200);
+    expect(reset.body.mode).toBe('replay');
+    // The five changes (two deletes, an insert, two updates) are applied again.
+    await waitFor(async () => (await written()) >= before + 5 || undefined, {
+      timeoutMs: 30_000,
+      what: 'the replayed changes to be written again',
+    });
+    await expectSinkEqualsSource(ctx);
+    expect(await sinkTrades(ctx.sink)).toEqual(content);
+    const left = new Set<string>();
+    for (const chunk of chunks)
+      for (const p of await decompressedPools(ctx.sink, chunk)) left.add(p);
+    expect([...left].every((p) => [11, 512, 1013, 1514].map(pool).includes(p))).toBe(true);
     expect(c.output()).not.toMatch(/decompression limit/);
   });
 });
