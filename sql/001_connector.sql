@@ -103,3 +103,19 @@ CREATE TABLE IF NOT EXISTS slotline.pauses (
   paused_at timestamptz,
   epoch     bigint      NOT NULL
 );
+
+-- OHLCV refreshes owed (TimescaleDB): spans of trade time that a write changed
+-- outside the window the continuous aggregates' refresh policies re-read (a
+-- backfill, a verify repair, a replay or late change of old history). Recorded
+-- in the same transaction as the rows, so a crash cannot lose one; the
+-- connector refreshes ohlcv_1m and ohlcv_1h over them once those transactions
+-- have committed (refresh_continuous_aggregate cannot run inside one), then
+-- deletes them. A NULL end is open (a TRUNCATE, a snapshot's sweep).
+CREATE TABLE IF NOT EXISTS slotline.ohlcv_refresh (
+  id         bigserial   PRIMARY KEY,
+  slot       text        NOT NULL,
+  from_time  timestamptz,
+  to_time    timestamptz,
+  created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS ohlcv_refresh_slot_idx ON slotline.ohlcv_refresh (slot, id);

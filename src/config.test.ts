@@ -76,6 +76,17 @@ describe('loadConfig', () => {
     );
   });
 
+  it('keeps chunks in the rowstore for 7 days by default; 0 means no columnstore policy', () => {
+    expect(loadConfig({ ...BASE }).columnstoreAfterSeconds).toBe(7 * 86_400);
+    const off = { ...BASE, SLOTLINE_COLUMNSTORE_AFTER_SECONDS: '0' };
+    expect(loadConfig(off).columnstoreAfterSeconds).toBe(0);
+    const hour = { ...BASE, SLOTLINE_COLUMNSTORE_AFTER_SECONDS: '3600' };
+    expect(loadConfig(hour).columnstoreAfterSeconds).toBe(3600);
+    // Under an hour would put chunks that reorgs still rewrite into the columnstore.
+    const short = fails({ ...BASE, SLOTLINE_COLUMNSTORE_AFTER_SECONDS: '600' });
+    expect(short.message).toContain('SLOTLINE_COLUMNSTORE_AFTER_SECONDS');
+  });
+
   it('treats an empty value as unset', () => {
     expect(loadConfig({ ...BASE, SLOTLINE_HTTP_PORT: '' }).httpPort).toBe(8080);
   });

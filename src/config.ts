@@ -297,6 +297,21 @@ export const SETTINGS = {
     'The periodic verify also repairs the buckets that differ (removes sink rows gone at the source, backfills the bucket).',
     'false',
   ),
+  SLOTLINE_COLUMNSTORE_AFTER_SECONDS: setting(
+    z
+      .string()
+      .regex(/^\d+$/, 'must be a whole number')
+      .transform(Number)
+      .pipe(
+        z
+          .number()
+          .int()
+          .max(100 * 366 * 86_400)
+          .refine((n) => n === 0 || n >= 3_600, 'must be 0 (no policy) or at least 3600'),
+      ),
+    'TimescaleDB: chunks of `analytics_trades` whose trades are all older than this move to the columnstore (compressed, segmented by pool, ordered by time), applied by `setup`; 0: no columnstore policy. The default is far beyond the deepest reorg Ponder undoes (minutes); see docs/timescaledb.md.',
+    String(7 * 86_400),
+  ),
   SLOTLINE_APPLY_TRUNCATE: setting(
     bool,
     'Apply TRUNCATE of a source table to its sink table.',
@@ -358,6 +373,8 @@ export interface Config {
   verifyBucketSeconds: number;
   verifyLookbackSeconds: number;
   verifyRepair: boolean;
+  /** 0: no columnstore policy */
+  columnstoreAfterSeconds: number;
 }
 
 export interface KafkaSasl {
@@ -557,6 +574,7 @@ function toConfig(p: Parsed): Config {
     verifyBucketSeconds: p.SLOTLINE_VERIFY_BUCKET_SECONDS,
     verifyLookbackSeconds: p.SLOTLINE_VERIFY_LOOKBACK_SECONDS,
     verifyRepair: p.SLOTLINE_VERIFY_REPAIR,
+    columnstoreAfterSeconds: p.SLOTLINE_COLUMNSTORE_AFTER_SECONDS,
   };
 }
 

@@ -40,7 +40,12 @@ export async function runSetup(cfg: Config, log: Logger, opts: SetupOptions): Pr
   assertPassed(checks);
 
   const { timescale } = await at('sink', () =>
-    applySinkSchema({ url: cfg.sinkUrl, schema: cfg.sinkSchema, log }),
+    applySinkSchema({
+      url: cfg.sinkUrl,
+      schema: cfg.sinkSchema,
+      columnstoreAfterSeconds: cfg.columnstoreAfterSeconds,
+      log,
+    }),
   );
   const source = new pg.Client({
     connectionString: cfg.sourceUrl,

@@ -23,3 +23,8 @@ export function deadPeerSettings(timeoutMs: number): string[] {
     `SET tcp_user_timeout = ${Math.floor(timeoutMs)}`,
   ];
 }
+
+/** Quotes a string as an SQL literal (standard_conforming_strings, the default since 9.1). */
+export function quoteLiteral(value: string): string {
+  return `'${value.replace(/'/g, "''")}'`;
+}

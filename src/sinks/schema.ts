@@ -8,6 +8,11 @@ export interface SinkSchemaOptions {
   url: string;
   /** SLOTLINE_SINK_SCHEMA */
   schema: string;
+  /**
+   * SLOTLINE_COLUMNSTORE_AFTER_SECONDS: with TimescaleDB, chunks of analytics_trades older than
+   * this are compressed by a policy (sql/004_columnstore_timescale.sql); 0: no policy.
+   */
+  columnstoreAfterSeconds: number;
   log: Logger;
 }
 
@@ -44,7 +49,7 @@ const REQUIRED_COLUMNS: Record<string, string[]> = {
 /**
  * Applies sql/ to the sink, idempotently: the connector's schema, the sink
  * tables, and OHLCV aggregates (continuous aggregates with TimescaleDB, plain
- * views without). Serialised by an advisory lock so two replicas starting at
+ * views without), and with TimescaleDB the columnstore policy. Serialised by an advisory lock so two replicas starting at
  * once do not race.
  */
 export async function applySinkSchema(opts: SinkSchemaOptions): Promise<SinkSchemaReport> {
@@ -59,11 +64,14 @@ export async function applySinkSchema(opts: SinkSchemaOptions): Promise<SinkSche
     await client.query(`SET search_path TO ${quoteIdent(opts.schema)}, public`);
     const timescale = await ensureTimescale(client, opts.url, opts.log);
     if (timescale) await findTimescaleFunctions(client, opts.schema);
-    for (const file of [
-      '001_connector.sql',
-      '002_sink_tables.sql',
-      timescale ? '003_ohlcv_timescale.sql' : '003_ohlcv_plain.sql',
-    ]) {
+    // Read by 004 (a custom setting, so the file needs no templating); empty: no policy.
+    await client.query(`SELECT set_config('slotline.columnstore_after', $1, false)`, [
+      interval(opts.columnstoreAfterSeconds),
+    ]);
+    const files = timescale
+      ? ['003_ohlcv_timescale.sql', '004_columnstore_timescale.sql']
+      : ['003_ohlcv_plain.sql'];
+    for (const file of ['001_connector.sql', '002_sink_tables.sql', ...files]) {
       const text = await readFile(new URL(file, SQL_DIR), 'utf8');
       for (const stmt of splitSql(text)) {
         try {
@@ -88,6 +96,19 @@ export async function applySinkSchema(opts: SinkSchemaOptions): Promise<SinkSche
       .catch(() => undefined);
     await client.end();
   }
+}
+
+/** Seconds as an interval in its largest whole unit ('7 days', as the policy shows it); 0: ''. */
+export function interval(seconds: number): string {
+  if (seconds <= 0) return '';
+  for (const [unit, size] of [
+    ['days', 86_400],
+    ['hours', 3_600],
+    ['minutes', 60],
+  ] as const) {
+    if (seconds % size === 0) return `${seconds / size} ${unit}`;
+  }
+  return `${seconds} seconds`;
 }
 
 async function ensureTimescale(

@@ -9,6 +9,7 @@
 import { execFile } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
+import { inject } from 'vitest';
 
 /** The absolute path of an executable on PATH (or in /usr/bin), or null. */
 export function findTool(name: string): string | null {
@@ -52,6 +53,17 @@ function skipReason(
   if (process.env[envVar] === '1') reason = `${envVar}=1`;
   else if (missing && !IN_CI) reason = `${install} (these tests run, and fail, under CI=true)`;
   if (reason) console.warn(`[slotline tests] SKIPPED ${what}: ${reason}`);
+  return reason;
+}
+
+/**
+ * Skip reason of the tests that need TimescaleDB on the test server, or null when they run. The
+ * global setup decides: under CI=true a server without it has already failed the run.
+ */
+export function timescaleSkip(what: string): string | null {
+  if (inject('timescale')) return null;
+  const reason = 'the test server has no usable TimescaleDB (the global setup line says why)';
+  console.warn(`[slotline tests] SKIPPED ${what}: ${reason}`);
   return reason;
 }
 
