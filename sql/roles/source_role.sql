@@ -8,8 +8,11 @@
 -- e.g. when the server authenticates otherwise), schema (default public: the schema Ponder
 -- writes, SLOTLINE_SOURCE_SCHEMA), publication (default slotline: SLOTLINE_PUBLICATION).
 --
--- What the role can do, and nothing more:
---   REPLICATION        create, stream from, advance and drop the logical slot
+-- What slotline uses the role for:
+--   REPLICATION        create, stream from, advance and drop the logical slot. The attribute
+--                      grants more than that (any slot, any plugin, every table's changes of a
+--                      database it can connect to; physical replication where pg_hba.conf
+--                      allows it): see docs/security.md for what limits it.
 --   USAGE on the schema and SELECT on order_book_trades and pools
 --                      the initial snapshot (COPY in the slot's snapshot) and backfills
 --   the built-ins it calls are PUBLIC by default: pg_logical_emit_message (heartbeats and

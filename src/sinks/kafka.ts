@@ -223,10 +223,11 @@ export class KafkaSink implements Sink {
    * every producer of an earlier leader, and none is started once another
    * replica has claimed a newer epoch.
    */
-  async claimEpoch(): Promise<void> {
-    if (!this.transactions) return;
+  async claimEpoch(): Promise<null> {
+    if (!this.transactions) return null;
     this.epoch = await readEpoch(this.pool(), this.opts.slot);
     if (this.epoch === null) throw new Error('KafkaSink.claimEpoch() before the TimescaleDB sink');
+    return null;
   }
 
   private pool(): pg.Pool {

@@ -1,5 +1,5 @@
 import type { Lsn } from '../checkpoint/lsn.js';
-import type { Checkpoint } from '../checkpoint/store.js';
+import type { Checkpoint, ClaimedEpoch, LeaderClaim } from '../checkpoint/store.js';
 import type { Batch } from './batch.js';
 
 /**
@@ -30,11 +30,13 @@ export interface Sink {
    * Makes this replica the slot's leader for this sink (a new epoch), so that a
    * replica that led before cannot write any more. Called once the leader lock
    * is held and the sink is open, before the first write, in the order of the
-   * sinks (TimescaleDB, which holds the epoch, first). Optional: a sink without
-   * it is not fenced (Kafka at-least-once; exactly-once, its transactional
-   * producer is the fence).
+   * sinks (TimescaleDB, which holds the epoch, first). Answers with the epoch
+   * and the deployment's pause recorded beside it; null from a sink that keeps
+   * no epoch of its own (Kafka exactly-once follows TimescaleDB's: its
+   * transactional producer is the fence). Optional: a sink without it (Kafka
+   * at-least-once) is not fenced.
    */
-  claimEpoch?(holder: string): Promise<void>;
+  claimEpoch?(claim: LeaderClaim): Promise<ClaimedEpoch | null>;
   close(): Promise<void>;
 }
 

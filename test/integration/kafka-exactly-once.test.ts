@@ -117,7 +117,7 @@ function replica(ctx: TestContext, holder: string) {
     /** What a connector does once it holds the leader lock: open, claim the epoch, read where Kafka stands. */
     async lead(): Promise<Lsn | null> {
       await sink.open();
-      await claimEpoch(ctx.sink, ctx.slot, holder); // the TimescaleDB sink's claim
+      await claimEpoch(ctx.sink, ctx.slot, { holder, address: null }); // the TimescaleDB sink's claim
       await sink.claimEpoch();
       return (await sink.checkpoint())?.lsn ?? null;
     },
@@ -145,6 +145,7 @@ describe('exactly-once into Kafka', () => {
       await applySinkSchema({
         url: ctx.sinkUrl,
         schema: 'public',
+        columnstoreAfterSeconds: 0,
         log: createLogger({ level: 'warn' }),
       });
       // As after the initial snapshot: both sinks stream from 0/1000.
