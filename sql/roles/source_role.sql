@@ -46,7 +46,12 @@ ALTER ROLE :"role" WITH LOGIN REPLICATION NOSUPERUSER NOCREATEDB NOCREATEROLE NO
 GRANT USAGE ON SCHEMA :"schema" TO :"role";
 GRANT SELECT ON TABLE :"schema".order_book_trades, :"schema".pools TO :"role";
 
-SELECT format('CREATE PUBLICATION %I FOR TABLE %I.order_book_trades, %I.pools',
-              :'publication', :'schema', :'schema')
+-- publish_via_partition_root: with Ponder's isolated ordering the tables are partitioned by
+-- chain, and every partition's changes are then published as the table's own.
+SELECT format('CREATE PUBLICATION %I FOR TABLE %I.order_book_trades, %I.pools '
+              'WITH (publish_via_partition_root = true)', :'publication', :'schema', :'schema')
  WHERE NOT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = :'publication')
+\gexec
+SELECT format('ALTER PUBLICATION %I SET (publish_via_partition_root = true)', :'publication')
+ WHERE EXISTS (SELECT 1 FROM pg_publication WHERE pubname = :'publication' AND NOT pubviaroot)
 \gexec

@@ -73,7 +73,7 @@ async function checkTable(db: Queryable, schema: string, table: string): Promise
     [schema, table],
   );
   const row = t.rows[0];
-  if (!row) {
+  if (!row?.oid) {
     throw new SourceSetupError(
       'source_table_missing',
       `source: table ${qualified} does not exist. Fix: check SLOTLINE_SOURCE_SCHEMA (Ponder writes into the schema chosen at deploy time) and that the indexer has started`,
@@ -100,6 +100,63 @@ async function checkTable(db: Queryable, schema: string, table: string): Promise
         `Fix: ALTER TABLE ${qualified} REPLICA IDENTITY DEFAULT (its primary key on id), or REPLICA IDENTITY FULL`,
     );
   }
+  await checkPartitions(db, row.oid, qualified);
+}
+
+/**
+ * Ponder's `ordering: "experimental_isolated"` makes every table PARTITION BY
+ * LIST (chain_id), one partition `<table>_<chainId>` per chain. Changes are
+ * logged, and published, with each partition's own replica identity (the
+ * root's says nothing about them), so every leaf needs one that carries the key.
+ */
+async function checkPartitions(db: Queryable, oid: number, qualified: string): Promise<void> {
+  const leaves = await db.query<{ leaf: string; relreplident: string; has_pk: boolean }>(
+    `SELECT t.relid::regclass::text AS leaf, c.relreplident,
+            EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) AS has_pk
+       FROM pg_partition_tree($1::regclass) t JOIN pg_class c ON c.oid = t.relid
+      WHERE t.isleaf AND t.relid <> $1::regclass`,
+    [oid],
+  );
+  const bad = leaves.rows.filter(
+    (l) => l.relreplident === 'n' || (l.relreplident === 'd' && !l.has_pk),
+  );
+  if (bad.length === 0) return;
+  const names = bad.map((l) => l.leaf).join(', ');
+  throw new SourceSetupError(
+    'replica_identity',
+    `source: partition(s) ${names} of ${qualified} have no replica identity, so their updates and deletes cannot be replicated. ` +
+      `Fix: give each a primary key (ALTER TABLE … ATTACH PARTITION attaches the root's), or ALTER TABLE <partition> REPLICA IDENTITY FULL`,
+  );
+}
+
+/** The source tables of `schema` that are partitioned (relkind 'p'). */
+export async function partitionedTables(db: Queryable, schema: string): Promise<string[]> {
+  const { rows } = await db.query<{ relname: string }>(
+    `SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname = $1 AND c.relname = ANY($2::text[]) AND c.relkind = 'p' ORDER BY c.relname`,
+    [schema, SOURCE_TABLES],
+  );
+  return rows.map((r) => r.relname);
+}
+
+/**
+ * Without publish_via_partition_root a partitioned table's changes are
+ * published as its partitions' (`order_book_trades_1`, …), which the router
+ * does not map: they would be dropped. The message of that problem, or null.
+ */
+export async function viaRootProblem(
+  db: Queryable,
+  opts: SourceCheckOptions,
+  pubViaRoot: boolean,
+): Promise<string | null> {
+  if (pubViaRoot) return null;
+  const parted = await partitionedTables(db, opts.schema);
+  if (parted.length === 0) return null;
+  const names = parted.map((t) => `${opts.schema}.${t}`).join(', ');
+  return (
+    `source: ${names} is partitioned, and publication ${opts.publication} publishes its changes under each partition's name, which slotline does not map. ` +
+    `Fix: ALTER PUBLICATION ${opts.publication} SET (publish_via_partition_root = true) (or \`slotline setup\`)`
+  );
 }
 
 /** Creates the publication if missing, and adds any table it lacks. Idempotent. */
@@ -113,18 +170,34 @@ export async function ensurePublication(
     pubupdate: boolean;
     pubdelete: boolean;
     puballtables: boolean;
+    pubviaroot: boolean;
   }>(
-    'SELECT pubinsert, pubupdate, pubdelete, puballtables FROM pg_publication WHERE pubname = $1',
+    `SELECT pubinsert, pubupdate, pubdelete, puballtables, pubviaroot
+       FROM pg_publication WHERE pubname = $1`,
     [opts.publication],
   );
   const tables = SOURCE_TABLES.map((t) => `${quoteIdent(opts.schema)}.${quoteIdent(t)}`);
   const p = pub.rows[0];
   if (!p) {
+    // Partitioned tables (Ponder's isolated ordering) then publish every
+    // partition's changes under the root's name; plain tables are unaffected.
     await db.query(
-      `CREATE PUBLICATION ${quoteIdent(opts.publication)} FOR TABLE ${tables.join(', ')}`,
+      `CREATE PUBLICATION ${quoteIdent(opts.publication)} FOR TABLE ${tables.join(', ')}
+         WITH (publish_via_partition_root = true)`,
     );
     log.info({ publication: opts.publication }, 'publication created');
     return;
+  }
+  const viaRoot = await viaRootProblem(db, opts, p.pubviaroot);
+  if (viaRoot) {
+    await db
+      .query(
+        `ALTER PUBLICATION ${quoteIdent(opts.publication)} SET (publish_via_partition_root = true)`,
+      )
+      .catch((err: unknown) => {
+        throw new PublicationMissingError(`${viaRoot} (${(err as Error).message})`);
+      });
+    log.info({ publication: opts.publication }, 'publication now publishes via partition roots');
   }
   if (!p.pubinsert || !p.pubupdate || !p.pubdelete) {
     throw new PublicationMissingError(
@@ -143,12 +216,18 @@ export async function ensurePublication(
 
 /** For `run` without auto-setup: the publication must exist and cover both tables. */
 export async function verifyPublication(db: Queryable, opts: SourceCheckOptions): Promise<void> {
-  const pub = await db.query('SELECT 1 FROM pg_publication WHERE pubname = $1', [opts.publication]);
-  if (pub.rowCount === 0) {
+  const pub = await db.query<{ pubviaroot: boolean }>(
+    'SELECT pubviaroot FROM pg_publication WHERE pubname = $1',
+    [opts.publication],
+  );
+  const p = pub.rows[0];
+  if (!p) {
     throw new PublicationMissingError(
       `source: publication ${opts.publication} does not exist. Fix: run \`slotline setup\`, or check SLOTLINE_PUBLICATION`,
     );
   }
+  const viaRoot = await viaRootProblem(db, opts, p.pubviaroot);
+  if (viaRoot) throw new PublicationMissingError(viaRoot);
   const missing = await missingTables(db, opts);
   if (missing.length > 0) {
     throw new PublicationMissingError(
