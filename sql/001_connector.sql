@@ -88,3 +88,8 @@ CREATE TABLE IF NOT EXISTS slotline.leaders (
   holder text        NOT NULL,
   since  timestamptz NOT NULL DEFAULT now()
 );
+
+-- The source schema (the Ponder deployment) whose rows the sink holds for this slot: with
+-- SLOTLINE_PONDER_VIEWS_SCHEMA the connector follows redeploys, and a deployment switch
+-- moves it in the same transaction as the rows (see docs/ponder.md).
+ALTER TABLE slotline.checkpoints ADD COLUMN IF NOT EXISTS source_schema text;

@@ -217,3 +217,24 @@ describe('loadConfig: Kafka', () => {
     expect(e.message).not.toContain('kafka-s3cret');
   });
 });
+
+describe('loadConfig: Ponder follow mode', () => {
+  it('is off by default, on with SLOTLINE_PONDER_VIEWS_SCHEMA', () => {
+    expect(loadConfig({ ...BASE })).toMatchObject({ ponderViewsSchema: null, ponderPollMs: 5000 });
+    expect(
+      loadConfig({ ...BASE, SLOTLINE_PONDER_VIEWS_SCHEMA: 'app', SLOTLINE_PONDER_POLL_MS: '250' }),
+    ).toMatchObject({ ponderViewsSchema: 'app', ponderPollMs: 250 });
+  });
+
+  it('refuses a fixed schema beside it, and a views schema that is not an identifier', () => {
+    const both = fails({
+      ...BASE,
+      SLOTLINE_PONDER_VIEWS_SCHEMA: 'app',
+      SLOTLINE_SOURCE_SCHEMA: 'app_1234',
+    });
+    expect(both.message).toMatch(/SLOTLINE_SOURCE_SCHEMA and SLOTLINE_PONDER_VIEWS_SCHEMA/);
+    expect(fails({ ...BASE, SLOTLINE_PONDER_VIEWS_SCHEMA: 'a-b' }).message).toMatch(
+      /SLOTLINE_PONDER_VIEWS_SCHEMA "a-b": must be an SQL identifier/,
+    );
+  });
+});

@@ -67,8 +67,17 @@ export const SETTINGS = {
   ),
   SLOTLINE_SOURCE_SCHEMA: setting(
     identifier,
-    'Schema of the Ponder tables on the source.',
+    'Schema of the Ponder tables on the source: one fixed deployment. Not with SLOTLINE_PONDER_VIEWS_SCHEMA.',
     'public',
+  ),
+  SLOTLINE_PONDER_VIEWS_SCHEMA: setting(
+    identifier.optional(),
+    "Follow Ponder redeploys: the schema Ponder's `--views-schema` maintains. slotline streams the deployment its views point at and, when a new deployment is ready and the views move to it, switches to it without a restart (see docs/ponder.md). Unset: stream SLOTLINE_SOURCE_SCHEMA.",
+  ),
+  SLOTLINE_PONDER_POLL_MS: setting(
+    int(100, 3_600_000),
+    'In follow mode, how often the views are read to notice a new deployment.',
+    '5000',
   ),
   SLOTLINE_SINK_SCHEMA: setting(
     identifier,
@@ -274,7 +283,11 @@ type Parsed = { [K in keyof Settings]: z.output<Settings[K]['schema']> };
 export interface Config {
   sourceUrl: string;
   sinkUrl: string;
+  /** The fixed deployment schema; in follow mode the sink's current one is resolved at run time. */
   sourceSchema: string;
+  /** SLOTLINE_PONDER_VIEWS_SCHEMA: follow mode when set. */
+  ponderViewsSchema: string | null;
+  ponderPollMs: number;
   sinkSchema: string;
   slot: string;
   publication: string;
@@ -364,6 +377,12 @@ function parseSettings(env: NodeJS.ProcessEnv): Parsed {
       'invalid configuration:\n  SLOTLINE_INFLIGHT_MAX_ROWS must be at least SLOTLINE_BATCH_MAX_ROWS',
     );
   }
+  if (p.SLOTLINE_PONDER_VIEWS_SCHEMA !== undefined && (env.SLOTLINE_SOURCE_SCHEMA ?? '') !== '') {
+    throw new ConfigError(
+      'invalid configuration:\n  SLOTLINE_SOURCE_SCHEMA and SLOTLINE_PONDER_VIEWS_SCHEMA exclude each other: ' +
+        'one fixed deployment schema, or follow the deployment the views point at. Unset one',
+    );
+  }
   const kafkaProblems = kafkaCombinations(p);
   if (kafkaProblems.length > 0)
     throw new ConfigError(`invalid configuration:\n  ${kafkaProblems.join('\n  ')}`);
@@ -378,6 +397,8 @@ function toConfig(p: Parsed): Config {
     sourceUrl: p.SLOTLINE_SOURCE_URL,
     sinkUrl: p.SLOTLINE_SINK_URL,
     sourceSchema: p.SLOTLINE_SOURCE_SCHEMA,
+    ponderViewsSchema: p.SLOTLINE_PONDER_VIEWS_SCHEMA ?? null,
+    ponderPollMs: p.SLOTLINE_PONDER_POLL_MS,
     sinkSchema: p.SLOTLINE_SINK_SCHEMA,
     slot: p.SLOTLINE_SLOT,
     publication: p.SLOTLINE_PUBLICATION,

@@ -7,6 +7,7 @@ import type { Logger } from './log.js';
 import { applySinkSchema } from './sinks/schema.js';
 import { TIMESCALE_SINK } from './sinks/timescale.js';
 import { checkSource, ensurePublication, verifyPublication } from './source/checks.js';
+import { checkFollowGrants, resolveViews } from './source/ponder.js';
 import { createSlot, dropSlot, inspectSlot } from './source/slot.js';
 
 export interface SetupOptions {
@@ -37,8 +38,11 @@ export async function runSetup(cfg: Config, log: Logger, opts: SetupOptions): Pr
   await source.connect();
   try {
     await sink.connect();
-    const checks = { schema: cfg.sourceSchema, publication: cfg.publication };
+    const follow = cfg.ponderViewsSchema !== null;
+    const schema = follow ? await liveDeployment(source, cfg) : cfg.sourceSchema;
+    const checks = { schema, publication: cfg.publication, follow };
     await checkSource(source, checks);
+    if (follow) await checkFollowGrants(source, schema, cfg.publication);
     if (opts.create) await ensurePublication(source, checks, log);
     else await verifyPublication(source, checks);
 
@@ -68,6 +72,26 @@ export async function runSetup(cfg: Config, log: Logger, opts: SetupOptions): Pr
     await source.end().catch(() => undefined);
     await sink.end().catch(() => undefined);
   }
+}
+
+/**
+ * Follow mode: the ready deployment the views point at, which setup checks
+ * (it is what will be streamed) and a new publication covers. Before Ponder
+ * has made one ready, a retriable wait.
+ */
+export async function liveDeployment(db: pg.Client | pg.Pool, cfg: Config): Promise<string> {
+  const views = cfg.ponderViewsSchema as string;
+  const target = await resolveViews(db, views);
+  if (target.kind === 'deployment' && target.ready) return target.schema;
+  const why =
+    target.kind === 'unresolved'
+      ? target.reason
+      : `the views point at ${target.schema}, whose _ponder_meta does not say is_ready = 1 yet`;
+  return Promise.reject(
+    new SlotlineError('ponder_not_ready', `source: waiting for Ponder: ${why}`, {
+      retriable: true,
+    }),
+  );
 }
 
 export function foreignSlot(slot: string): SlotlineError {

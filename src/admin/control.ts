@@ -71,6 +71,7 @@ async function statusOf(o: ControlOptions): Promise<unknown> {
     pauseReasons: v.pauseReasons,
     lastError: v.lastError,
     publicationProblem: v.publicationProblem,
+    ponder: v.ponder,
     lsn: {
       current: slot?.currentLsn ?? null,
       confirmedFlush: slot?.confirmedFlushLsn ?? null,

@@ -77,7 +77,8 @@ export class LeaderServices {
       pool: o.source,
       schema: cfg.sourceSchema,
       publication: cfg.publication,
-      repair: cfg.autoSetup,
+      // In follow mode the deployment switch alone decides which tables it holds.
+      repair: cfg.autoSetup && cfg.ponderViewsSchema === null,
       intervalMs: 10_000,
       log: log.child({ component: 'publication' }),
       onChange: (problem) => metrics.publicationProblem.set(problem ? 1 : 0),

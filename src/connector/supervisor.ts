@@ -73,6 +73,8 @@ export interface SupervisorOptions {
   resets: ResetRequests;
   /** Plans and applies a reset; runs between two sessions. */
   applyReset(r: ResetRequest): Promise<ResetOutcome>;
+  /** Follow mode: moves the sink to the deployment the views point at; runs between two sessions. */
+  applySwitch?(): Promise<void>;
   /** A session failed and the next one waits `delayMs`. */
   onRetry(err: SlotlineError, delayMs: number): void;
 }
@@ -101,6 +103,9 @@ export class Supervisor {
             return;
           case 'reset':
             await this.o.resets.serve((r) => this.o.applyReset(r));
+            break;
+          case 'switch':
+            await this.o.applySwitch?.();
             break;
           case 'failed':
             if (this.o.shutdown.aborted) return;

@@ -365,6 +365,11 @@ export class KafkaSink implements Sink {
     if (p) await withTimeout(p.disconnect(), CLOSE_TIMEOUT_MS).catch(() => undefined);
   }
 
+  /** Envelopes name the deployment's schema in `source.schema` from now on. */
+  followSchema(schema: string): void {
+    this.envelope.schema = schema;
+  }
+
   async resetTo(lsn: Lsn): Promise<void> {
     await resetCheckpoint(this.pool(), this.opts.slot, KAFKA_SINK, lsn);
     // The skip rule in send() reads this: without it a replayed range never reaches Kafka.

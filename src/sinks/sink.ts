@@ -33,6 +33,11 @@ export interface Sink {
    * without it (Kafka, for now) is not fenced.
    */
   claimEpoch?(holder: string): Promise<void>;
+  /**
+   * The source schema changed (a Ponder deployment switch): what the sink
+   * records as the changes' origin from now on. Optional: only Kafka names it.
+   */
+  followSchema?(schema: string): void;
   close(): Promise<void>;
 }
 

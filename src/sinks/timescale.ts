@@ -15,12 +15,12 @@ import {
 import { supersedeLetters } from '../deadletters/supersede.js';
 import { classifyError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { Pool, Trade } from '../trades/map.js';
 import type { Batch } from './batch.js';
 import { coalesce, type Segment } from './coalesce.js';
 import type { CompleteSnapshotOptions, Sink } from './sink.js';
 import { quoteIdent } from '../sql.js';
-import { statements } from './timescale-sql.js';
+import { poolFields, statements, tradeFields } from './timescale-sql.js';
+import { SinkSwitch, switchStatements } from './timescale-switch.js';
 import { versionFields } from './version.js';
 
 export interface TimescaleSinkOptions {
@@ -47,7 +47,7 @@ export const TIMESCALE_SINK = 'timescale';
 export class TimescaleSink implements Sink {
   readonly name = TIMESCALE_SINK;
   private pool: pg.Pool | null = null;
-  private readonly sql: ReturnType<typeof statements>;
+  private readonly sql: ReturnType<typeof statements> & ReturnType<typeof switchStatements>;
   /** This replica's leader epoch in the sink; null until claimEpoch(). */
   private epoch: string | null = null;
   private lastPurge = Date.now();
@@ -55,7 +55,8 @@ export class TimescaleSink implements Sink {
   private lettersCheckedAt = 0;
 
   constructor(private readonly opts: TimescaleSinkOptions) {
-    this.sql = statements(quoteIdent(opts.schema));
+    const schema = quoteIdent(opts.schema);
+    this.sql = { ...statements(schema), ...switchStatements(schema) };
   }
 
   async open(): Promise<void> {
@@ -234,10 +235,12 @@ export class TimescaleSink implements Sink {
 
   /**
    * A new source history starts (before a snapshot, or streaming without one):
-   * the next generation, with the source's identity. Returns the generation.
+   * the next generation, with the source's identity and schema. Returns the generation.
    */
-  beginGeneration(source: SourceIdentity): Promise<number> {
-    return this.transaction((client) => beginGeneration(client, this.opts.slot, this.name, source));
+  beginGeneration(source: SourceIdentity, schema: string): Promise<number> {
+    return this.transaction((client) =>
+      beginGeneration(client, this.opts.slot, this.name, source, schema),
+    );
   }
 
   /**
@@ -252,6 +255,32 @@ export class TimescaleSink implements Sink {
       for (const q of this.sql.purge) await client.query(q, [gen, this.opts.slot]);
       await setCheckpointState(client, this.opts.slot, this.name, 'streaming', lsn, lsn);
     });
+  }
+
+  /**
+   * Opens a Ponder deployment switch: one transaction, holding this replica's
+   * epoch and the checkpoint row, into which the new deployment is staged and
+   * then reconciled (see timescale-switch.ts). Only from a streaming checkpoint.
+   */
+  async beginSwitch(): Promise<SinkSwitch> {
+    const epoch = this.epoch;
+    if (epoch === null) throw new Error('TimescaleSink switched before claimEpoch()');
+    const client = await this.db().connect();
+    try {
+      await client.query('BEGIN');
+      const at = await lockEpoch(client, this.opts.slot, this.name, epoch);
+      if (at.state !== 'streaming')
+        throw new Error(`a switch needs a streaming checkpoint, not ${at.state}`);
+      await client.query(
+        'SELECT 1 FROM slotline.checkpoints WHERE slot = $1 AND sink = $2 FOR UPDATE',
+        [this.opts.slot, this.name],
+      );
+      return await SinkSwitch.begin(client, this.sql, this.opts.slot, this.name, at.generation);
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      client.release(classifyError(err, 'sink').retriable ? (err as Error) : undefined);
+      throw err;
+    }
   }
 
   /** Records the source's identity for the current generation (see source/identity.ts). */
@@ -271,35 +300,4 @@ export class TimescaleSink implements Sink {
     this.pool = null;
     await p?.end();
   }
-}
-
-function tradeFields(t: Trade) {
-  return {
-    i: t.tradeId,
-    t: t.time,
-    c: t.chainId,
-    p: t.poolId,
-    sy: t.symbol,
-    sd: t.side,
-    pr: t.price,
-    q: t.quantity,
-    x: t.transactionId,
-  };
-}
-
-function poolFields(p: Pool) {
-  return {
-    i: p.id,
-    c: p.chainId,
-    co: p.coin,
-    ob: p.orderBook,
-    bc: p.baseCurrency,
-    qc: p.quoteCurrency,
-    bd: p.baseDecimals,
-    qd: p.quoteDecimals,
-    v: p.volume,
-    vq: p.volumeInQuote,
-    pr: p.price,
-    t: p.timestamp,
-  };
 }

@@ -12,6 +12,12 @@ type Queryable = Pick<pg.ClientBase, 'query'>;
 export interface SourceCheckOptions {
   schema: string;
   publication: string;
+  /**
+   * Follow mode: an existing publication's tables are the deployment switch's
+   * business (it may still cover the previous deployment), so they are
+   * neither added to nor required; a new publication covers `schema`.
+   */
+  follow?: boolean;
 }
 
 /**
@@ -204,7 +210,7 @@ export async function ensurePublication(
       `source: publication ${opts.publication} does not publish inserts, updates and deletes. Fix: ALTER PUBLICATION ${opts.publication} SET (publish = 'insert, update, delete, truncate')`,
     );
   }
-  if (p.puballtables) return;
+  if (p.puballtables || opts.follow) return;
   const missing = await missingTables(db, opts);
   for (const t of missing) {
     await db.query(
@@ -228,6 +234,7 @@ export async function verifyPublication(db: Queryable, opts: SourceCheckOptions)
   }
   const viaRoot = await viaRootProblem(db, opts, p.pubviaroot);
   if (viaRoot) throw new PublicationMissingError(viaRoot);
+  if (opts.follow) return;
   const missing = await missingTables(db, opts);
   if (missing.length > 0) {
     throw new PublicationMissingError(

@@ -1,4 +1,6 @@
+import pg from 'pg';
 import { request, type CliResult } from '../admin/client.js';
+import { readCheckpoint } from '../checkpoint/store.js';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import { sleep } from '../retry.js';
@@ -46,7 +48,7 @@ export async function verifyCommand(
     const report = await runVerify({
       sourceUrl: cfg.sourceUrl,
       sinkUrl: cfg.sinkUrl,
-      sourceSchema: cfg.sourceSchema,
+      sourceSchema: await heldSchema(cfg),
       sinkSchema: cfg.sinkSchema,
       slot: cfg.slot,
       request: req,
@@ -84,5 +86,21 @@ async function backfillThroughApi(cfg: Config, span: TimeSpan): Promise<number> 
     if (!b || b.id !== id || b.state === 'running') continue;
     if (b.state !== 'done') throw new Error(`backfill ${id} of the repair ended ${b.state}`);
     return b.rows;
+  }
+}
+
+/** Follow mode compares the deployment the sink holds (recorded with its checkpoint). */
+async function heldSchema(cfg: Config): Promise<string> {
+  if (cfg.ponderViewsSchema === null) return cfg.sourceSchema;
+  const sink = new pg.Client({
+    connectionString: cfg.sinkUrl,
+    application_name: 'slotline-verify',
+  });
+  await sink.connect();
+  try {
+    const ck = await readCheckpoint(sink, cfg.slot, 'timescale');
+    return ck?.sourceSchema ?? cfg.sourceSchema;
+  } finally {
+    await sink.end().catch(() => undefined);
   }
 }
