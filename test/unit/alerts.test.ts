@@ -1,7 +1,7 @@
 /**
  * The alert rules and the dashboard, checked without a server: promtool validates and
  * unit-tests the rules, the dashboard's queries go through promtool as recording rules, every
- * alert is tested firing and not firing and has a runbook in the README, the PrometheusRule is
+ * alert is tested firing and not firing and has a runbook (a README heading, or one in docs/), the PrometheusRule is
  * the rules file, and every metric the expressions name is declared in src/admin/metrics.ts.
  * (test/integration/observability.test.ts checks the same names against a live /metrics.)
  */
@@ -60,6 +60,7 @@ describe('alert rules', () => {
         'SlotlineErrorRatioCritical',
         'SlotlineErrorRatioHigh',
         'SlotlineNoLeader',
+        'SlotlinePonderDeploymentNotFollowed',
         'SlotlinePublicationProblem',
         'SlotlineSafeWalSizeLow',
         'SlotlineSlotInactive',
@@ -72,15 +73,18 @@ describe('alert rules', () => {
     );
   });
 
-  it('each have a severity, a summary, a description and a runbook in the README', () => {
-    const headings = anchors(README);
+  it('each have a severity, a summary, a description and a runbook in the README or docs/', () => {
     for (const a of alerts) {
       expect(['warning', 'critical'], a.alert).toContain(a.labels?.severity);
       expect(a.annotations?.summary, a.alert).toBeTruthy();
       expect(a.annotations?.description, a.alert).toBeTruthy();
       const url = a.annotations?.runbook_url ?? '';
-      expect(url, a.alert).toBe(`README.md#${a.alert.toLowerCase()}`);
-      expect(headings.has(a.alert.toLowerCase()), `README heading for ${a.alert}`).toBe(true);
+      const m = /^(README\.md|docs\/[a-z0-9-]+\.md)#(.+)$/.exec(url);
+      expect(m?.[2], `${a.alert}: ${url}`).toBe(a.alert.toLowerCase());
+      const doc = m?.[1] === 'README.md' ? README : readFileSync(join(ROOT, m?.[1] ?? ''), 'utf8');
+      expect(anchors(doc).has(a.alert.toLowerCase()), `${m?.[1]} heading for ${a.alert}`).toBe(
+        true,
+      );
     }
   });
 
