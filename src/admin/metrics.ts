@@ -141,7 +141,7 @@ export function createMetrics(opts: { version: string; defaultMetrics?: boolean 
     }),
     ponderLastSwitchSeconds: new client.Gauge({
       name: 'slotline_ponder_last_switch_duration_seconds',
-      help: 'Follow mode: how long the last switch took, from noticing the ready deployment to the reconciled sink.',
+      help: 'Follow mode: how long the last switch took: checks, publication move, copy of the new deployment and the reconciling sink transaction.',
       registers: r,
     }),
     ponderLastSwitchTimestampSeconds: new client.Gauge({

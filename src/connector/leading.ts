@@ -108,6 +108,8 @@ export class LeaderServices {
     this.active = true;
     this.heartbeat.start();
     this.reader.start();
+    // A watch of the previous deployment (follow mode) may have left it at 1; this one reports anew.
+    this.o.metrics.publicationProblem.set(0);
     this.publication.start();
     this.verify.start();
     await this.deadLetters.attach(this.o.router, this.o.pipeline.queue, this.reader);

@@ -8,6 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
+import { resolveViews } from '../../src/source/ponder.js';
 import { runCommand, startWithHttp } from '../harness/connector.js';
 import { createTestContext, type TestContext } from '../harness/context.js';
 import { sinkTrades } from '../harness/compare.js';
@@ -338,5 +339,27 @@ describe('following Ponder redeploys', () => {
           await c.query(`DROP ROLE IF EXISTS "${role}"`);
       });
     }
+  });
+
+  it('reads where the views point from the catalog, and says when they name no one deployment', async () => {
+    await using ctx = await createTestContext('ponder_views');
+    expect(await resolveViews(ctx.source, VIEWS)).toMatchObject({ kind: 'unresolved' });
+    const A = await new PonderDeployment(ctx.source, { schema: 'app_a' }).create();
+    await A.publishViews(VIEWS);
+    expect(await resolveViews(ctx.source, VIEWS)).toEqual({
+      kind: 'deployment',
+      schema: 'app_a',
+      ready: false,
+    });
+    await A.markReady();
+    expect(await resolveViews(ctx.source, VIEWS)).toMatchObject({ schema: 'app_a', ready: true });
+    // A view that selects from a table of another name, or two schemas at once, is no deployment.
+    await new PonderDeployment(ctx.source, { schema: 'app_b' }).create();
+    await ctx.source.query(`CREATE OR REPLACE VIEW ${VIEWS}.pools AS SELECT * FROM app_b.pools`);
+    const mixed = await resolveViews(ctx.source, VIEWS);
+    expect(mixed).toMatchObject({ kind: 'unresolved' });
+    expect(mixed.kind === 'unresolved' && mixed.reason).toMatch(
+      /do not select from one deployment/,
+    );
   });
 });
