@@ -206,6 +206,15 @@ describe('following Ponder redeploys', () => {
     });
     const last = status?.lastSwitch as Record<string, number | string>;
     expect(last).toMatchObject({ from: 'app_a', to: 'app_b' });
+    // B's realtime writes took both paths: before the switch's snapshot in the copy, after it in the stream.
+    const paths = await ctx.sink.query<{ copied: string; streamed: string }>(
+      `SELECT count(*) FILTER (WHERE source_lsn = $1::pg_lsn)::text AS copied,
+              count(*) FILTER (WHERE source_lsn > $1::pg_lsn)::text AS streamed
+         FROM analytics_trades WHERE trade_id LIKE 'blive-%'`,
+      [last.lsn],
+    );
+    expect(Number(paths.rows[0]?.copied)).toBeGreaterThan(0);
+    expect(Number(paths.rows[0]?.streamed)).toBeGreaterThan(0);
     // Rows equal in both deployments were not rewritten: they keep A's generation.
     const gens = await ctx.sink.query<{ g: number; n: string; changed: string }>(
       `SELECT source_generation AS g, count(*)::text AS n,
@@ -230,7 +239,8 @@ describe('following Ponder redeploys', () => {
         `${String(last.tradesKept)} kept); B visible to readers ${visibleMs} ms after the views moved; ` +
         `${seen.queries} reader queries (${seen.a} saw A, ${seen.b} saw B, ${seen.mixed} mixed)`,
     );
-    console.log(c.lines.filter((l) => /switch|snapshot/.test(l)).join('\n'));
+    // The phases of the switch (prepare, copy, reconcile), from the connector's log.
+    console.log(c.lines.filter((l) => l.includes('deployment switch: committed')).join('\n'));
     expect((await c.stop()).code, c.output()).toBe(0);
   });
 
