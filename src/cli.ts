@@ -8,7 +8,9 @@ import {
 } from './admin/client.js';
 import { configMarkdown, loadConfig, type Config } from './config.js';
 import { ConfigError, SlotlineError } from './errors.js';
-import { createLogger, type Logger } from './log.js';
+import { checkCommand } from './check/command.js';
+import { formatError } from './check/report.js';
+import { createLogger, scrubSecrets, type Logger } from './log.js';
 import { runConnector } from './main.js';
 import { runSetup } from './setup.js';
 import { verifyCommand } from './verify/command.js';
@@ -18,6 +20,7 @@ const USAGE = `usage: slotline <command>
 commands:
   setup [--resnapshot]   check the source, create publication and slot, apply the sink schema (idempotent)
   run                    stream changes into the sinks until SIGTERM/SIGINT
+  check                  check both databases (and Kafka, the HTTP port) as setup would; changes nothing
   status                 the running connector's status (or the slot and checkpoints read from the databases)
   reset-lsn <X/Y> [--force]
                          re-stream from an LSN inside the replayable window; ahead of the checkpoint only with --force
@@ -49,7 +52,7 @@ function secretsOf(cfg: Config): string[] {
   return out;
 }
 
-function report(log: Logger | null, err: unknown): number {
+function report(log: Logger | null, err: unknown, secrets: string[] = []): number {
   if (err instanceof ConfigError) {
     process.stderr.write(`slotline: ${err.message}\n`);
     return 2;
@@ -58,8 +61,10 @@ function report(log: Logger | null, err: unknown): number {
     err instanceof SlotlineError
       ? err
       : new SlotlineError('unexpected', String((err as Error)?.stack ?? err));
-  if (log) log.fatal({ code: e.code }, e.message);
-  else process.stderr.write(`slotline: ${e.message}\n`);
+  const r = e.remedy;
+  log?.fatal({ code: e.code, side: r?.side, variable: r?.variable }, e.message);
+  // The last words, also for a person at a terminal: the code, side, variable and fix.
+  process.stderr.write(`slotline: ${scrubSecrets(formatError(e), secrets)}\n`);
   return 1;
 }
 
@@ -189,6 +194,18 @@ async function verify(rest: string[]): Promise<number> {
   return result.code;
 }
 
+async function check(rest: string[]): Promise<number> {
+  if (rest.length > 0) {
+    process.stderr.write(`slotline check: unknown argument ${JSON.stringify(rest[0])}\n`);
+    return 2;
+  }
+  try {
+    return await checkCommand(loadConfig(process.env), process.stdout);
+  } catch (err) {
+    return report(null, err);
+  }
+}
+
 /**
  * Turns the first SIGTERM/SIGINT into an abort of `shutdown`, bounded by the configured
  * deadline; a second signal exits at once.
@@ -220,9 +237,11 @@ async function setupOrRun(command: 'setup' | 'run', rest: string[]): Promise<num
     return 2;
   }
   let log: Logger | null = null;
+  let secrets: string[] = [];
   try {
     const cfg = loadConfig(process.env);
-    log = createLogger({ level: cfg.logLevel, secrets: secretsOf(cfg) });
+    secrets = secretsOf(cfg);
+    log = createLogger({ level: cfg.logLevel, secrets });
     if (command === 'setup') {
       const r = await runSetup(cfg, log.child({ component: 'setup' }), {
         create: true,
@@ -236,7 +255,7 @@ async function setupOrRun(command: 'setup' | 'run', rest: string[]): Promise<num
     await runConnector(cfg, { shutdown: shutdown.signal, log });
     return 0;
   } catch (err) {
-    return report(log, err);
+    return report(log, err, secrets);
   }
 }
 
@@ -259,6 +278,7 @@ async function main(argv: string[]): Promise<number> {
     const { runDemo } = await import('./demo/demo.js');
     return runDemo(process.env);
   }
+  if (command === 'check') return check(rest);
   if (command === 'dead-letters') return deadLetters(rest);
   if (command === 'verify') return verify(rest);
   if (command === 'status' || command === 'reset-lsn' || command === 'backfill') {

@@ -46,6 +46,47 @@ describe('loadConfig', () => {
     });
   });
 
+  it('takes the leadership settings: admin port, advertised address, timeouts', () => {
+    expect(loadConfig({ ...BASE })).toMatchObject({
+      adminPort: 0,
+      advertiseUrl: null,
+      forwardTimeoutMs: 60_000,
+      deadPeerTimeoutMs: 10_000,
+    });
+    const c = loadConfig({
+      ...BASE,
+      SLOTLINE_ADMIN_PORT: '8081',
+      SLOTLINE_ADVERTISE_URL: 'http://10.0.0.7:8081',
+      SLOTLINE_DEAD_PEER_TIMEOUT_MS: '4000',
+    });
+    expect(c).toMatchObject({
+      adminPort: 8081,
+      advertiseUrl: 'http://10.0.0.7:8081',
+      deadPeerTimeoutMs: 4000,
+    });
+    expect(fails({ ...BASE, SLOTLINE_ADMIN_PORT: '8080' }).message).toMatch(
+      /SLOTLINE_ADMIN_PORT must differ from SLOTLINE_HTTP_PORT/,
+    );
+    for (const bad of ['10.0.0.7:8081', 'http://10.0.0.7:8081/admin', 'ftp://x:1'])
+      expect(fails({ ...BASE, SLOTLINE_ADVERTISE_URL: bad }).message).toMatch(
+        /SLOTLINE_ADVERTISE_URL .*no path/,
+      );
+    expect(fails({ ...BASE, SLOTLINE_DEAD_PEER_TIMEOUT_MS: '500' }).message).toMatch(
+      /SLOTLINE_DEAD_PEER_TIMEOUT_MS/,
+    );
+  });
+
+  it('keeps chunks in the rowstore for 7 days by default; 0 means no columnstore policy', () => {
+    expect(loadConfig({ ...BASE }).columnstoreAfterSeconds).toBe(7 * 86_400);
+    const off = { ...BASE, SLOTLINE_COLUMNSTORE_AFTER_SECONDS: '0' };
+    expect(loadConfig(off).columnstoreAfterSeconds).toBe(0);
+    const hour = { ...BASE, SLOTLINE_COLUMNSTORE_AFTER_SECONDS: '3600' };
+    expect(loadConfig(hour).columnstoreAfterSeconds).toBe(3600);
+    // Under an hour would put chunks that reorgs still rewrite into the columnstore.
+    const short = fails({ ...BASE, SLOTLINE_COLUMNSTORE_AFTER_SECONDS: '600' });
+    expect(short.message).toContain('SLOTLINE_COLUMNSTORE_AFTER_SECONDS');
+  });
+
   it('treats an empty value as unset', () => {
     expect(loadConfig({ ...BASE, SLOTLINE_HTTP_PORT: '' }).httpPort).toBe(8080);
   });
@@ -233,8 +274,79 @@ describe('loadConfig: Ponder follow mode', () => {
       SLOTLINE_SOURCE_SCHEMA: 'app_1234',
     });
     expect(both.message).toMatch(/SLOTLINE_SOURCE_SCHEMA and SLOTLINE_PONDER_VIEWS_SCHEMA/);
+    expect(both.code).toBe('source_schema_conflict');
+    expect(both.message).toMatch(/\n {4}Fix: unset SLOTLINE_SOURCE_SCHEMA/);
     expect(fails({ ...BASE, SLOTLINE_PONDER_VIEWS_SCHEMA: 'a-b' }).message).toMatch(
       /SLOTLINE_PONDER_VIEWS_SCHEMA "a-b": must be an SQL identifier/,
     );
+  });
+});
+
+describe('loadConfig: the mistakes named with a code and a fix', () => {
+  const url = (password: string) => `postgres://u:${password}@127.0.0.1:5432/ponder`;
+
+  it.each([
+    ['an unencoded #', 'p@ss#wxyzq'],
+    ['an unencoded # that breaks the port', 'pa#ss'],
+    ['an unencoded /', '1234/secret'],
+    ['an unencoded ?', 'pa?ss'],
+    ['a % without two hex digits', '50%off'],
+  ])('a URL password with %s: url_unencoded_character, no piece of it echoed', (_what, pw) => {
+    for (const [variable, side] of [
+      ['SLOTLINE_SOURCE_URL', 'source'],
+      ['SLOTLINE_SINK_URL', 'sink'],
+    ] as const) {
+      const e = fails({ ...BASE, [variable]: url(pw) });
+      expect(e.code).toBe('url_unencoded_character');
+      expect(e.problems).toHaveLength(1);
+      expect(e.problems[0]).toMatchObject({
+        variable,
+        code: 'url_unencoded_character',
+        remedy: { side, variable, fix: expect.stringMatching(/# as %23/) },
+      });
+      expect(e.message).toMatch(/\n {4}Fix: percent-encode/);
+      for (const piece of pw.split(/[@#/?%]/).filter((p) => p.length >= 3))
+        expect(e.message).not.toContain(piece);
+    }
+  });
+
+  it('accepts an unencoded @ alone (the last @ ends the password) and an encoded password', () => {
+    expect(loadConfig({ ...BASE, SLOTLINE_SOURCE_URL: url('p@ss') }).sourceUrl).toBe(url('p@ss'));
+    const encoded = url(encodeURIComponent('p@ss#w/rd?%'));
+    expect(loadConfig({ ...BASE, SLOTLINE_SOURCE_URL: encoded }).sourceUrl).toBe(encoded);
+  });
+
+  it.each(['pg_catalog', 'pg_toast', 'pg_temp_1', 'information_schema'])(
+    'refuses SLOTLINE_SINK_SCHEMA=%s',
+    (schema) => {
+      const e = fails({ ...BASE, SLOTLINE_SINK_SCHEMA: schema });
+      expect(e.code).toBe('sink_schema_reserved');
+      expect(e.problems[0]?.remedy).toMatchObject({
+        side: 'sink',
+        variable: 'SLOTLINE_SINK_SCHEMA',
+      });
+    },
+  );
+
+  it('allows a schema that only looks like one', () => {
+    expect(loadConfig({ ...BASE, SLOTLINE_SINK_SCHEMA: 'pgdata' }).sinkSchema).toBe('pgdata');
+  });
+
+  it('trims the admin token (a secret file ends with a newline); refuses whitespace inside', () => {
+    const token = 'a'.repeat(20);
+    for (const raw of [`${token}\n`, `  ${token}\r\n`, `\t${token} `])
+      expect(loadConfig({ ...BASE, SLOTLINE_ADMIN_TOKEN: raw }).adminToken).toBe(token);
+    const inner = fails({ ...BASE, SLOTLINE_ADMIN_TOKEN: 'abcdefgh ijklmnopq' });
+    expect(inner.message).toMatch(/SLOTLINE_ADMIN_TOKEN \(value hidden\): must be printable ASCII/);
+    expect(fails({ ...BASE, SLOTLINE_ADMIN_TOKEN: ' short\n' }).message).toMatch(/at least 16/);
+  });
+
+  it('a problem without a code keeps the generic config_invalid', () => {
+    const e = fails({ ...BASE, SLOTLINE_HTTP_PORT: 'abc', SLOTLINE_SINK_SCHEMA: 'pg_catalog' });
+    expect(e.code).toBe('config_invalid');
+    expect(e.problems.map((p) => p.variable)).toEqual([
+      'SLOTLINE_SINK_SCHEMA',
+      'SLOTLINE_HTTP_PORT',
+    ]);
   });
 });

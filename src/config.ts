@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ConfigError } from './errors.js';
+import { ConfigError, PERCENT_ENCODE, type ConfigProblem, type Side } from './errors.js';
 
 /**
  * Every setting is a SLOTLINE_* environment variable, parsed once at start.
@@ -159,13 +159,49 @@ export const SETTINGS = {
     'Port of the HTTP server (health, metrics, status, admin); 0 disables it.',
     '8080',
   ),
+  SLOTLINE_ADMIN_PORT: setting(
+    int(0, 65535),
+    'Port of a second HTTP listener that alone serves the admin actions (every route that needs the token); 0: they share SLOTLINE_HTTP_PORT. Keeps admin off the port Prometheus scrapes, so a NetworkPolicy can tell them apart.',
+    '0',
+  ),
+  SLOTLINE_ADVERTISE_URL: setting(
+    z
+      .string()
+      .regex(
+        /^https?:\/\/[^/?#\s]+\/?$/,
+        'must be http(s)://host:port with no path, e.g. http://10.0.0.7:8081',
+      )
+      .optional(),
+    "Where the other replicas reach this one's admin routes while it leads (a standby forwards admin and /api/sync/* calls there); default http://<hostname>:<admin port>. In Kubernetes: http://$(POD_IP):<port>.",
+  ),
+  SLOTLINE_FORWARD_TIMEOUT_MS: setting(
+    int(100, 3_600_000),
+    "Longest a standby waits for the leader's answer to a forwarded call (connecting gives up after 3 s at most).",
+    '60000',
+  ),
+  SLOTLINE_DEAD_PEER_TIMEOUT_MS: setting(
+    int(2000, 600_000),
+    "How soon a database server ends a session of this connector whose peer went silent (node lost, partition): the leader's lock session is a lease renewed every quarter of it (idle_session_timeout), the replication connection's wal_sender_timeout is this, and those two and the sink's write sessions get server-side TCP keepalives and tcp_user_timeout to match. A standby then takes over about this long after the leader is cut off (docs/deployment.md).",
+    '10000',
+  ),
   SLOTLINE_ADMIN_TOKEN: setting(
-    z.string().min(16, 'must be at least 16 characters').optional(),
-    'Bearer token for admin actions; unset disables them.',
+    // Trimmed: a token read from a secret file usually ends with a newline, and
+    // HTTP clients never send whitespace around a header value, so it could never match.
+    z
+      .string()
+      .transform((s) => s.trim())
+      .pipe(
+        z
+          .string()
+          .min(16, 'must be at least 16 characters')
+          .regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces (a Bearer token)'),
+      )
+      .optional(),
+    'Bearer token for admin actions; unset disables them. Whitespace around it (the newline a secret file ends with) is ignored.',
   ),
   SLOTLINE_ADMIN_URL: setting(
     z.string().url('must be a URL, e.g. http://slotline:8080').optional(),
-    'Where `slotline status`, `reset-lsn` and `backfill` reach the running connector; default http://127.0.0.1:$SLOTLINE_HTTP_PORT.',
+    'Where `slotline status`, `reset-lsn` and `backfill` reach the running connector; default http://127.0.0.1:$SLOTLINE_ADMIN_PORT (or $SLOTLINE_HTTP_PORT when that is 0).',
   ),
   SLOTLINE_LOG_LEVEL: setting(
     z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], {
@@ -196,7 +232,7 @@ export const SETTINGS = {
   ),
   SLOTLINE_STATUS_INTERVAL_MS: setting(
     int(100, 3_600_000),
-    'Interval of standby status updates to the server (must be well under its wal_sender_timeout).',
+    "Interval of standby status updates to the server; never more than a third of SLOTLINE_DEAD_PEER_TIMEOUT_MS, so the connection's wal_sender_timeout never ends a live connector.",
     '10000',
   ),
   SLOTLINE_ACK_INTERVAL_MS: setting(
@@ -211,7 +247,7 @@ export const SETTINGS = {
   ),
   SLOTLINE_STANDBY_POLL_MS: setting(
     int(50, 600_000),
-    'How often a hot standby tries to take over the slot (an advisory lock on the source held by the leader).',
+    'How often a hot standby tries to take over the slot (an advisory lock on the source held by the leader), and a new leader tries a slot that the old one still holds.',
     '1000',
   ),
   SLOTLINE_HEARTBEAT_INTERVAL_MS: setting(
@@ -270,6 +306,21 @@ export const SETTINGS = {
     'The periodic verify also repairs the buckets that differ (removes sink rows gone at the source, backfills the bucket).',
     'false',
   ),
+  SLOTLINE_COLUMNSTORE_AFTER_SECONDS: setting(
+    z
+      .string()
+      .regex(/^\d+$/, 'must be a whole number')
+      .transform(Number)
+      .pipe(
+        z
+          .number()
+          .int()
+          .max(100 * 366 * 86_400)
+          .refine((n) => n === 0 || n >= 3_600, 'must be 0 (no policy) or at least 3600'),
+      ),
+    'TimescaleDB: chunks of `analytics_trades` whose trades are all older than this move to the columnstore (compressed, segmented by pool, ordered by time), applied by `setup`; 0: no columnstore policy. The default is far beyond the deepest reorg Ponder undoes (minutes); see docs/timescaledb.md.',
+    String(7 * 86_400),
+  ),
   SLOTLINE_APPLY_TRUNCATE: setting(
     bool,
     'Apply TRUNCATE of a source table to its sink table.',
@@ -305,6 +356,12 @@ export interface Config {
   kafkaSslCaFile: string | null;
   kafkaSasl: KafkaSasl | null;
   httpPort: number;
+  /** 0: admin routes share httpPort */
+  adminPort: number;
+  /** null: http://<hostname>:<admin port> */
+  advertiseUrl: string | null;
+  forwardTimeoutMs: number;
+  deadPeerTimeoutMs: number;
   adminToken: string | null;
   adminUrl: string | null;
   logLevel: Parsed['SLOTLINE_LOG_LEVEL'];
@@ -329,6 +386,8 @@ export interface Config {
   verifyBucketSeconds: number;
   verifyLookbackSeconds: number;
   verifyRepair: boolean;
+  /** 0: no columnstore policy */
+  columnstoreAfterSeconds: number;
 }
 
 export interface KafkaSasl {
@@ -344,13 +403,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 
 /** Every setting parsed by its schema, and the combinations checked. */
 function parseSettings(env: NodeJS.ProcessEnv): Parsed {
-  const problems: string[] = [];
+  const problems: ConfigProblem[] = [];
   const out: Record<string, unknown> = {};
   for (const [name, s] of Object.entries(SETTINGS) as [keyof Settings, Setting<z.ZodTypeAny>][]) {
     const raw = env[name];
     const value = raw === undefined || raw === '' ? s.default : raw;
     if (value === undefined && !s.schema.safeParse(undefined).success) {
-      problems.push(`${name} is required: ${s.description}`);
+      problems.push({ variable: name, message: `${name} is required: ${s.description}` });
+      continue;
+    }
+    const mistake = value === undefined ? null : (MISTAKES[name]?.(value) ?? null);
+    if (mistake) {
+      problems.push(mistake);
       continue;
     }
     const r = s.schema.safeParse(value);
@@ -359,17 +423,24 @@ function parseSettings(env: NodeJS.ProcessEnv): Parsed {
         name === 'SLOTLINE_ADMIN_TOKEN' || name.endsWith('_URL') || name.endsWith('_PASSWORD')
           ? '(value hidden)'
           : JSON.stringify(value);
-      problems.push(`${name} ${shown}: ${r.error.issues.map((i) => i.message).join('; ')}`);
+      problems.push({
+        variable: name,
+        message: `${name} ${shown}: ${r.error.issues.map((i) => i.message).join('; ')}`,
+      });
       continue;
     }
     out[name] = r.data;
   }
-  if (problems.length > 0)
-    throw new ConfigError(`invalid configuration:\n  ${problems.join('\n  ')}`);
+  if (problems.length > 0) throw new ConfigError(problems);
   const p = out as Parsed;
   if (p.SLOTLINE_RETRY_MAX_MS < p.SLOTLINE_RETRY_INITIAL_MS) {
     throw new ConfigError(
       'invalid configuration:\n  SLOTLINE_RETRY_MAX_MS must be at least SLOTLINE_RETRY_INITIAL_MS',
+    );
+  }
+  if (p.SLOTLINE_ADMIN_PORT !== 0 && p.SLOTLINE_ADMIN_PORT === p.SLOTLINE_HTTP_PORT) {
+    throw new ConfigError(
+      'invalid configuration:\n  SLOTLINE_ADMIN_PORT must differ from SLOTLINE_HTTP_PORT (or be 0 to share it)',
     );
   }
   if (p.SLOTLINE_INFLIGHT_MAX_ROWS < p.SLOTLINE_BATCH_MAX_ROWS) {
@@ -378,15 +449,98 @@ function parseSettings(env: NodeJS.ProcessEnv): Parsed {
     );
   }
   if (p.SLOTLINE_PONDER_VIEWS_SCHEMA !== undefined && (env.SLOTLINE_SOURCE_SCHEMA ?? '') !== '') {
-    throw new ConfigError(
-      'invalid configuration:\n  SLOTLINE_SOURCE_SCHEMA and SLOTLINE_PONDER_VIEWS_SCHEMA exclude each other: ' +
-        'one fixed deployment schema, or follow the deployment the views point at. Unset one',
-    );
+    throw new ConfigError([
+      {
+        variable: 'SLOTLINE_PONDER_VIEWS_SCHEMA',
+        code: 'source_schema_conflict',
+        message:
+          'SLOTLINE_SOURCE_SCHEMA and SLOTLINE_PONDER_VIEWS_SCHEMA exclude each other: one fixed deployment schema, or follow the deployment the views point at',
+        remedy: {
+          side: 'source',
+          variable: 'SLOTLINE_PONDER_VIEWS_SCHEMA',
+          fix: 'unset SLOTLINE_SOURCE_SCHEMA to follow redeploys, or unset SLOTLINE_PONDER_VIEWS_SCHEMA to stream one fixed schema',
+        },
+      },
+    ]);
   }
   const kafkaProblems = kafkaCombinations(p);
   if (kafkaProblems.length > 0)
     throw new ConfigError(`invalid configuration:\n  ${kafkaProblems.join('\n  ')}`);
   return p;
+}
+
+/**
+ * Mistakes that pass (or fail) a setting's schema for a reason an operator
+ * would not guess, told with a code and a fix before the schema is asked.
+ */
+const MISTAKES: Partial<Record<keyof Settings, (value: string) => ConfigProblem | null>> = {
+  SLOTLINE_SOURCE_URL: (v) => urlMistake('SLOTLINE_SOURCE_URL', 'source', v),
+  SLOTLINE_SINK_URL: (v) => urlMistake('SLOTLINE_SINK_URL', 'sink', v),
+  SLOTLINE_SINK_SCHEMA: systemSchema,
+};
+
+/**
+ * A password with an unencoded reserved character still parses as a URL, but
+ * another one: after a `#` everything is a fragment (the host becomes a piece
+ * of the password, hence `getaddrinfo ENOTFOUND`), after a `/` or `?` the rest
+ * is the database name or parameters. No part of the value is echoed: it may be
+ * the password.
+ */
+export function urlMistake(variable: string, side: Side, value: string): ConfigProblem | null {
+  let found: string | null = null;
+  let url: URL | null = null;
+  try {
+    url = new URL(value);
+  } catch {
+    // The schema says it is no URL; say why when an unencoded character is the likely cause.
+    if (/^postgres(ql)?:\/\/[^@]*[#?/%][^@]*@/i.test(value))
+      found = 'cannot be parsed: its user name or password holds a reserved character';
+  }
+  if (url && /^postgres(ql)?:$/.test(url.protocol)) {
+    if (url.hash !== '')
+      found =
+        "holds a '#': everything after it is dropped, so the host, port and database come out wrong (a '#' in the password)";
+    else if (/@/.test(url.pathname + url.search))
+      found =
+        "has an '@' in its database name or parameters: a '/' or '?' in the password ended the host part early";
+    else if (!decodes(url.username) || !decodes(url.password))
+      found = "has a '%' in its user name or password that is not followed by two hex digits";
+  }
+  if (found === null) return null;
+  return {
+    variable,
+    code: 'url_unencoded_character',
+    message: `${variable} (value hidden): the URL ${found}`,
+    remedy: {
+      side,
+      variable,
+      fix: `percent-encode the password (and user name) in ${variable}: ${PERCENT_ENCODE}; node -e 'console.log(encodeURIComponent(process.argv[1]))' 'the password' prints it encoded`,
+    },
+  };
+}
+
+function decodes(s: string): boolean {
+  try {
+    decodeURIComponent(s);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** PostgreSQL reserves pg_* and information_schema; the sink tables cannot live there. */
+function systemSchema(value: string): ConfigProblem | null {
+  if (!/^pg_/.test(value) && value !== 'information_schema') return null;
+  return {
+    variable: 'SLOTLINE_SINK_SCHEMA',
+    code: 'sink_schema_reserved',
+    message: `SLOTLINE_SINK_SCHEMA ${JSON.stringify(value)}: is a system schema of PostgreSQL (pg_* and information_schema are reserved)`,
+    remedy: {
+      side: 'sink',
+      variable: 'SLOTLINE_SINK_SCHEMA',
+      fix: 'choose a schema of your own, e.g. SLOTLINE_SINK_SCHEMA=analytics, or leave it unset for public',
+    },
+  };
 }
 
 function toConfig(p: Parsed): Config {
@@ -422,6 +576,10 @@ function toConfig(p: Parsed): Config {
             password: p.SLOTLINE_KAFKA_SASL_PASSWORD as string,
           },
     httpPort: p.SLOTLINE_HTTP_PORT,
+    adminPort: p.SLOTLINE_ADMIN_PORT,
+    advertiseUrl: p.SLOTLINE_ADVERTISE_URL ?? null,
+    forwardTimeoutMs: p.SLOTLINE_FORWARD_TIMEOUT_MS,
+    deadPeerTimeoutMs: p.SLOTLINE_DEAD_PEER_TIMEOUT_MS,
     adminToken: p.SLOTLINE_ADMIN_TOKEN ?? null,
     adminUrl: p.SLOTLINE_ADMIN_URL ?? null,
     logLevel: p.SLOTLINE_LOG_LEVEL,
@@ -446,6 +604,7 @@ function toConfig(p: Parsed): Config {
     verifyBucketSeconds: p.SLOTLINE_VERIFY_BUCKET_SECONDS,
     verifyLookbackSeconds: p.SLOTLINE_VERIFY_LOOKBACK_SECONDS,
     verifyRepair: p.SLOTLINE_VERIFY_REPAIR,
+    columnstoreAfterSeconds: p.SLOTLINE_COLUMNSTORE_AFTER_SECONDS,
   };
 }
 

@@ -106,3 +106,71 @@ describe('classifyError', () => {
     }
   });
 });
+
+describe('classifyError: the mistakes an operator fixes', () => {
+  const netError = (code: string, message: string) =>
+    Object.assign(new Error(message), { code, syscall: 'getaddrinfo' });
+
+  it('a wrong password names the side, the variable and the fix', () => {
+    for (const [where, variable] of [
+      ['source', 'SLOTLINE_SOURCE_URL'],
+      ['sink', 'SLOTLINE_SINK_URL'],
+    ] as const) {
+      const e = classifyError(
+        pgError('28P01', 'password authentication failed for user "u"'),
+        where,
+      );
+      expect(e).toBeInstanceOf(AuthError);
+      expect(e.remedy).toMatchObject({ side: where, variable });
+      expect(e.message).toMatch(
+        new RegExp(`^${where}: .*\\. Fix: correct the user name and password in ${variable}`),
+      );
+    }
+  });
+
+  it('no pg_hba.conf entry points at pg_hba.conf', () => {
+    const e = classifyError(pgError('28000', 'no pg_hba.conf entry for host "10.0.0.1"'), 'source');
+    expect(e.code).toBe('auth_failed');
+    expect(e.remedy?.fix).toMatch(/pg_hba\.conf has no line/);
+  });
+
+  it('a missing database is database_missing, not retried', () => {
+    const e = classifyError(pgError('3D000', 'database "nope" does not exist'), 'sink');
+    expect(e).toMatchObject({ code: 'database_missing', retriable: false });
+    expect(e.remedy).toMatchObject({ side: 'sink', variable: 'SLOTLINE_SINK_URL' });
+  });
+
+  it('a host that does not resolve is retried, and the fix mentions percent-encoding', () => {
+    const e = classifyError(netError('ENOTFOUND', 'getaddrinfo ENOTFOUND ss'), 'source');
+    expect(e).toBeInstanceOf(ConnectionError);
+    expect(e).toMatchObject({ code: 'host_not_found', retriable: true });
+    expect(e.remedy?.fix).toMatch(/percent-encode the password \(@ as %40, # as %23/);
+  });
+
+  it('privileges: publication ones on the source, schema ones on the sink', () => {
+    for (const message of [
+      'must be owner of publication slotline',
+      'permission denied for database ponder',
+      'must be owner of table order_book_trades',
+    ]) {
+      const e = classifyError(pgError('42501', message), 'source');
+      expect(e.code, message).toBe('publication_privilege');
+      expect(e.remedy).toMatchObject({ side: 'source', variable: 'SLOTLINE_PUBLICATION' });
+    }
+    const sink = classifyError(
+      pgError('42501', 'permission denied for database analytics'),
+      'sink',
+    );
+    expect(sink.code).toBe('sink_privilege');
+    expect(sink.remedy?.fix).toMatch(/sink_role\.sql/);
+  });
+
+  it('other boundaries keep the generic mapping', () => {
+    expect(classifyError(pgError('42501', 'permission denied for table x'), 'verify').code).toBe(
+      'pg_42501',
+    );
+    expect(classifyError(pgError('3D000', 'database "x" does not exist'), 'verify').remedy).toBe(
+      null,
+    );
+  });
+});

@@ -10,8 +10,11 @@
 -- publication (default slotline: SLOTLINE_PUBLICATION), follow (on: SLOTLINE_PONDER_VIEWS_SCHEMA
 -- is set, see below), ponder_role (default: the owner of :schema.order_book_trades).
 --
--- What the role can do, and nothing more:
---   REPLICATION        create, stream from, advance and drop the logical slot
+-- What slotline uses the role for:
+--   REPLICATION        create, stream from, advance and drop the logical slot. The attribute
+--                      grants more than that (any slot, any plugin, every table's changes of a
+--                      database it can connect to; physical replication where pg_hba.conf
+--                      allows it): see docs/security.md for what limits it.
 --   USAGE on the schema and SELECT on order_book_trades and pools
 --                      the initial snapshot (COPY in the slot's snapshot) and backfills
 --   the built-ins it calls are PUBLIC by default: pg_logical_emit_message (heartbeats and

@@ -7,10 +7,10 @@ import { inspectSlot } from '../source/slot.js';
 /**
  * The command-line side of the admin actions: `status`, `reset-lsn` and
  * `backfill` talk to the running connector's HTTP API (they need its stream),
- * at SLOTLINE_ADMIN_URL or http://127.0.0.1:$SLOTLINE_HTTP_PORT.
+ * at SLOTLINE_ADMIN_URL or the local admin listener.
  */
 export function adminUrl(cfg: Config): string {
-  return cfg.adminUrl ?? `http://127.0.0.1:${cfg.httpPort}`;
+  return cfg.adminUrl ?? `http://127.0.0.1:${cfg.adminPort || cfg.httpPort}`;
 }
 
 export interface CliResult {

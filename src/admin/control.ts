@@ -1,14 +1,15 @@
 import type pg from 'pg';
 import { formatLsn, isLsn, parseLsn } from '../checkpoint/lsn.js';
-import { readCheckpoints } from '../checkpoint/store.js';
+import { readCheckpoints, readLeader } from '../checkpoint/store.js';
 import { Conflict, InvalidRequest, RequestRefused } from '../errors.js';
 import { parseBackfillRange } from '../source/backfill.js';
 import { syncRunAnswer } from '../verify/buckets.js';
 import { parseFilter } from './dead-letters.js';
-import type { AdminControl } from './api.js';
+import type { AdminControl, LeaderRoute } from './api.js';
 import type { Metrics } from './metrics.js';
-import type { ConnectorPort } from './port.js';
+import type { ConnectorPort, ConnectorView } from './port.js';
 import { livenessOf, readinessOf } from './probes.js';
+import { publicError, publicFailure } from './public-error.js';
 import { syncHealth } from './sync-api.js';
 
 export interface ControlOptions {
@@ -22,15 +23,19 @@ export interface ControlOptions {
   metrics: Metrics;
   /** SLOTLINE_LIVENESS_TIMEOUT_MS: a loop that reads and hears nothing this long is wedged. */
   livenessTimeoutMs: number;
+  /** This replica's advertised admin address (SLOTLINE_ADVERTISE_URL); null without HTTP. */
+  self: string | null;
 }
 
 /** The HTTP surface's requests, validated and carried out through the connector's port. */
 export function adminControl(o: ControlOptions): AdminControl {
   const { port } = o;
   return {
+    self: o.self,
     liveness: () => livenessOf(port.view(), Date.now(), o.livenessTimeoutMs),
     readiness: () => readinessOf(port.view()),
-    status: () => statusOf(o),
+    leader: () => leaderRoute(o),
+    status: (authorized) => statusOf(o, authorized),
     syncHealth: async () => {
       const v = port.view();
       const last = v.lastDurableCommitMs;
@@ -42,13 +47,13 @@ export function adminControl(o: ControlOptions): AdminControl {
         streaming: v.phase === 'streaming',
       });
     },
-    syncStats: () => syncStats(o),
-    pause() {
-      port.pause();
+    syncStats: (authorized) => syncStats(o, authorized),
+    async pause() {
+      await port.pause();
       return { paused: true, reasons: port.view().pauseReasons };
     },
-    resume() {
-      port.resume();
+    async resume() {
+      await port.resume();
       return { paused: false, reasons: port.view().pauseReasons };
     },
     resetLsn: (text, force) => resetLsn(port, text, force),
@@ -59,7 +64,35 @@ export function adminControl(o: ControlOptions): AdminControl {
   };
 }
 
-async function statusOf(o: ControlOptions): Promise<unknown> {
+/**
+ * Where calls about the deployment go: this replica if it holds the leader
+ * lock; else the address the leader recorded beside its epoch in the sink.
+ * Read at each call (one indexed row), so a takeover is seen at once.
+ */
+async function leaderRoute(o: ControlOptions): Promise<LeaderRoute> {
+  if (o.port.view().leading) return { at: 'here' };
+  const none = (reason: string): LeaderRoute => ({ at: 'none', reason });
+  let r;
+  try {
+    r = await readLeader(o.sink, o.slot);
+  } catch {
+    return none('no leader can be found now: the sink does not answer; retry shortly');
+  }
+  if (r === null) return none('no replica leads yet; retry shortly');
+  if (r.address === null)
+    return none(
+      `the leader (${r.holder}) has recorded no address: it serves no HTTP, or runs a version of slotline that does not (it does once it leads again)`,
+    );
+  if (!/^https?:\/\/[^/]+$/.test(r.address))
+    return none('the leader record holds no http(s) address (scheme://host:port)');
+  if (r.address === o.self)
+    return none(
+      "no replica leads now (the leader record is this replica's own, from before it restarted); retry shortly",
+    );
+  return { at: 'leader', url: r.address };
+}
+
+async function statusOf(o: ControlOptions, authorized: boolean): Promise<unknown> {
   const v = o.port.view();
   const slot = v.slot;
   const checkpoints = await readCheckpoints(o.sink, o.slot).catch(() => []);
@@ -67,9 +100,10 @@ async function statusOf(o: ControlOptions): Promise<unknown> {
     slot: o.slot,
     publication: o.publication,
     phase: v.phase,
+    leading: v.leading,
     paused: v.pauseReasons.includes('operator'),
     pauseReasons: v.pauseReasons,
-    lastError: v.lastError,
+    lastError: authorized ? v.lastError : publicError(v.lastErrorCode),
     publicationProblem: v.publicationProblem,
     ponder: v.ponder,
     lsn: {
@@ -94,12 +128,23 @@ async function statusOf(o: ControlOptions): Promise<unknown> {
     throughput: { rowsPerSecond1m: Math.round(v.throughputPerSecond) },
     lastCommitTime:
       v.lastDurableCommitMs === null ? null : new Date(v.lastDurableCommitMs).toISOString(),
-    backfill: v.backfill,
-    verify: v.verify,
+    backfill:
+      authorized || !v.backfill
+        ? v.backfill
+        : { ...v.backfill, error: publicFailure(v.backfill.error) },
+    verify: authorized || !v.verify ? v.verify : redactVerify(v.verify),
   };
 }
 
-async function syncStats(o: ControlOptions): Promise<unknown> {
+function redactVerify(s: NonNullable<ConnectorView['verify']>): ConnectorView['verify'] {
+  return {
+    ...s,
+    lastError: publicFailure(s.lastError),
+    last: s.last === null ? null : { ...s.last, error: publicFailure(s.last.error) },
+  };
+}
+
+async function syncStats(o: ControlOptions, authorized: boolean): Promise<unknown> {
   const v = o.port.view();
   const dead = await o.sink
     .query<{ n: string }>(
@@ -115,7 +160,7 @@ async function syncStats(o: ControlOptions): Promise<unknown> {
     deadLetters: v.deadLetters,
     pendingDeadLetters: dead,
     errors: v.errorCount,
-    lastError: v.lastError,
+    lastError: authorized ? v.lastError : publicError(v.lastErrorCode),
     uptimeSeconds: Math.round((Date.now() - v.startedAt) / 1000),
   };
 }

@@ -49,7 +49,14 @@ export function parseFilter(
   const reason = short(input.reason, 'reason');
   if (reason !== undefined) f.reason = reason;
   const table = short(input.table, 'table');
-  if (table !== undefined) f.table = table;
+  if (table !== undefined) {
+    // A name, not a pattern: filters select exactly what they name.
+    if (!/^([A-Za-z_][A-Za-z0-9_$]*\.)?[A-Za-z_][A-Za-z0-9_$]*$/.test(table))
+      throw new InvalidRequest(
+        `table must be a table name such as order_book_trades or public.pools (exact, not a pattern); got ${JSON.stringify(table)}`,
+      );
+    f.table = table;
+  }
   if (input.state !== undefined) {
     if (!DEAD_LETTER_STATES.includes(input.state as DeadLetterState)) {
       throw new InvalidRequest(`state must be one of ${DEAD_LETTER_STATES.join(', ')}`);

@@ -1,11 +1,12 @@
 import { timingSafeEqual, createHash } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { RequestRefused } from '../errors.js';
+import { classifyError, RequestRefused, SlotlineError, Unavailable } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from './metrics.js';
 import { routes } from './routes.js';
 import { HttpError, type AdminControl, type Route } from './api.js';
+import { forward, ForwardError, FORWARDED_HEADER, SERVED_BY_HEADER } from './forward.js';
 
 export { HttpError, type AdminControl, type Probe } from './api.js';
 
@@ -14,6 +15,7 @@ const REFUSAL_STATUS: Record<RequestRefused['kind'], number> = {
   invalid: 400,
   conflict: 409,
   not_found: 404,
+  unavailable: 503,
 };
 
 export interface HttpServerOptions {
@@ -24,6 +26,15 @@ export interface HttpServerOptions {
   adminToken: string | null;
   /** Largest request body accepted (default 16 KiB). */
   maxBodyBytes?: number;
+  /**
+   * Whether this listener serves the admin routes (default true). False on the
+   * main port when SLOTLINE_ADMIN_PORT gives them a listener of their own.
+   */
+  admin?: boolean;
+  /** SLOTLINE_FORWARD_TIMEOUT_MS: longest wait for the leader's answer to a forwarded call. */
+  forwardTimeoutMs: number;
+  /** The setting a listen failure names (default SLOTLINE_HTTP_PORT). */
+  portVariable?: PortVariable;
   control: AdminControl;
   metrics: Metrics;
   log: Logger;
@@ -38,10 +49,17 @@ export function tokenMatches(header: string | undefined, token: string): boolean
   return timingSafeEqual(hash(m[1] as string), hash(token));
 }
 
+/** An answer: JSON, Prometheus text, or a forwarded answer passed on as it came. */
+type Reply = { status: number; servedBy?: string | null; headers?: Record<string, string> } & (
+  { json: unknown } | { raw: Buffer | string; contentType: string }
+);
+
 /**
- * One HTTP server: probes, metrics, status, the old analytics service's
+ * One HTTP listener: probes, metrics, status, the old analytics service's
  * endpoints, and token-gated admin actions. Errors are JSON with a message;
- * a bad request changes nothing.
+ * a bad request changes nothing. A call about the deployment (admin actions,
+ * /api/sync/*) received by a standby is forwarded to the leader, so that every
+ * replica gives it the same meaning.
  */
 export class HttpServer {
   private server: http.Server | null = null;
@@ -62,13 +80,18 @@ export class HttpServer {
     server.requestTimeout = 30_000;
     this.server = server;
     await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
+      const refused = (err: Error) =>
+        reject(listenError(err, this.opts.port, this.opts.portVariable));
+      server.once('error', refused);
       server.listen(this.opts.port, this.opts.host ?? '0.0.0.0', () => {
-        server.off('error', reject);
+        server.off('error', refused);
         resolve();
       });
     });
-    this.opts.log.info({ port: this.port }, 'HTTP server listening');
+    this.opts.log.info(
+      { port: this.port, admin: this.opts.admin !== false },
+      'HTTP server listening',
+    );
   }
 
   async stop(): Promise<void> {
@@ -80,51 +103,140 @@ export class HttpServer {
   }
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const send = (status: number, body: unknown) => {
-      if (res.headersSent) return;
-      if (typeof body === 'string') {
-        res.writeHead(status, { 'content-type': this.opts.metrics.registry.contentType });
-        res.end(body);
-      } else {
-        const text = JSON.stringify(body, (_k, v: unknown) =>
-          typeof v === 'bigint' ? v.toString() : v,
-        );
-        res.writeHead(status, { 'content-type': 'application/json' });
-        res.end(text);
-      }
-    };
+    let reply: Reply;
     try {
-      const url = new URL(req.url ?? '/', 'http://localhost');
-      let params: string[] = [];
-      const candidates = this.routes.filter((r) => {
-        if (typeof r.path === 'string') return r.path === url.pathname;
-        const m = r.path.exec(url.pathname);
-        if (m) params = m.slice(1);
-        return m !== null;
-      });
-      if (candidates.length === 0) throw new HttpError(404, `no such endpoint: ${url.pathname}`);
-      const route = candidates.find((r) => r.method === req.method);
-      if (!route) {
-        res.setHeader('allow', candidates.map((r) => r.method).join(', '));
-        throw new HttpError(405, `${req.method} is not allowed on ${url.pathname}`);
-      }
-      if (route.admin) this.authorize(req);
-      const body = await this.readBody(req);
-      const out = await route.handler(req, body, url, params);
-      if (typeof out === 'string') send(200, out);
-      else send(out[0], out[1]);
+      reply = await this.dispatch(req);
     } catch (err) {
-      if (err instanceof HttpError) {
-        send(err.status, { error: err.message });
-      } else if (err instanceof RequestRefused) {
-        send(REFUSAL_STATUS[err.kind], { error: err.message });
-      } else {
-        this.opts.log.error({ err }, 'HTTP handler failed');
-        send(500, { error: 'internal error' });
-      }
+      reply = this.failure(err);
       // Drain what the client still sends, so the connection closes cleanly.
       req.resume();
     }
+    if (res.headersSent) return;
+    const headers: Record<string, string> = { ...reply.headers };
+    if (reply.servedBy) headers[SERVED_BY_HEADER] = reply.servedBy;
+    if ('json' in reply) {
+      const text = JSON.stringify(reply.json, (_k, v: unknown) =>
+        typeof v === 'bigint' ? v.toString() : v,
+      );
+      res.writeHead(reply.status, { ...headers, 'content-type': 'application/json' });
+      res.end(text);
+    } else {
+      res.writeHead(reply.status, { ...headers, 'content-type': reply.contentType });
+      res.end(reply.raw);
+    }
+  }
+
+  private failure(err: unknown): Reply {
+    if (err instanceof HttpError) return { status: err.status, json: { error: err.message } };
+    if (err instanceof RequestRefused)
+      return { status: REFUSAL_STATUS[err.kind], json: { error: err.message } };
+    this.opts.log.error({ err }, 'HTTP handler failed');
+    return { status: 500, json: { error: 'internal error' } };
+  }
+
+  /** Finds the route, checks the token, reads the body, and answers here or through the leader. */
+  private async dispatch(req: http.IncomingMessage): Promise<Reply> {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    let params: string[] = [];
+    const candidates = this.routes.filter((r) => {
+      if (typeof r.path === 'string') return r.path === url.pathname;
+      const m = r.path.exec(url.pathname);
+      if (m) params = m.slice(1);
+      return m !== null;
+    });
+    if (candidates.length === 0) throw new HttpError(404, `no such endpoint: ${url.pathname}`);
+    const route = candidates.find((r) => r.method === req.method);
+    if (!route) {
+      req.resume();
+      return {
+        status: 405,
+        json: { error: `${req.method} is not allowed on ${url.pathname}` },
+        headers: { allow: candidates.map((r) => r.method).join(', ') },
+      };
+    }
+    if (route.admin && this.opts.admin === false)
+      throw new HttpError(
+        404,
+        `${url.pathname} is served on the admin port (SLOTLINE_ADMIN_PORT), not on this one`,
+      );
+    const token = this.opts.adminToken;
+    if (route.admin) this.authorize(req);
+    const authorized =
+      route.admin || (token !== null && tokenMatches(req.headers.authorization, token));
+    const body = await this.readBody(req);
+    if (route.leader) {
+      const passed = await this.viaLeader(route, req, body, url);
+      if (passed) return passed;
+    }
+    const out = await route.handler(req, body, url, params, authorized);
+    const servedBy = route.leader ? this.opts.control.self : null;
+    if (typeof out === 'string')
+      return {
+        status: 200,
+        raw: out,
+        contentType: this.opts.metrics.registry.contentType,
+        servedBy,
+      };
+    return { status: out[0], json: out[1], servedBy };
+  }
+
+  /**
+   * A call about the deployment, received by a replica that does not lead:
+   * the leader's answer, or null to answer here. An admin call is never answered
+   * by a standby (a pause it kept for itself would be lost, or lead paused
+   * later): without a reachable leader it is refused with 503. An open one
+   * (/api/sync/health, /api/sync/stats) is answered here then, in its usual shape.
+   */
+  private async viaLeader(
+    route: Route,
+    req: http.IncomingMessage,
+    body: Record<string, unknown>,
+    url: URL,
+  ): Promise<Reply | null> {
+    const where = await this.opts.control.leader();
+    if (where.at === 'here') return null;
+    const forwarded = req.headers[FORWARDED_HEADER] !== undefined;
+    if (where.at === 'none' || forwarded) {
+      if (!route.admin) return null;
+      throw new Unavailable(
+        forwarded
+          ? 'this replica was named as the leader but does not lead (any more); retry shortly'
+          : where.at === 'none'
+            ? where.reason
+            : 'no leader',
+      );
+    }
+    try {
+      const a = await forward({
+        base: where.url,
+        method: req.method ?? 'GET',
+        path: `${url.pathname}${url.search}`,
+        headers: this.forwardHeaders(req),
+        body: Object.keys(body).length > 0 ? JSON.stringify(body) : undefined,
+        timeoutMs: this.opts.forwardTimeoutMs,
+      });
+      return { status: a.status, raw: a.body, contentType: a.contentType, servedBy: a.servedBy };
+    } catch (err) {
+      const code = err instanceof ForwardError ? err.code : 'error';
+      this.opts.log.warn(
+        { code, leader: where.url, path: url.pathname },
+        `forwarding to the leader failed: ${(err as Error).message}`,
+      );
+      if (!route.admin) return null;
+      throw new Unavailable(
+        `the leader at ${where.url} did not answer (${code}); nothing was done, retry shortly`,
+      );
+    }
+  }
+
+  private forwardHeaders(req: http.IncomingMessage): Record<string, string> {
+    const h: Record<string, string> = {
+      [FORWARDED_HEADER]: this.opts.control.self ?? 'unknown',
+      accept: 'application/json',
+    };
+    if (req.headers.authorization) h.authorization = req.headers.authorization;
+    h['content-type'] = 'application/json';
+    return h;
   }
 
   private authorize(req: http.IncomingMessage): void {
@@ -138,7 +250,6 @@ export class HttpServer {
       );
     }
   }
-
   /** The JSON object body of a request (empty object when there is none). */
   private async readBody(req: http.IncomingMessage): Promise<Record<string, unknown>> {
     const max = this.opts.maxBodyBytes ?? 16 * 1024;
@@ -166,4 +277,57 @@ export class HttpServer {
     }
     return parsed as Record<string, unknown>;
   }
+}
+
+/** The setting that names a listener's port. */
+export type PortVariable = 'SLOTLINE_HTTP_PORT' | 'SLOTLINE_ADMIN_PORT';
+
+/**
+ * Why an HTTP listener could not listen, as an operator's error naming the
+ * variable of its port; the one place a listen failure is mapped.
+ */
+export function listenError(
+  err: unknown,
+  port: number,
+  variable: PortVariable = 'SLOTLINE_HTTP_PORT',
+): SlotlineError {
+  const code = (err as { code?: string } | null)?.code;
+  const other = port === 8080 ? 8081 : 8080;
+  const remedy = {
+    side: 'http' as const,
+    variable,
+    fix:
+      variable === 'SLOTLINE_ADMIN_PORT'
+        ? 'set SLOTLINE_ADMIN_PORT to a free port, or to 0 to serve the admin actions on SLOTLINE_HTTP_PORT'
+        : `set SLOTLINE_HTTP_PORT to a free port (e.g. SLOTLINE_HTTP_PORT=${other} slotline run, or SLOTLINE_HTTP_PORT=${other} slotline demo), or to 0 to run without the HTTP server (no probes, metrics or admin actions)`,
+  };
+  if (code === 'EADDRINUSE')
+    return new SlotlineError(
+      'http_port_in_use',
+      `http: port ${port} is in use by another process`,
+      {
+        cause: err,
+        remedy,
+      },
+    );
+  if (code === 'EACCES')
+    return new SlotlineError(
+      'http_port_denied',
+      `http: this process may not listen on port ${port} (ports below 1024 need privileges)`,
+      { cause: err, remedy },
+    );
+  return classifyError(err, 'http');
+}
+
+/** Whether the HTTP server could listen on `port` now: null, or why not. Binds and lets go at once. */
+export function probePort(
+  port: number,
+  host = '0.0.0.0',
+  variable: PortVariable = 'SLOTLINE_HTTP_PORT',
+): Promise<SlotlineError | null> {
+  return new Promise((resolve) => {
+    const server = http.createServer();
+    server.once('error', (err) => resolve(listenError(err, port, variable)));
+    server.listen(port, host, () => server.close(() => resolve(null)));
+  });
 }

@@ -10,7 +10,12 @@ export type Phase =
 /** What the connector is doing, as the HTTP surface shows it. */
 export interface ConnectorView {
   phase: Phase;
+  /** This replica holds the leader lock (it leads, also while it sets up or snapshots). */
+  leading: boolean;
+  /** The last error's full message: for the log and callers with the admin token only. */
   lastError: string | null;
+  /** Its code (connection, slot_in_use, …): what callers without the token see. */
+  lastErrorCode: string | null;
   errorCount: number;
   /** unix ms */
   startedAt: number;
@@ -79,9 +84,14 @@ export interface ResetOutcome {
  */
 export interface ConnectorPort {
   view(): ConnectorView;
-  /** Stop / resume reading the slot on an operator's word (status updates go on). */
-  pause(): void;
-  resume(): void;
+  /**
+   * Stop / resume reading the slot on an operator's word (status updates go
+   * on). The pause is the deployment's: stored beside the leader epoch in the
+   * sink, so whoever leads next keeps it. Only the leader takes it (Unavailable
+   * otherwise, or when it cannot be stored).
+   */
+  pause(): Promise<void>;
+  resume(): Promise<void>;
   /** Stops the stream, checks the target against the slot, moves every sink, streams again. */
   resetLsn(target: Lsn, force: boolean): Promise<ResetOutcome>;
   startBackfill(range: BackfillRange): Promise<BackfillInfo>;

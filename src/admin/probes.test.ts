@@ -5,7 +5,9 @@ import { livenessOf, readinessOf } from './probes.js';
 function view(over: Partial<ConnectorView> = {}): ConnectorView {
   return {
     phase: 'streaming',
+    leading: true,
     lastError: null,
+    lastErrorCode: null,
     errorCount: 0,
     startedAt: 0,
     pauseReasons: [],
@@ -55,9 +57,30 @@ describe('readinessOf', () => {
     expect(readinessOf(view({ pauseReasons: ['operator'] })).reason).toMatch(/operator/);
     expect(readinessOf(view({ phase: 'standby' })).ok).toBe(true);
     expect(readinessOf(view({ publicationProblem: 'the publication was dropped' })).ok).toBe(false);
-    expect(readinessOf(view({ phase: 'standby', lastError: 'x' })).ok).toBe(false);
-    expect(readinessOf(view({ phase: 'retrying', lastError: 'down' })).reason).toBe(
-      'retrying: down',
+    expect(readinessOf(view({ phase: 'standby', lastErrorCode: 'connection' })).ok).toBe(false);
+  });
+
+  it('shows an error by its code and fix, never its message (no hosts or ports to anyone)', () => {
+    const down = view({
+      phase: 'retrying',
+      lastError: 'source: connect ECONNREFUSED 10.0.3.7:5432',
+      lastErrorCode: 'connection',
+    });
+    expect(readinessOf(down).reason).toBe(
+      'retrying: connection: a database connection failed; retrying',
+    );
+    const lost = view({
+      phase: 'retrying',
+      lastError: 'source: replication slot "s" does not exist at 10.0.3.7',
+      lastErrorCode: 'slot_missing',
+    });
+    expect(readinessOf(lost).reason).toMatch(
+      /^retrying: slot_missing: .*slotline setup --resnapshot/,
+    );
+    expect(readinessOf(lost).reason).not.toContain('10.0.3.7');
+    const odd = view({ phase: 'starting', lastError: 'pg says x', lastErrorCode: 'pg_XX123' });
+    expect(readinessOf(odd).reason).toBe(
+      'starting: pg_XX123: details in the log, or in /status with the admin token',
     );
   });
 });

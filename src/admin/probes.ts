@@ -1,5 +1,6 @@
 import type { ConnectorView } from './port.js';
 import type { Probe } from './api.js';
+import { publicError } from './public-error.js';
 
 /**
  * Liveness: the process and its replication loop are not wedged. Only a loop
@@ -22,14 +23,18 @@ export function livenessOf(v: ConnectorView, now: number, timeoutMs: number): Pr
   return { ok: true, reason: v.phase };
 }
 
-/** Readiness: streaming, or a healthy hot standby. */
+/**
+ * Readiness: streaming, or a healthy hot standby. Unauthenticated, so an error
+ * shows as its code and the fix, never its message (see public-error.ts).
+ */
 export function readinessOf(v: ConnectorView): Probe {
-  if (v.phase === 'standby' && v.lastError === null) return { ok: true, reason: 'standby' };
+  if (v.phase === 'standby' && v.lastErrorCode === null) return { ok: true, reason: 'standby' };
   if (v.phase === 'streaming' && v.publicationProblem !== null)
     return { ok: false, reason: `streaming, but ${v.publicationProblem}` };
   if (v.phase === 'streaming') {
     const paused = v.pauseReasons.includes('operator');
     return { ok: true, reason: paused ? 'streaming (paused by an operator)' : 'streaming' };
   }
-  return { ok: false, reason: v.lastError ? `${v.phase}: ${v.lastError}` : v.phase };
+  const error = publicError(v.lastErrorCode);
+  return { ok: false, reason: error ? `${v.phase}: ${error}` : v.phase };
 }

@@ -14,6 +14,8 @@ const post = (path: Route['path'], handler: Handler): Route => ({
   admin: true,
   handler,
 });
+/** A call about the deployment: the leader answers it, whichever replica receives it. */
+const leader = (r: Route): Route => ({ ...r, leader: true });
 
 function probe(p: Probe): [number, unknown] {
   return [p.ok ? 200 : 503, { status: p.ok ? 'ok' : 'unavailable', reason: p.reason }];
@@ -29,7 +31,7 @@ function openRoutes(c: AdminControl, metrics: Metrics): Route[] {
     get('/healthz', async () => probe(c.liveness())),
     get('/readyz', async () => probe(c.readiness())),
     get('/metrics', async () => metrics.registry.metrics()),
-    get('/status', async () => [200, await c.status()]),
+    get('/status', async (_r, _b, _u, _p, authorized) => [200, await c.status(authorized)]),
   ];
 }
 
@@ -37,7 +39,10 @@ function openRoutes(c: AdminControl, metrics: Metrics): Route[] {
 function syncRoutes(c: AdminControl): Route[] {
   return [
     get('/api/sync/health', async () => [200, await c.syncHealth()]),
-    get('/api/sync/stats', async () => [200, await c.syncStats()]),
+    get('/api/sync/stats', async (_r, _b, _u, _p, authorized) => [
+      200,
+      await c.syncStats(authorized),
+    ]),
     post('/api/sync/run', async (_r, b) => [200, await c.syncRun(b)]),
     post('/api/sync/force', async (_r, b) => {
       const from = b.fromTimestamp;
@@ -45,7 +50,7 @@ function syncRoutes(c: AdminControl): Route[] {
         throw new HttpError(400, 'fromTimestamp must be unix seconds (a non-negative integer)');
       return [202, await c.startBackfill({ from })];
     }),
-  ];
+  ].map(leader);
 }
 
 function adminRoutes(c: AdminControl): Route[] {
@@ -58,15 +63,10 @@ function adminRoutes(c: AdminControl): Route[] {
       return [200, await c.resetLsn(b.lsn, b.force === true)];
     }),
     post('/admin/backfill', async (_r, b) => [202, await c.startBackfill(b)]),
-    {
-      method: 'DELETE',
-      path: '/admin/backfill',
-      admin: true,
-      handler: async () => [200, await c.cancelBackfill()],
-    },
-    post('/admin/pause', async () => [200, c.pause()]),
-    post('/admin/resume', async () => [200, c.resume()]),
-  ];
+    { ...post('/admin/backfill', async () => [200, await c.cancelBackfill()]), method: 'DELETE' },
+    post('/admin/pause', async () => [200, await c.pause()]),
+    post('/admin/resume', async () => [200, await c.resume()]),
+  ].map(leader);
 }
 
 function deadLetterRoutes(c: AdminControl): Route[] {
@@ -85,5 +85,5 @@ function deadLetterRoutes(c: AdminControl): Route[] {
     post('/admin/dead-letters/retry', async (_r, b) => [200, await d.retry(b)]),
     post('/admin/dead-letters/discard', async (_r, b) => [200, await d.discard(b)]),
     post('/admin/dead-letters/purge', async (_r, b) => [200, await d.purge(b)]),
-  ];
+  ].map(leader);
 }

@@ -1,7 +1,9 @@
 /**
  * The old analytics service's health answer, computed from the slot rather
  * than from a gap query. Thresholds are the old service's: healthy below 5
- * minutes of lag, a sync recommended above 30, required above 60.
+ * minutes of lag, a sync recommended above 30, required above 60. It is the
+ * deployment's answer: a standby passes the call to the leader, and answers
+ * itself only when no leader can (then nothing streams).
  */
 export interface SyncHealth {
   status: 'healthy' | 'unhealthy';
@@ -11,6 +13,8 @@ export interface SyncHealth {
   lastAnalyticsTimestamp: number;
   recommendation: 'HEALTHY' | 'SYNC_RECOMMENDED' | 'IMMEDIATE_SYNC_REQUIRED';
   missedTrades: number;
+  /** Why it is unhealthy, when that is not the lag alone (an addition to the old shape). */
+  reason?: string;
 }
 
 export interface SyncInputs {
@@ -28,11 +32,15 @@ export interface SyncInputs {
 
 export function syncHealth(i: SyncInputs): SyncHealth {
   const lagMinutes = Math.round((i.lagSeconds / 60) * 100) / 100;
-  const recommendation =
+  const byLag =
     lagMinutes > 60 ? 'IMMEDIATE_SYNC_REQUIRED' : lagMinutes > 30 ? 'SYNC_RECOMMENDED' : 'HEALTHY';
+  // Not streaming, nothing reaches the sink whatever the lag measured so far
+  // says: HEALTHY beside isHealthy false told a cron job two things at once.
+  const recommendation = !i.streaming && byLag === 'HEALTHY' ? 'SYNC_RECOMMENDED' : byLag;
   const isHealthy = i.streaming && lagMinutes < 5;
   const analytics = i.lastDurableCommit ?? 0;
   return {
+    ...(i.streaming ? {} : { reason: 'no replica streams from the slot' }),
     status: isHealthy ? 'healthy' : 'unhealthy',
     isHealthy,
     lagMinutes,

@@ -186,19 +186,93 @@ export async function recordSourceIdentity(
   );
 }
 
+/** Who claims leadership: this process, and where the other replicas reach it. */
+export interface LeaderClaim {
+  holder: string;
+  /** Its admin address (SLOTLINE_ADVERTISE_URL); null when it serves no HTTP. */
+  address: string | null;
+}
+
+/** A claimed epoch, and the deployment's pause as the claim found it. */
+export interface ClaimedEpoch {
+  epoch: string;
+  paused: boolean;
+}
+
 /**
- * Makes the caller the slot's leader in the sink: epoch + 1. Waits for the
- * write transactions of the previous leader that are in flight (they hold the
- * row FOR SHARE); every later one of theirs fails in lockEpoch. Returns the epoch.
+ * Makes the caller the slot's leader in the sink: epoch + 1, recording its
+ * address. Waits for the write transactions of the previous leader that are in
+ * flight (they hold the row FOR SHARE), and for a pause it is storing; every
+ * later one of theirs fails. Then reads the deployment's pause, in a statement
+ * of its own so that it sees what those committed.
  */
-export async function claimEpoch(db: Queryable, slot: string, holder: string): Promise<string> {
+export async function claimEpoch(
+  db: Queryable,
+  slot: string,
+  claim: LeaderClaim,
+): Promise<ClaimedEpoch> {
   const { rows } = await db.query<{ epoch: string }>(
-    `INSERT INTO slotline.leaders AS l (slot, epoch, holder) VALUES ($1, 1, $2)
-     ON CONFLICT (slot) DO UPDATE SET epoch = l.epoch + 1, holder = EXCLUDED.holder, since = now()
-     RETURNING epoch::text`,
-    [slot, holder],
+    `INSERT INTO slotline.leaders AS l (slot, epoch, holder, address) VALUES ($1, 1, $2, $3)
+     ON CONFLICT (slot) DO UPDATE
+        SET epoch = l.epoch + 1, holder = EXCLUDED.holder, address = EXCLUDED.address, since = now()
+     RETURNING epoch::text AS epoch`,
+    [slot, claim.holder, claim.address],
   );
-  return (rows[0] as { epoch: string }).epoch;
+  const p = await db.query<{ paused: boolean }>(
+    `SELECT paused FROM slotline.pauses WHERE slot = $1`,
+    [slot],
+  );
+  return { epoch: (rows[0] as { epoch: string }).epoch, paused: p.rows[0]?.paused ?? false };
+}
+
+/** The slot's leader as the sink records it. */
+export interface LeaderRecord {
+  epoch: string;
+  holder: string;
+  address: string | null;
+  since: Date;
+}
+
+/** The slot's leader record; null when no replica has led yet (or the table predates it). */
+export async function readLeader(db: Queryable, slot: string): Promise<LeaderRecord | null> {
+  try {
+    const { rows } = await db.query<LeaderRecord>(
+      `SELECT epoch::text AS epoch, holder, address, since FROM slotline.leaders WHERE slot = $1`,
+      [slot],
+    );
+    return rows[0] ?? null;
+  } catch (err) {
+    // No table (set-up has never run) or no address column (a leader of an older
+    // version has not applied this version's schema yet): no leader to find.
+    const code = (err as { code?: string }).code;
+    if (code === '42P01' || code === '42703' || code === '3F000') return null;
+    throw err;
+  }
+}
+
+/**
+ * Stores the operator's pause (or resume) as the deployment's, under the
+ * caller's epoch. False when another replica has claimed a newer one. The
+ * leader row is only shared-locked, as the sink's writers do, so this never
+ * waits behind a write; a claim in progress is waited for, and then refuses it.
+ */
+export async function storePause(
+  db: Queryable,
+  slot: string,
+  epoch: string,
+  paused: boolean,
+): Promise<boolean> {
+  const { rowCount } = await db.query(
+    `INSERT INTO slotline.pauses AS p (slot, paused, paused_at, epoch)
+     SELECT l.slot, $3::boolean, CASE WHEN $3::boolean THEN now() END, l.epoch
+       FROM slotline.leaders l
+      WHERE l.slot = $1 AND l.epoch = $2::bigint
+        FOR SHARE OF l
+     ON CONFLICT (slot) DO UPDATE
+        SET paused = EXCLUDED.paused, paused_at = EXCLUDED.paused_at, epoch = EXCLUDED.epoch`,
+    [slot, epoch, paused],
+  );
+  return rowCount === 1;
 }
 
 /**

@@ -6,8 +6,9 @@ import { HttpServer } from '../admin/http.js';
 import { createMetrics, DecodeCounter, type Metrics } from '../admin/metrics.js';
 import type { ConnectorPort, ConnectorView, ResetOutcome } from '../admin/port.js';
 import { type Lsn, formatLsn } from '../checkpoint/lsn.js';
+import { type ClaimedEpoch, storePause } from '../checkpoint/store.js';
 import type { Config } from '../config.js';
-import { classifyError, Conflict, type SlotlineError } from '../errors.js';
+import { classifyError, Conflict, type SlotlineError, Unavailable } from '../errors.js';
 import type { Logger } from '../log.js';
 import { retry } from '../retry.js';
 import { runSetup } from '../setup.js';
@@ -33,8 +34,7 @@ import {
   type StartupDeps,
 } from './startup.js';
 import { switchDeployment } from './switch.js';
-import { liveDeployment } from '../setup.js';
-import { movePublication, publicationCovers } from '../source/ponder.js';
+import { liveDeployment, movePublication, publicationCovers } from '../source/ponder.js';
 import { type ConnectorState, newConnectorState, StatusBoard } from './status.js';
 import { LsnResetter } from './reset.js';
 import { ResetRequests, Supervisor } from './supervisor.js';
@@ -67,7 +67,12 @@ export class Connector implements ConnectorPort {
   private readonly status: StatusBoard;
   private readonly db: { source: pg.Pool; sink: pg.Pool };
   private readonly slotMonitor: SlotMonitor;
-  private readonly http: HttpServer | null;
+  /** The HTTP listeners: the main one, and the admin one with SLOTLINE_ADMIN_PORT. */
+  private readonly http: HttpServer[];
+  /** Where the other replicas reach this one's admin routes (null: no HTTP). */
+  private readonly self: string | null;
+  /** This replica's leader epoch in the sink, once claimed. */
+  private claimed: ClaimedEpoch | null = null;
   private readonly leader: LeaderLock;
   private readonly sinks: Sink[];
   private readonly pools: PoolCache;
@@ -100,11 +105,13 @@ export class Connector implements ConnectorPort {
       metrics: this.metrics,
       log: h.log.child({ component: 'slot' }),
     });
+    this.self = advertisedAddress(cfg, h);
     this.http = this.createHttp();
     this.leader = new LeaderLock({
       url: cfg.sourceUrl,
       slot: cfg.slot,
       pollMs: cfg.standbyPollMs,
+      leaseMs: cfg.deadPeerTimeoutMs,
       log: h.log.child({ component: 'leader' }),
     });
     this.sinks = createSinks(cfg, h.log);
@@ -165,10 +172,8 @@ export class Connector implements ConnectorPort {
 
   /** Up before anything that may wait on a database: liveness answers while set-up retries. */
   private async startSurface(): Promise<void> {
-    if (this.http) {
-      await this.http.start();
-      this.h.onHttp?.(this.http.port);
-    }
+    for (const server of this.http) await server.start();
+    if (this.http[0]) this.h.onHttp?.(this.http[0].port);
     this.slotMonitor.start();
     this.progress = setInterval(() => this.publishProgress(), 1000);
     this.progress.unref();
@@ -179,7 +184,7 @@ export class Connector implements ConnectorPort {
     this.status.enter('standby');
     const leading = await this.leader.acquire(this.h.shutdown, (err) => {
       if (err) this.status.noteError(err, 'leader');
-      else this.status.lastError = null;
+      else this.status.clearError();
     });
     if (leading) this.status.setLeading(true);
     return leading;
@@ -196,8 +201,7 @@ export class Connector implements ConnectorPort {
     );
     if (ready === undefined) return null;
     for (const s of this.sinks) await s.open();
-    // Fence off a replica that led before: its sink writes fail from here on.
-    for (const s of this.sinks) await s.claimEpoch?.(`${hostname()}:${process.pid}`);
+    await this.claimEpoch();
     const start = await this.retrying('start', () => resumePoint(deps));
     if (start === undefined) return null;
     this.pipeline.start();
@@ -228,6 +232,25 @@ export class Connector implements ConnectorPort {
     return lsn;
   }
 
+  /**
+   * Fences off a replica that led before (its sink writes fail from here on),
+   * records where this one serves admin calls, and takes over the deployment's
+   * pause: a leader that an operator paused stays paused across a failover.
+   */
+  private async claimEpoch(): Promise<void> {
+    const claim = { holder: `${hostname()}:${process.pid}`, address: this.self };
+    for (const s of this.sinks) {
+      const claimed = await s.claimEpoch?.(claim);
+      if (claimed) this.claimed = claimed;
+    }
+    if (this.claimed?.paused) {
+      this.flow.hold('operator');
+      this.log.warn(
+        'the deployment is paused by an operator (recorded in the sink): not reading the slot until POST /admin/resume',
+      );
+    }
+  }
+
   private async stream(from: Lsn): Promise<void> {
     this.log.debug({ from: formatLsn(from) }, 'streaming from the durable position');
     await this.startServices();
@@ -240,6 +263,7 @@ export class Connector implements ConnectorPort {
       session: () => this.newSession(() => supervisor.streaming()),
       applyReset: (r) => this.resetter.apply(r),
       applySwitch: () => this.switchBetweenSessions(),
+      slotBusyPollMs: this.cfg.standbyPollMs,
       onRetry: (err, delayMs) => {
         this.status.enter('retrying');
         this.status.noteError(err, 'source');
@@ -260,6 +284,7 @@ export class Connector implements ConnectorPort {
         publication: this.cfg.publication,
         statusIntervalMs: this.cfg.statusIntervalMs,
         ackIntervalMs: this.cfg.ackIntervalMs,
+        deadPeerTimeoutMs: this.cfg.deadPeerTimeoutMs,
         flushTimeoutMs: Math.max(0, this.cfg.shutdownTimeoutMs - 2000),
       },
       {
@@ -312,7 +337,10 @@ export class Connector implements ConnectorPort {
         `closing sink ${s.name}`,
         s.close().catch(() => undefined),
       );
-    await step('the HTTP server', this.http?.stop().catch(() => undefined) ?? Promise.resolve());
+    await step(
+      'the HTTP server',
+      Promise.all(this.http.map((server) => server.stop().catch(() => undefined))),
+    );
     await step('the leader lock', this.leader.release());
     await step(
       'the control connections',
@@ -333,7 +361,9 @@ export class Connector implements ConnectorPort {
     const commits = this.pipeline.commits;
     return {
       phase: this.status.phase,
+      leading: this.status.leading,
       lastError: this.status.lastError,
+      lastErrorCode: this.status.lastErrorCode,
       errorCount: this.status.errorCount,
       startedAt: this.status.startedAt,
       pauseReasons: this.flow.reasons(),
@@ -359,12 +389,47 @@ export class Connector implements ConnectorPort {
     };
   }
 
-  pause(): void {
+  /**
+   * Takes effect here at once, then is stored as the deployment's. If it cannot
+   * be stored the caller hears so (503) and may repeat it; this leader stays
+   * paused meanwhile, the safe side.
+   */
+  async pause(): Promise<void> {
+    const epoch = this.epochForOperator();
     this.flow.hold('operator');
+    await this.storePause(epoch, true);
   }
 
-  resume(): void {
+  /** Stored first: a resume that is not stored would be undone by the next failover. */
+  async resume(): Promise<void> {
+    await this.storePause(this.epochForOperator(), false);
     this.flow.release('operator');
+  }
+
+  private epochForOperator(): string {
+    if (!this.status.leading || this.claimed === null)
+      throw new Unavailable(
+        `this replica does not lead yet (${this.status.phase}); nothing was done, retry shortly`,
+      );
+    return this.claimed.epoch;
+  }
+
+  private async storePause(epoch: string, paused: boolean): Promise<void> {
+    const word = paused ? 'pause' : 'resume';
+    let stored: boolean;
+    try {
+      stored = await storePause(this.db.sink, this.cfg.slot, epoch, paused);
+    } catch (err) {
+      const e = classifyError(err, 'sink');
+      this.log.warn({ code: e.code }, `cannot store the operator's ${word}: ${e.message}`);
+      throw new Unavailable(
+        `the ${word} could not be stored in the sink (${e.code}), so a failover would not keep it; ` +
+          `${paused ? 'this leader is paused meanwhile' : 'still paused'}: retry`,
+      );
+    }
+    if (!stored)
+      throw new Unavailable(`another replica leads now; the ${word} was not stored: retry`);
+    this.log.info({ epoch }, `operator's ${word} stored for the deployment`);
   }
 
   async resetLsn(target: Lsn, force: boolean): Promise<ResetOutcome> {
@@ -494,24 +559,37 @@ export class Connector implements ConnectorPort {
     return this.services?.running ? this.services : null;
   }
 
-  private createHttp(): HttpServer | null {
+  /**
+   * The main listener (probes, metrics, status, the old sync endpoints) and,
+   * with SLOTLINE_ADMIN_PORT, one that alone serves the admin actions, so that
+   * the scraped port carries none (a NetworkPolicy can then tell them apart).
+   */
+  private createHttp(): HttpServer[] {
     const { cfg, h } = this;
-    if (cfg.httpPort <= 0 && !h.onHttp) return null;
-    return new HttpServer({
-      port: cfg.httpPort,
-      adminToken: cfg.adminToken,
-      control: adminControl({
-        port: this,
-        slot: cfg.slot,
-        publication: cfg.publication,
-        deadLetterRetentionDays: cfg.deadLetterRetentionDays,
-        sink: this.db.sink,
-        metrics: this.metrics,
-        livenessTimeoutMs: cfg.livenessTimeoutMs,
-      }),
+    if (cfg.httpPort <= 0 && !h.onHttp) return [];
+    const control = adminControl({
+      port: this,
+      slot: cfg.slot,
+      publication: cfg.publication,
+      deadLetterRetentionDays: cfg.deadLetterRetentionDays,
+      sink: this.db.sink,
       metrics: this.metrics,
-      log: h.log.child({ component: 'http' }),
+      livenessTimeoutMs: cfg.livenessTimeoutMs,
+      self: this.self,
     });
+    const server = (port: number, admin: boolean) =>
+      new HttpServer({
+        port,
+        admin,
+        portVariable: port === cfg.adminPort ? 'SLOTLINE_ADMIN_PORT' : 'SLOTLINE_HTTP_PORT',
+        adminToken: cfg.adminToken,
+        forwardTimeoutMs: cfg.forwardTimeoutMs,
+        control,
+        metrics: this.metrics,
+        log: h.log.child({ component: port === cfg.adminPort ? 'admin-http' : 'http' }),
+      });
+    if (cfg.adminPort <= 0) return [server(cfg.httpPort, true)];
+    return [server(cfg.httpPort, false), server(cfg.adminPort, true)];
   }
 
   private createPipeline(): Pipeline {
@@ -582,6 +660,16 @@ async function within(p: Promise<unknown>, ms: number): Promise<boolean> {
   } finally {
     clearTimeout(timer);
   }
+}
+
+/**
+ * Where the other replicas reach this one's admin routes: SLOTLINE_ADVERTISE_URL,
+ * else this host's name and the admin listener's port.
+ */
+function advertisedAddress(cfg: Config, h: RunHandles): string | null {
+  if (cfg.advertiseUrl !== null) return cfg.advertiseUrl.replace(/\/+$/, '');
+  if (cfg.httpPort <= 0 && !h.onHttp) return null;
+  return `http://${hostname()}:${cfg.adminPort || cfg.httpPort}`;
 }
 
 function controlPool(url: string, log: Logger): pg.Pool {

@@ -26,6 +26,8 @@ export interface SessionOptions {
   statusIntervalMs: number;
   /** SLOTLINE_ACK_INTERVAL_MS (default 200 ms): least time between two acks on progress. */
   ackIntervalMs: number;
+  /** SLOTLINE_DEAD_PEER_TIMEOUT_MS (default 10 s): see ReplicationOptions. */
+  deadPeerTimeoutMs: number;
   /** How long a shutdown waits for the sinks before the final ack (default: 25 s less 2 s). */
   flushTimeoutMs: number;
 }
@@ -113,6 +115,7 @@ export class ReplicationSession {
       publication: this.opts.publication,
       startLsn: from,
       statusIntervalMs: this.opts.statusIntervalMs,
+      deadPeerTimeoutMs: this.opts.deadPeerTimeoutMs,
       log: this.parts.log.child({ component: 'replication' }),
       flushLsn: () => pipeline.flushLsn(),
       onMessage: (_lsn, chunk, offset) => {

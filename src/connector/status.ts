@@ -19,6 +19,7 @@ export function newConnectorState(): ConnectorState {
  */
 export class StatusBoard {
   lastError: string | null = null;
+  lastErrorCode: string | null = null;
   errorCount = 0;
   leading = false;
   readonly startedAt = Date.now();
@@ -35,14 +36,20 @@ export class StatusBoard {
 
   enter(phase: Phase): void {
     this.state.phase = phase;
-    if (phase === 'streaming') this.lastError = null;
+    if (phase === 'streaming') this.clearError();
   }
 
   /** A failed attempt that will be retried (or not): counted and shown until the next success. */
   noteError(e: SlotlineError, where: string): void {
     this.lastError = e.message;
+    this.lastErrorCode = e.code;
     this.errorCount += 1;
     this.metrics.errors.inc({ kind: e.code, where });
+  }
+
+  clearError(): void {
+    this.lastError = null;
+    this.lastErrorCode = null;
   }
 
   setLeading(leading: boolean): void {

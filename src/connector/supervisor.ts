@@ -75,7 +75,12 @@ export interface SupervisorOptions {
   applyReset(r: ResetRequest): Promise<ResetOutcome>;
   /** Follow mode: moves the sink to the deployment the views point at; runs between two sessions. */
   applySwitch?(): Promise<void>;
-  /** A session failed and the next one waits `delayMs`. */
+  /**
+   * How often to try again while another process still streams from the slot
+   * (SLOTLINE_STANDBY_POLL_MS, default 1 s).
+   */
+  slotBusyPollMs: number;
+  /** A session failed and the next one waits `delayMs` (told once per busy-slot streak). */
   onRetry(err: SlotlineError, delayMs: number): void;
 }
 
@@ -86,12 +91,14 @@ export interface SupervisorOptions {
  */
 export class Supervisor {
   private attempt = 0;
+  private slotBusy = false;
 
   constructor(private readonly o: SupervisorOptions) {}
 
   /** The session streamed: the next failure starts the backoff afresh. */
   streaming(): void {
     this.attempt = 0;
+    this.slotBusy = false;
   }
 
   async run(): Promise<void> {
@@ -126,8 +133,23 @@ export class Supervisor {
   }
 
   private async backoff(err: SlotlineError): Promise<void> {
+    if (err.code === 'slot_in_use') return this.pollSlot(err);
+    this.slotBusy = false;
     const delay = backoffDelay(this.attempt++, this.o.backoff);
     this.o.onRetry(err, delay);
     await sleep(delay, this.o.shutdown);
+  }
+
+  /**
+   * "Slot is active for PID" right after taking over means the server has not
+   * yet ended the old leader's walsender. That clears by itself within the old
+   * session's dead-peer timeout, so the slot is tried every slotBusyPollMs
+   * rather than after a backoff that grows to SLOTLINE_RETRY_MAX_MS (a takeover
+   * used to wait up to 30 s for nothing), and said once per streak.
+   */
+  private async pollSlot(err: SlotlineError): Promise<void> {
+    if (!this.slotBusy) this.o.onRetry(err, this.o.slotBusyPollMs);
+    this.slotBusy = true;
+    await sleep(this.o.slotBusyPollMs, this.o.shutdown);
   }
 }

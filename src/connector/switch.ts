@@ -7,7 +7,8 @@ import { InflightQueue } from '../sinks/inflight.js';
 import type { Sink } from '../sinks/sink.js';
 import { TimescaleSink } from '../sinks/timescale.js';
 import type { SinkSwitch, SwitchCounts } from '../sinks/timescale-switch.js';
-import { checkSource } from '../source/checks.js';
+import { assertPassed } from '../check/result.js';
+import { checkTables } from '../source/checks.js';
 import { identifySystem } from '../source/identity.js';
 import { movePublication } from '../source/ponder.js';
 import { createSlotWithSnapshot } from '../source/slot.js';
@@ -67,7 +68,7 @@ export async function switchDeployment(
   if (!(primary instanceof TimescaleSink)) throw new Error('the first sink must be TimescaleDB');
   const t0 = Date.now();
   const { cfg, log } = d;
-  await checkSource(d.source, { schema: to, publication: cfg.publication });
+  assertPassed(await checkTables(d.source, to));
   const how = await movePublication(d.source, cfg.publication, to, log);
   const { walEnd: _walEnd, ...identity } = await identifySystem(cfg.sourceUrl);
   const exported = await createSlotWithSnapshot(cfg.sourceUrl, switchSlotName(cfg.slot), {

@@ -39,7 +39,9 @@ function where(
   };
   if (f.ids) add((n) => `id = ANY(${n}::bigint[])`, f.ids);
   if (f.reason) add((n) => `reason_code = ${n}`, f.reason);
-  if (f.table) add((n) => `(source_table = ${n} OR source_table LIKE '%.' || ${n})`, f.table);
+  // Exact: "schema.table", or "table" in any schema. Never a pattern (a `%` would match everything).
+  if (f.table)
+    add((n) => `(source_table = ${n} OR split_part(source_table, '.', 2) = ${n})`, f.table);
   if (f.state) add((n) => `state = ${n}`, f.state);
   if (f.from) add((n) => `first_seen >= ${n}::timestamptz`, f.from);
   if (f.to) add((n) => `first_seen < ${n}::timestamptz`, f.to);

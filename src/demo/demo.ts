@@ -25,7 +25,9 @@
 import pg from 'pg';
 import pino from 'pino';
 import { loadConfig, type Config } from '../config.js';
-import { ConfigError } from '../errors.js';
+import { probePort } from '../admin/http.js';
+import { formatError } from '../check/report.js';
+import { ConfigError, SlotlineError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { newConnectorState, runConnector, type ConnectorState } from '../main.js';
 import { findPostgres, startEmbeddedPostgres, type EmbeddedPostgres } from './embedded-postgres.js';
@@ -159,7 +161,9 @@ export async function runDemo(env: NodeJS.ProcessEnv = process.env): Promise<num
     await demo(env, opts, screen, stop.signal, running);
     return 0;
   } catch (err) {
-    screen.say(`failed: ${err instanceof Error ? err.message : String(err)}`);
+    screen.say(
+      `failed: ${err instanceof SlotlineError ? formatError(err) : err instanceof Error ? err.message : String(err)}`,
+    );
     return 1;
   } finally {
     if (timer) clearTimeout(timer);
@@ -195,6 +199,7 @@ async function demo(
   stop: AbortSignal,
   running: Running,
 ): Promise<void> {
+  await httpPortFree(env);
   const { sourceUrl, sinkUrl } = await startServer(opts, screen, running);
   const cfg = loadConfig({
     ...env,
@@ -207,6 +212,21 @@ async function demo(
   const generator = await startSource(opts, cfg, screen, running);
   if (stop.aborted) return;
   await stream(cfg, screen, stop, generator, running);
+}
+
+/**
+ * Before anything starts: the HTTP port (8080 unless SLOTLINE_HTTP_PORT says
+ * otherwise) is free, so a busy port is told, with the variable, at once.
+ */
+async function httpPortFree(env: NodeJS.ProcessEnv): Promise<void> {
+  const placeholder = 'postgres://demo@127.0.0.1/demo';
+  const { httpPort } = loadConfig({
+    ...env,
+    SLOTLINE_SOURCE_URL: placeholder,
+    SLOTLINE_SINK_URL: placeholder,
+  });
+  const refused = httpPort > 0 ? await probePort(httpPort) : null;
+  if (refused) throw refused;
 }
 
 /** The embedded server with the demo's two databases; resolves to their URLs. */
@@ -373,7 +393,9 @@ function startTicker(
           if (await slotlineHttp(cfg.httpPort)) {
             httpProbes = 0;
             const base = `http://127.0.0.1:${cfg.httpPort}`;
-            screen.say(`status ${base}/status metrics ${base}/metrics`);
+            screen.say(
+              `status ${base}/status metrics ${base}/metrics (another port: SLOTLINE_HTTP_PORT=<port>, none: 0)`,
+            );
           }
         }
       } finally {

@@ -16,6 +16,7 @@ export function createSinks(cfg: Config, log: Logger): Sink[] {
       url: cfg.sinkUrl,
       schema: cfg.sinkSchema,
       slot: cfg.slot,
+      deadPeerTimeoutMs: cfg.deadPeerTimeoutMs,
       log: log.child({ component: 'timescale' }),
     }),
   ];

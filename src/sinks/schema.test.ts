@@ -1,6 +1,6 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { splitSql } from './schema.js';
+import { interval, splitSql } from './schema.js';
 
 describe('splitSql', () => {
   it('splits on top-level semicolons and trims', () => {
@@ -70,6 +70,16 @@ describe('splitSql', () => {
   });
 });
 
+describe('interval', () => {
+  it('names the columnstore age in its largest whole unit, as the policy shows it', () => {
+    expect(interval(7 * 86_400)).toBe('7 days');
+    expect(interval(36 * 3_600)).toBe('36 hours');
+    expect(interval(3_660)).toBe('61 minutes');
+    expect(interval(3_601)).toBe('3601 seconds');
+    expect(interval(0)).toBe(''); // no policy
+  });
+});
+
 describe('splitSql on sql/', () => {
   const dir = new URL('../../sql/', import.meta.url);
   const files = readdirSync(dir).filter((f) => f.endsWith('.sql'));
@@ -86,6 +96,7 @@ describe('splitSql on sql/', () => {
         '002_sink_tables.sql',
         '003_ohlcv_plain.sql',
         '003_ohlcv_timescale.sql',
+        '004_columnstore_timescale.sql',
       ]),
     );
   });

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import pg from 'pg';
-import { SinkSchemaError } from '../errors.js';
+import { classifyError, SinkSchemaError, SlotlineError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { quoteIdent } from '../sql.js';
 
@@ -8,12 +8,19 @@ export interface SinkSchemaOptions {
   url: string;
   /** SLOTLINE_SINK_SCHEMA */
   schema: string;
+  /**
+   * SLOTLINE_COLUMNSTORE_AFTER_SECONDS: with TimescaleDB, chunks of analytics_trades older than
+   * this are compressed by a policy (sql/004_columnstore_timescale.sql); 0: no policy.
+   */
+  columnstoreAfterSeconds: number;
   log: Logger;
 }
 
 export interface SinkSchemaReport {
   timescale: string | null;
 }
+
+type Queryable = Pick<pg.ClientBase, 'query'>;
 
 const SQL_DIR = new URL('../../sql/', import.meta.url);
 
@@ -42,7 +49,7 @@ const REQUIRED_COLUMNS: Record<string, string[]> = {
 /**
  * Applies sql/ to the sink, idempotently: the connector's schema, the sink
  * tables, and OHLCV aggregates (continuous aggregates with TimescaleDB, plain
- * views without). Serialised by an advisory lock so two replicas starting at
+ * views without), and with TimescaleDB the columnstore policy. Serialised by an advisory lock so two replicas starting at
  * once do not race.
  */
 export async function applySinkSchema(opts: SinkSchemaOptions): Promise<SinkSchemaReport> {
@@ -57,16 +64,22 @@ export async function applySinkSchema(opts: SinkSchemaOptions): Promise<SinkSche
     await client.query(`SET search_path TO ${quoteIdent(opts.schema)}, public`);
     const timescale = await ensureTimescale(client, opts.url, opts.log);
     if (timescale) await findTimescaleFunctions(client, opts.schema);
-    for (const file of [
-      '001_connector.sql',
-      '002_sink_tables.sql',
-      timescale ? '003_ohlcv_timescale.sql' : '003_ohlcv_plain.sql',
-    ]) {
+    // Read by 004 (a custom setting, so the file needs no templating); empty: no policy.
+    await client.query(`SELECT set_config('slotline.columnstore_after', $1, false)`, [
+      interval(opts.columnstoreAfterSeconds),
+    ]);
+    const files = timescale
+      ? ['003_ohlcv_timescale.sql', '004_columnstore_timescale.sql']
+      : ['003_ohlcv_plain.sql'];
+    for (const file of ['001_connector.sql', '002_sink_tables.sql', ...files]) {
       const text = await readFile(new URL(file, SQL_DIR), 'utf8');
       for (const stmt of splitSql(text)) {
         try {
           await client.query(stmt);
         } catch (err) {
+          // A privilege the sink role lacks has its own code and fix.
+          const e = classifyError(err, 'sink');
+          if (e.code === 'sink_privilege') throw e;
           throw new SinkSchemaError(
             `sink: applying sql/${file} failed: ${(err as Error).message}`,
             err,
@@ -85,31 +98,37 @@ export async function applySinkSchema(opts: SinkSchemaOptions): Promise<SinkSche
   }
 }
 
+/** Seconds as an interval in its largest whole unit ('7 days', as the policy shows it); 0: ''. */
+export function interval(seconds: number): string {
+  if (seconds <= 0) return '';
+  for (const [unit, size] of [
+    ['days', 86_400],
+    ['hours', 3_600],
+    ['minutes', 60],
+  ] as const) {
+    if (seconds % size === 0) return `${seconds / size} ${unit}`;
+  }
+  return `${seconds} seconds`;
+}
+
 async function ensureTimescale(
   client: pg.Client,
   url: string,
   log: Logger,
 ): Promise<string | null> {
-  const installed = await timescaleVersion(client);
-  if (installed) {
-    if ((await preloaded(client)) === false) {
-      // Its hypertables and aggregates exist already; plain views cannot replace them.
-      throw new SinkSchemaError(
-        `sink: the TimescaleDB extension is installed in this database but the server does not preload it. ${PRELOAD_FIX}`,
-      );
-    }
-    return installed;
+  const ts = await inspectTimescale(client);
+  if (ts.installed) {
+    // Its hypertables and aggregates exist already; plain views cannot replace them.
+    if (ts.preloaded === false) throw timescaleNotPreloaded();
+    return ts.installed;
   }
-  const available = await client.query(
-    `SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'`,
-  );
-  if (available.rowCount === 0) {
+  if (!ts.available) {
     log.info('TimescaleDB is not available on the sink: using plain tables and views');
     return null;
   }
   // Installed but not preloaded (distribution packages, some managed services):
   // CREATE EXTENSION then fails with FATAL and the server drops the connection.
-  if ((await preloaded(client)) === false) {
+  if (ts.preloaded === false) {
     log.warn(NOT_PRELOADED);
     return null;
   }
@@ -124,7 +143,37 @@ async function ensureTimescale(
   return timescaleVersion(client);
 }
 
-const PRELOAD_FIX =
+export interface TimescaleState {
+  /** The extension's version in this database; null when not created here. */
+  installed: string | null;
+  /** The server has it (pg_available_extensions). */
+  available: boolean;
+  /** shared_preload_libraries names it; null when the role may not read that setting. */
+  preloaded: boolean | null;
+}
+
+/** What setup will find and do about TimescaleDB; reads only. */
+export async function inspectTimescale(client: Queryable): Promise<TimescaleState> {
+  const installed = await timescaleVersion(client);
+  const available = await client.query(
+    `SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'`,
+  );
+  return {
+    installed,
+    available: (available.rowCount ?? 0) > 0,
+    preloaded: await preloaded(client),
+  };
+}
+
+export function timescaleNotPreloaded(): SlotlineError {
+  return new SlotlineError(
+    'timescale_not_preloaded',
+    'sink: the TimescaleDB extension is installed in this database but the server does not preload it',
+    { remedy: { side: 'sink', fix: PRELOAD_FIX } },
+  );
+}
+
+export const PRELOAD_FIX =
   "To use it: add timescaledb to shared_preload_libraries in the sink server's postgresql.conf and restart it";
 const NOT_PRELOADED = `TimescaleDB is installed on the sink server but not preloaded (shared_preload_libraries lacks timescaledb): using plain tables and views. ${PRELOAD_FIX}, then run \`slotline setup\` again`;
 
@@ -143,7 +192,7 @@ async function findTimescaleFunctions(client: pg.Client, schema: string): Promis
   await client.query(`SET search_path TO ${quoteIdent(schema)}, ${quoteIdent(ext)}, public`);
 }
 
-async function timescaleVersion(client: pg.Client): Promise<string | null> {
+async function timescaleVersion(client: Queryable): Promise<string | null> {
   const v = await client.query<{ extversion: string }>(
     `SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'`,
   );
@@ -151,7 +200,7 @@ async function timescaleVersion(client: pg.Client): Promise<string | null> {
 }
 
 /** Whether shared_preload_libraries names timescaledb; null when the role may not read it. */
-async function preloaded(client: pg.Client): Promise<boolean | null> {
+async function preloaded(client: Queryable): Promise<boolean | null> {
   // Superusers and pg_read_all_settings may read it; others get an error.
   const r = await client
     .query<{ libs: string }>(`SELECT current_setting('shared_preload_libraries') AS libs`)

@@ -1,5 +1,5 @@
 import type { Lsn } from '../checkpoint/lsn.js';
-import type { Checkpoint } from '../checkpoint/store.js';
+import type { Checkpoint, ClaimedEpoch, LeaderClaim } from '../checkpoint/store.js';
 import type { Batch } from './batch.js';
 
 /**
@@ -30,9 +30,10 @@ export interface Sink {
    * Makes this replica the slot's leader for this sink (a new epoch), so that a
    * replica that led before cannot write any more. Called once the leader lock
    * is held and the sink is open, before the first write. Optional: a sink
-   * without it (Kafka, for now) is not fenced.
+   * without it (Kafka, for now) is not fenced. Answers with the epoch and the
+   * deployment's pause recorded beside it.
    */
-  claimEpoch?(holder: string): Promise<void>;
+  claimEpoch?(claim: LeaderClaim): Promise<ClaimedEpoch>;
   /**
    * The source schema changed (a Ponder deployment switch): what the sink
    * records as the changes' origin from now on. Optional: only Kafka names it.

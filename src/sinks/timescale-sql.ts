@@ -1,9 +1,17 @@
+import { quoteLiteral } from '../sql.js';
+
 /**
  * The TimescaleDB sink's statements: one per kind of change, each over a JSON
  * array of rows (values as text, cast here). Every write is guarded by the row
  * version (source_generation, source_lsn, source_seq), compared as a row:
  * a change applies only if it is at least as new as what the sink holds for its
  * key and newer than the key's tombstone. See "The apply rule" in the README.
+ *
+ * A change of a trade known by its id alone (a delete, an update, a re-read)
+ * first locates the id's rows, then names each by (id, time) as constants:
+ * TimescaleDB picks the compressed batches a DELETE must decompress from
+ * constants only, and decompresses every batch of a chunk for a join
+ * (docs/timescaledb.md, "Writes that reach the columnstore").
  */
 import type { Pool, Trade } from '../trades/map.js';
 
@@ -12,8 +20,16 @@ const v = (a: string) => `(${a}.source_generation, ${a}.source_lsn, ${a}.source_
 /** The incoming version of a JSON row `r` (fields g, l, s). */
 const incoming = '(r.g, r.l::pg_lsn, r.s)';
 
-export function statements(schema: string) {
-  return { ...tradeStatements(schema), ...poolStatements(schema), ...upkeepStatements(schema) };
+/**
+ * `schema` is quoted; `rawSchema` is the same name as a value. With
+ * `timescale`, analytics_trades may have compressed chunks (see tradeLocate).
+ */
+export function statements(schema: string, rawSchema: string, timescale: boolean) {
+  return {
+    ...tradeStatements(schema, rawSchema, timescale),
+    ...poolStatements(schema),
+    ...upkeepStatements(schema),
+  };
 }
 
 const tombstone = (table: string, key: string) => `
@@ -24,7 +40,7 @@ const tombstoneConflict = (key: string) => `
              source_seq = EXCLUDED.source_seq, deleted_at = now()
        WHERE ${v('d')} < ${v('EXCLUDED')}`;
 
-function tradeStatements(schema: string) {
+function tradeStatements(schema: string, rawSchema: string, timescale: boolean) {
   const trades = `${schema}.analytics_trades`;
   const tradeTombs = `${schema}.analytics_trades_tombstones`;
   const tradeUpsert = (checked: boolean) => `
@@ -37,7 +53,7 @@ function tradeStatements(schema: string) {
              AS r(i text, t text, c text, p text, sy text, sd text, pr text, q text, x text,
                   g integer, l text, s integer)
        WHERE NOT EXISTS (SELECT 1 FROM ${tradeTombs} d WHERE d.trade_id = r.i AND ${v('d')} > ${incoming})
-       ${checked ? `AND NOT EXISTS (SELECT 1 FROM ${trades} o WHERE o.trade_id = r.i AND ${v('o')} > ${incoming})` : ''}
+       ${checked ? `AND NOT EXISTS (SELECT 1 FROM json_to_recordset($2::json) AS o(i text, g integer, l text, s integer) WHERE o.i = r.i AND (o.g, o.l::pg_lsn, o.s) > ${incoming})` : ''}
       ON CONFLICT (trade_id, time) DO UPDATE
          SET chain_id = EXCLUDED.chain_id, pool_id = EXCLUDED.pool_id, symbol = EXCLUDED.symbol,
              side = EXCLUDED.side, price = EXCLUDED.price, quantity = EXCLUDED.quantity,
@@ -48,16 +64,70 @@ function tradeStatements(schema: string) {
   return {
     /** Rows nothing else in the batch touched, streamed inserts: the hot path. */
     tradeInsert: tradeUpsert(false),
-    /** Rows whose id the sink may hold at another time, or newer: checked against every row of the id. */
+    /**
+     * Rows whose id the sink may hold at another time, or newer: applied unless
+     * a located row of the id ($2: tradeLocate's rows) is newer.
+     */
     tradeUpsertChecked: tradeUpsert(true),
-    /** Older versions of a trade id at other times (its time moved): one row per trade id. */
-    tradeReplace: `
-      DELETE FROM ${trades} t
-       USING json_to_recordset($1::json) AS r(i text, t text, g integer, l text, s integer)
-       WHERE t.trade_id = r.i AND t.time <> to_timestamp(r.t::bigint) AND ${v('t')} <= ${incoming}`,
-    tradeDelete: keyedDelete(trades, tradeTombs, 'trade_id'),
+    /**
+     * Every row the sink holds of the ids $1, at any time, with its version and
+     * whether its chunk is compressed. A read, so TimescaleDB decompresses
+     * nothing into the chunk: the bloom filter on trade_id skips the compressed
+     * batches that cannot hold an id. Its result names each row by (id, time),
+     * which the writes below use as constants.
+     */
+    tradeLocate: `
+      SELECT x.trade_id AS i, x.time::text AS t, extract(epoch FROM x.time)::float8 AS e,
+             x.source_generation AS g, x.source_lsn::text AS l, x.source_seq AS s,
+             ${inCompressedChunk('x', rawSchema, timescale)} AS z
+        FROM ${trades} x
+       WHERE x.trade_id = ANY ($1::text[])`,
+    /**
+     * Removes located rows in uncompressed chunks (JSON rows i, t: the row's id
+     * and time; nt: unless at this unix time; g, l, s: the version it must not
+     * exceed). $2, the rows' times as constants, lets the planner exclude every
+     * other chunk, so a join never reaches a compressed one (TimescaleDB would
+     * decompress all of its batches: a join condition cannot pick batches).
+     */
+    tradeRemove: `
+      DELETE FROM ${trades} x
+       USING json_to_recordset($1::json) AS r(i text, t text, nt text, g integer, l text, s integer)
+       WHERE x.trade_id = r.i AND x.time = r.t::timestamptz AND x.time = ANY ($2::timestamptz[])
+         AND (r.nt IS NULL OR x.time <> to_timestamp(r.nt::bigint))
+         AND ${v('x')} <= ${incoming}`,
+    /**
+     * The same for one row in a compressed chunk: with the id and time as
+     * constants, TimescaleDB excludes the other chunks and decompresses only the
+     * batch that holds the row (time within its min/max, id in its bloom filter).
+     */
+    tradeRemoveOne: `
+      DELETE FROM ${trades} x
+       WHERE x.trade_id = $1 AND x.time = $2::timestamptz
+         AND ($3::text IS NULL OR x.time <> to_timestamp($3::text::bigint))
+         AND ${v('x')} <= ($4::integer, $5::pg_lsn, $6::integer)`,
+    /** Tombstones of deleted trade ids (JSON rows i, g, l, s); their rows go by tradeRemove*. */
+    tradeTombstone: `
+      ${tombstone(tradeTombs, 'trade_id')}
+      SELECT r.i, r.g, r.l::pg_lsn, r.s FROM json_to_recordset($1::json) AS r(i text, g integer, l text, s integer)
+      ${tombstoneConflict('trade_id')}`,
     tradeTruncate: keyedTruncate(trades, tradeTombs, 'trade_id'),
   };
+}
+
+/**
+ * Whether the row of alias `x` of analytics_trades sits in a compressed chunk
+ * (see tradeRemoveOne); the chunk list is read once per statement (an InitPlan).
+ * From TimescaleDB's catalog (readable by PUBLIC), not the
+ * timescaledb_information.chunks view, which costs tens of milliseconds.
+ */
+export function inCompressedChunk(x: string, rawSchema: string, timescale: boolean): string {
+  if (!timescale) return 'false';
+  return `${x}.tableoid = ANY (ARRAY(
+               SELECT format('%I.%I', ch.schema_name, ch.table_name)::regclass::oid
+                 FROM _timescaledb_catalog.chunk ch
+                 JOIN _timescaledb_catalog.hypertable h ON h.id = ch.hypertable_id
+                WHERE h.schema_name = ${quoteLiteral(rawSchema)} AND h.table_name = 'analytics_trades'
+                  AND ch.compressed_chunk_id IS NOT NULL))`;
 }
 
 /** Deletes of keys at their versions (JSON rows i, g, l, s), each leaving a tombstone. */
@@ -116,10 +186,10 @@ function upkeepStatements(schema: string) {
   ];
   return {
     /** A new generation is complete: rows (and tombstones) no row of it rewrote are gone at the source. */
-    sweep: [
-      `DELETE FROM ${trades} WHERE source_generation < $1`,
-      `DELETE FROM ${pools} WHERE source_generation < $1`,
-    ],
+    sweep: {
+      trades: `DELETE FROM ${trades} WHERE source_generation < $1`,
+      pools: `DELETE FROM ${pools} WHERE source_generation < $1`,
+    },
     /**
      * Tombstones that can no longer matter: of an older generation (any write
      * of the current one wins anyway), or below every sink's checkpoint (a

@@ -4,7 +4,9 @@ import type { SourceIdentity } from '../checkpoint/store.js';
 import { classifyError } from '../errors.js';
 import type { Batch } from './batch.js';
 import { coalesce } from './coalesce.js';
-import { poolFields, type statements, tradeFields } from './timescale-sql.js';
+import { recordRefresh, StaleSpan } from './ohlcv-refresh.js';
+import { inCompressedChunk, poolFields, type statements, tradeFields } from './timescale-sql.js';
+import { removeRows } from './timescale-trades.js';
 import { versionFields } from './version.js';
 
 /**
@@ -18,6 +20,13 @@ import { versionFields } from './version.js';
  * aggregates stay valid, and the switch writes only what differs). The
  * checkpoint moves to the snapshot's consistent point, the generation up by
  * one, and the schema to the new deployment's, in the same transaction.
+ *
+ * The transaction starts as every sink write does (BEGIN_WRITE, the epoch held
+ * FOR SHARE). Rows to remove are located first (a read) and removed by (id,
+ * time), so TimescaleDB decompresses only the compressed batches that hold
+ * them, as writeTrades does; the span of old trade time removed or written is
+ * recorded in slotline.ohlcv_refresh in the same transaction, so the OHLCV
+ * aggregates are refreshed over it once it has committed.
  */
 export interface SwitchTarget {
   /** The new deployment's schema. */
@@ -40,34 +49,42 @@ export interface SwitchCounts {
   lettersResolved: number;
 }
 
-type Sql = ReturnType<typeof statements> & ReturnType<typeof switchStatements>;
+export type SwitchSql = ReturnType<typeof statements> & ReturnType<typeof switchStatements>;
+
+/** Where the switch writes, and what it owes the OHLCV aggregates. */
+export interface SwitchSink {
+  sql: SwitchSql;
+  slot: string;
+  sink: string;
+  /** ohlcv_1m and ohlcv_1h are continuous aggregates: rewritten history must refresh them. */
+  aggregates: boolean;
+  /** Called once the switch committed having recorded a refresh (the refresher runs it). */
+  refreshOwed(): void;
+}
 
 export class SinkSwitch {
   private done = false;
+  private readonly sql: SwitchSql;
+  private readonly slot: string;
 
   private constructor(
     private readonly client: pg.PoolClient,
-    private readonly sql: Sql,
-    private readonly slot: string,
-    private readonly sink: string,
+    private readonly to: SwitchSink,
     /** The generation the new deployment's rows carry. */
     readonly generation: number,
-  ) {}
+  ) {
+    this.sql = to.sql;
+    this.slot = to.slot;
+  }
 
   /**
    * Opens the switch transaction on `client` (already holding the slot's
    * leader epoch FOR SHARE): takes the next generation and creates the
    * staging tables.
    */
-  static async begin(
-    client: pg.PoolClient,
-    sql: Sql,
-    slot: string,
-    sink: string,
-    current: number,
-  ): Promise<SinkSwitch> {
-    for (const q of sql.switchStage) await client.query(q);
-    return new SinkSwitch(client, sql, slot, sink, current + 1);
+  static async begin(client: pg.PoolClient, to: SwitchSink, current: number): Promise<SinkSwitch> {
+    for (const q of to.sql.switchStage) await client.query(q);
+    return new SinkSwitch(client, to, current + 1);
   }
 
   /** A batch of the copy: pools and trades into the staging tables, dead letters as they are. */
@@ -122,8 +139,9 @@ export class SinkSwitch {
       (await c.query(q, params)).rowCount ?? 0;
     for (const q of this.sql.switchAnalyze) await c.query(q);
     const staged = await c.query<{ n: string }>(this.sql.switchStagedTrades);
-    const tradesRemoved = await count(this.sql.switchRemoveTrades);
-    const tradesWritten = await count(this.sql.switchWriteTrades);
+    const stale = StaleSpan.now();
+    const tradesRemoved = await this.removeTrades(target, stale);
+    const tradesWritten = await this.writeTrades(stale);
     const poolsRemoved = await count(this.sql.switchRemovePools);
     const poolsWritten = await count(this.sql.switchWritePools);
     for (const q of this.sql.purge) await c.query(q, [this.generation, this.slot]);
@@ -135,15 +153,18 @@ export class SinkSwitch {
     ]);
     await c.query(this.sql.switchCheckpoint, [
       this.slot,
-      this.sink,
+      this.to.sink,
       this.generation,
       formatLsn(target.lsn),
       target.schema,
       target.identity.systemId,
       target.identity.timeline,
     ]);
+    const span = this.to.aggregates ? stale.span() : null;
+    if (span !== null) await recordRefresh(c, this.slot, span);
     await c.query('COMMIT');
     this.done = true;
+    if (span !== null) this.to.refreshOwed();
     return {
       tradesRemoved,
       tradesWritten,
@@ -152,6 +173,35 @@ export class SinkSwitch {
       poolsWritten,
       lettersResolved,
     };
+  }
+
+  /**
+   * Sink trades the new deployment lacks (or holds at another time): located
+   * by a read, then removed by (id, time) under the new generation's version,
+   * which is newer than any row of the old one.
+   */
+  private async removeTrades(target: SwitchTarget, stale: StaleSpan): Promise<number> {
+    const { rows } = await this.client.query<{ i: string; t: string; e: number; z: boolean }>(
+      this.sql.switchLocateRemoved,
+    );
+    const version = { g: this.generation, l: formatLsn(target.lsn), s: 0 };
+    for (const r of rows) stale.add(r.e);
+    await removeRows(
+      this.client,
+      this.sql,
+      rows.map((r) => ({ i: r.i, t: r.t, nt: null, ...version, z: r.z })),
+    );
+    return rows.length;
+  }
+
+  /** Trades new or different in the new deployment; their times go into `stale`. */
+  private async writeTrades(stale: StaleSpan): Promise<number> {
+    const { rows } = await this.client.query<{ n: number; lo: number | null; hi: number | null }>(
+      this.sql.switchWriteTrades,
+    );
+    const w = rows[0];
+    if (w && w.lo !== null && w.hi !== null) stale.addRange(w.lo, w.hi);
+    return w?.n ?? 0;
   }
 
   /** Rolls back (the sink keeps the old deployment, whole) and returns the connection. */
@@ -208,9 +258,15 @@ const setAll = (cols: string) =>
     .map((c) => `${c} = EXCLUDED.${c}`)
     .join(', ');
 
-/** The statements of a switch, beside the sink's others (timescale-sql.ts). */
-export function switchStatements(schema: string) {
-  return { ...stageStatements(schema), ...reconcileStatements(schema) };
+/**
+ * The statements of a switch, beside the sink's others (timescale-sql.ts);
+ * `schema` quoted, `rawSchema` the same name as a value, `timescale` as there.
+ */
+export function switchStatements(schema: string, rawSchema: string, timescale: boolean) {
+  return {
+    ...stageStatements(schema),
+    ...reconcileStatements(schema, rawSchema, timescale),
+  };
 }
 
 /** Temporary staging tables: private to the switch's connection, gone with its transaction. */
@@ -245,20 +301,31 @@ function stageStatements(schema: string) {
 }
 
 /** The staged deployment becomes the sink's: what only the old one had goes, what differs is written. */
-function reconcileStatements(schema: string) {
+function reconcileStatements(schema: string, rawSchema: string, timescale: boolean) {
   const trades = `${schema}.analytics_trades`;
   const pools = `${schema}.pools`;
   return {
-    switchRemoveTrades: `
-      DELETE FROM ${trades} t
-       WHERE NOT EXISTS (SELECT 1 FROM pg_temp.switch_trades s WHERE s.trade_id = t.trade_id AND s.time = t.time)`,
+    /**
+     * The rows to remove, as tradeLocate reports them (a read: a DELETE with
+     * this anti-join would decompress every batch of every compressed chunk).
+     */
+    switchLocateRemoved: `
+      SELECT x.trade_id AS i, x.time::text AS t, extract(epoch FROM x.time)::float8 AS e,
+             ${inCompressedChunk('x', rawSchema, timescale)} AS z
+        FROM ${trades} x
+       WHERE NOT EXISTS (SELECT 1 FROM pg_temp.switch_trades s WHERE s.trade_id = x.trade_id AND s.time = x.time)`,
     // A join finds the few rows that differ; ON CONFLICT then only sees those.
     switchWriteTrades: `
-      INSERT INTO ${trades} AS t (${TRADE_COLS})
-      SELECT ${cols('s', TRADE_COLS)} FROM pg_temp.switch_trades s
-        LEFT JOIN ${trades} o ON o.trade_id = s.trade_id AND o.time = s.time
-       WHERE o.trade_id IS NULL OR ${distinct('o', 's', TRADE_DATA)}
-      ON CONFLICT (trade_id, time) DO UPDATE SET ${setAll(TRADE_COLS)}`,
+      WITH w AS (
+        INSERT INTO ${trades} AS t (${TRADE_COLS})
+        SELECT ${cols('s', TRADE_COLS)} FROM pg_temp.switch_trades s
+          LEFT JOIN ${trades} o ON o.trade_id = s.trade_id AND o.time = s.time
+         WHERE o.trade_id IS NULL OR ${distinct('o', 's', TRADE_DATA)}
+        ON CONFLICT (trade_id, time) DO UPDATE SET ${setAll(TRADE_COLS)}
+        RETURNING t.time)
+      SELECT count(*)::int AS n, extract(epoch FROM min(time))::float8 AS lo,
+             extract(epoch FROM max(time))::float8 AS hi
+        FROM w`,
     switchRemovePools: `
       DELETE FROM ${pools} p WHERE NOT EXISTS (SELECT 1 FROM pg_temp.switch_pools s WHERE s.id = p.id)`,
     switchWritePools: `

@@ -10,6 +10,8 @@ import {
   resetCheckpoint,
   setCheckpointState,
   type Checkpoint,
+  type ClaimedEpoch,
+  type LeaderClaim,
   type SourceIdentity,
 } from '../checkpoint/store.js';
 import { supersedeLetters } from '../deadletters/supersede.js';
@@ -18,9 +20,11 @@ import type { Logger } from '../log.js';
 import type { Batch } from './batch.js';
 import { coalesce, type Segment } from './coalesce.js';
 import type { CompleteSnapshotOptions, Sink } from './sink.js';
-import { quoteIdent } from '../sql.js';
-import { poolFields, statements, tradeFields } from './timescale-sql.js';
-import { SinkSwitch, switchStatements } from './timescale-switch.js';
+import { deadPeerSettings, quoteIdent } from '../sql.js';
+import { hasOhlcvAggregates, OhlcvRefresher, recordRefresh, StaleSpan } from './ohlcv-refresh.js';
+import { poolFields, statements } from './timescale-sql.js';
+import { SinkSwitch, switchStatements, type SwitchSql } from './timescale-switch.js';
+import { writeTrades } from './timescale-trades.js';
 import { versionFields } from './version.js';
 
 export interface TimescaleSinkOptions {
@@ -31,7 +35,37 @@ export interface TimescaleSinkOptions {
   log: Logger;
   /** How often tombstones that can no longer matter are purged (default 60 s). */
   purgeIntervalMs?: number;
+  /**
+   * SLOTLINE_DEAD_PEER_TIMEOUT_MS: how soon the sink ends a session of ours that
+   * went silent (unset: the server's defaults).
+   */
+  deadPeerTimeoutMs?: number;
+  /** Timing of the OHLCV refreshes after writes to old history (defaults in ohlcv-refresh.ts). */
+  refresh?: { quietMs?: number; maxDelayMs?: number; pollMs?: number };
 }
+
+/** What the sink database has, read once by the first transaction. */
+interface Features {
+  sql: SwitchSql;
+  /** ohlcv_1m and ohlcv_1h are continuous aggregates: old history rewritten must refresh them. */
+  aggregates: boolean;
+}
+
+/**
+ * Every sink transaction starts so. A change that reaches compressed chunks
+ * makes TimescaleDB decompress the batches it touches into the chunk, and it
+ * refuses a statement that decompresses more than this setting (100,000 rows
+ * by default): a backfill chunk of 5,000 old trades can touch 5,000 batches of
+ * up to 1,000 rows. Refused, the write would fail the same way on every retry
+ * and pin the slot. Unlimited is safe here: the statements name their rows by
+ * constants, so only batches that hold a changed row are decompressed; they
+ * are decompressed one batch at a time (memory stays per batch) into the
+ * chunk's heap, and what grows is that transaction's disk and WAL, which the
+ * columnstore policy compresses again later. Without TimescaleDB the name is
+ * an inert custom setting.
+ */
+export const BEGIN_WRITE =
+  'BEGIN; SET LOCAL timescaledb.max_tuples_decompressed_per_dml_transaction = 0';
 
 export const TIMESCALE_SINK = 'timescale';
 
@@ -47,17 +81,15 @@ export const TIMESCALE_SINK = 'timescale';
 export class TimescaleSink implements Sink {
   readonly name = TIMESCALE_SINK;
   private pool: pg.Pool | null = null;
-  private readonly sql: ReturnType<typeof statements> & ReturnType<typeof switchStatements>;
+  private features: Features | null = null;
+  private refresher: OhlcvRefresher | null = null;
   /** This replica's leader epoch in the sink; null until claimEpoch(). */
   private epoch: string | null = null;
   private lastPurge = Date.now();
   private pendingLetters = true;
   private lettersCheckedAt = 0;
 
-  constructor(private readonly opts: TimescaleSinkOptions) {
-    const schema = quoteIdent(opts.schema);
-    this.sql = { ...statements(schema), ...switchStatements(schema) };
-  }
+  constructor(private readonly opts: TimescaleSinkOptions) {}
 
   async open(): Promise<void> {
     if (this.pool) return;
@@ -73,12 +105,39 @@ export class TimescaleSink implements Sink {
     // A checked-out client whose server goes away emits 'error' too (pg always does on an
     // unexpected end), and the pool only listens to idle ones: without this the process
     // crashed when the sink restarted mid-write. The failed query rejects and is retried.
-    this.pool.on('connect', (client) => client.on('error', () => undefined));
+    this.pool.on('connect', (client) => {
+      client.on('error', () => undefined);
+      // A write transaction holds the leader row FOR SHARE until it commits: if
+      // this process is lost mid-transaction (its node gone), the next leader's
+      // claim must not wait hours for the server to notice. Queued before any
+      // query of whoever checks the client out.
+      const t = this.opts.deadPeerTimeoutMs;
+      if (t !== undefined)
+        client
+          .query(
+            [...deadPeerSettings(t), `SET idle_in_transaction_session_timeout = ${t}`].join('; '),
+          )
+          .catch(() => undefined);
+    });
   }
 
   private db(): pg.Pool {
     if (!this.pool) throw new Error('TimescaleSink used before open()');
     return this.pool;
+  }
+
+  private async detect(db: Pick<pg.ClientBase, 'query'>): Promise<Features> {
+    if (this.features) return this.features;
+    const ext = await db.query(`SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'`);
+    const timescale = (ext.rowCount ?? 0) > 0;
+    this.features = {
+      sql: {
+        ...statements(quoteIdent(this.opts.schema), this.opts.schema, timescale),
+        ...switchStatements(quoteIdent(this.opts.schema), this.opts.schema, timescale),
+      },
+      aggregates: await hasOhlcvAggregates(db, this.opts.schema),
+    };
+    return this.features;
   }
 
   checkpoint(): Promise<Checkpoint | null> {
@@ -90,23 +149,37 @@ export class TimescaleSink implements Sink {
    * leader lock is held and the sink is open, before anything is written: from
    * then on a replica that led before fails every write with leadership_lost.
    */
-  async claimEpoch(holder: string): Promise<void> {
-    this.epoch = await claimEpoch(this.db(), this.opts.slot, holder);
+  async claimEpoch(claim: LeaderClaim): Promise<ClaimedEpoch> {
+    const claimed = await claimEpoch(this.db(), this.opts.slot, claim);
+    this.epoch = claimed.epoch;
     this.opts.log.info({ epoch: this.epoch }, 'leader epoch claimed in the sink');
+    // The leader refreshes what its writes (or a verify repair) recorded.
+    if ((await this.detect(this.db())).aggregates && !this.refresher) {
+      this.refresher = new OhlcvRefresher({
+        url: this.opts.url,
+        schema: this.opts.schema,
+        slot: this.opts.slot,
+        log: this.opts.log,
+        ...this.opts.refresh,
+      });
+      this.refresher.start();
+    }
+    return claimed;
   }
 
   /** Runs `fn` in one sink transaction that holds this replica's epoch; passes the current generation. */
   private async transaction<T>(
-    fn: (client: pg.PoolClient, gen: number, snapshotting: boolean) => Promise<T>,
+    fn: (client: pg.PoolClient, gen: number, snapshotting: boolean, f: Features) => Promise<T>,
   ): Promise<T> {
     const epoch = this.epoch;
     if (epoch === null) throw new Error('TimescaleSink written before claimEpoch()');
     const client = await this.db().connect();
     let broken: Error | undefined;
     try {
-      await client.query('BEGIN');
+      await client.query(BEGIN_WRITE);
       const at = await lockEpoch(client, this.opts.slot, this.name, epoch);
-      const result = await fn(client, at.generation, at.state === 'snapshotting');
+      const f = await this.detect(client);
+      const result = await fn(client, at.generation, at.state === 'snapshotting', f);
       await client.query('COMMIT');
       return result;
     } catch (err) {
@@ -122,14 +195,17 @@ export class TimescaleSink implements Sink {
   }
 
   async write(batch: Batch): Promise<void> {
-    await this.transaction(async (client, gen, snapshotting) => {
+    let owed = false;
+    await this.transaction(async (client, gen, snapshotting, f) => {
+      const stale = StaleSpan.now();
       for (const seg of coalesce(batch.changes, gen)) {
         // While a snapshot is copied nothing else writes, and every row the sink
         // holds is of an older generation (the sweep removes those not rewritten):
         // no row of the id can be newer, so the per-id check is skipped.
         if (snapshotting) for (const u of seg.tradeUpserts) u.replace = false;
-        await this.writeSegment(client, seg);
+        await this.writeSegment(client, f.sql, seg, stale);
       }
+      owed = await this.owe(client, f, stale);
       // A letter whose row a later change now settles is resolved in the same transaction.
       if (await this.lettersPending(client, batch))
         await supersedeLetters(client, this.opts.slot, batch.changes);
@@ -143,10 +219,22 @@ export class TimescaleSink implements Sink {
         );
         if (Date.now() - this.lastPurge >= (this.opts.purgeIntervalMs ?? 60_000)) {
           this.lastPurge = Date.now();
-          for (const q of this.sql.purge) await client.query(q, [gen, this.opts.slot]);
+          for (const q of f.sql.purge) await client.query(q, [gen, this.opts.slot]);
         }
       }
     });
+    if (owed) this.refresher?.ask();
+  }
+
+  /**
+   * Records, in the write's transaction, the span of old trade time it changed,
+   * which the aggregates' policies will not re-read. Returns whether it did.
+   */
+  private async owe(client: pg.PoolClient, f: Features, stale: StaleSpan): Promise<boolean> {
+    const span = f.aggregates ? stale.span() : null;
+    if (span === null) return false;
+    await recordRefresh(client, this.opts.slot, span);
+    return true;
   }
 
   /**
@@ -169,11 +257,16 @@ export class TimescaleSink implements Sink {
     return this.pendingLetters;
   }
 
-  private async writeSegment(client: pg.PoolClient, seg: Segment): Promise<void> {
+  private async writeSegment(
+    client: pg.PoolClient,
+    sql: Features['sql'],
+    seg: Segment,
+    stale: StaleSpan,
+  ): Promise<void> {
     const json = (rows: unknown[]) => [JSON.stringify(rows)];
     if (seg.poolUpserts.length > 0) {
       await client.query(
-        this.sql.poolUpsert,
+        sql.poolUpsert,
         json(
           seg.poolUpserts.map(({ pool, version }) => ({
             ...poolFields(pool),
@@ -184,31 +277,13 @@ export class TimescaleSink implements Sink {
     }
     if (seg.poolDeletes.length > 0) {
       await client.query(
-        this.sql.poolDelete,
+        sql.poolDelete,
         json(seg.poolDeletes.map((d) => ({ i: d.poolId, ...versionFields(d.version) }))),
       );
     }
-    if (seg.tradeDeletes.length > 0) {
-      await client.query(
-        this.sql.tradeDelete,
-        json(seg.tradeDeletes.map((d) => ({ i: d.tradeId, ...versionFields(d.version) }))),
-      );
-    }
-    const checked = seg.tradeUpserts.filter((u) => u.replace);
-    const hot = seg.tradeUpserts.filter((u) => !u.replace);
-    if (checked.length > 0) {
-      const rows = checked.map((u) => ({ ...tradeFields(u.trade), ...versionFields(u.version) }));
-      await client.query(this.sql.tradeReplace, json(rows));
-      await client.query(this.sql.tradeUpsertChecked, json(rows));
-    }
-    if (hot.length > 0) {
-      await client.query(
-        this.sql.tradeInsert,
-        json(hot.map((u) => ({ ...tradeFields(u.trade), ...versionFields(u.version) }))),
-      );
-    }
+    await writeTrades(client, sql, seg, stale);
     if (seg.deadLetters.length > 0) {
-      await client.query(this.sql.deadLetters, [
+      await client.query(sql.deadLetters, [
         JSON.stringify(
           seg.deadLetters.map(({ letter: d, version }) => ({
             tb: d.sourceTable,
@@ -227,9 +302,11 @@ export class TimescaleSink implements Sink {
     if (seg.truncate) {
       const v = versionFields(seg.truncate.version);
       const params = [v.g, v.l, v.s];
-      if (seg.truncate.tables.includes('trades'))
-        await client.query(this.sql.tradeTruncate, params);
-      if (seg.truncate.tables.includes('pools')) await client.query(this.sql.poolTruncate, params);
+      if (seg.truncate.tables.includes('trades')) {
+        await client.query(sql.tradeTruncate, params);
+        stale.addAll();
+      }
+      if (seg.truncate.tables.includes('pools')) await client.query(sql.poolTruncate, params);
     }
   }
 
@@ -250,24 +327,34 @@ export class TimescaleSink implements Sink {
    * stream's writes win over it by generation.
    */
   async completeSnapshot(lsn: Lsn, opts: CompleteSnapshotOptions = {}): Promise<void> {
-    await this.transaction(async (client, gen) => {
-      if (opts.sweep !== false) for (const q of this.sql.sweep) await client.query(q, [gen]);
-      for (const q of this.sql.purge) await client.query(q, [gen, this.opts.slot]);
+    let owed = false;
+    await this.transaction(async (client, gen, _snapshotting, f) => {
+      if (opts.sweep !== false) {
+        const stale = StaleSpan.now();
+        const swept = await client.query(f.sql.sweep.trades, [gen]);
+        if ((swept.rowCount ?? 0) > 0) stale.addAll();
+        await client.query(f.sql.sweep.pools, [gen]);
+        owed = await this.owe(client, f, stale);
+      }
+      for (const q of f.sql.purge) await client.query(q, [gen, this.opts.slot]);
       await setCheckpointState(client, this.opts.slot, this.name, 'streaming', lsn, lsn);
     });
+    if (owed) this.refresher?.ask();
   }
 
   /**
    * Opens a Ponder deployment switch: one transaction, holding this replica's
    * epoch and the checkpoint row, into which the new deployment is staged and
    * then reconciled (see timescale-switch.ts). Only from a streaming checkpoint.
+   * It starts as every write does (BEGIN_WRITE), and records the OHLCV
+   * refresh its rewrites owe, which the refresher runs after its commit.
    */
   async beginSwitch(): Promise<SinkSwitch> {
     const epoch = this.epoch;
     if (epoch === null) throw new Error('TimescaleSink switched before claimEpoch()');
     const client = await this.db().connect();
     try {
-      await client.query('BEGIN');
+      await client.query(BEGIN_WRITE);
       const at = await lockEpoch(client, this.opts.slot, this.name, epoch);
       if (at.state !== 'streaming')
         throw new Error(`a switch needs a streaming checkpoint, not ${at.state}`);
@@ -275,7 +362,15 @@ export class TimescaleSink implements Sink {
         'SELECT 1 FROM slotline.checkpoints WHERE slot = $1 AND sink = $2 FOR UPDATE',
         [this.opts.slot, this.name],
       );
-      return await SinkSwitch.begin(client, this.sql, this.opts.slot, this.name, at.generation);
+      const f = await this.detect(client);
+      const to = {
+        sql: f.sql,
+        slot: this.opts.slot,
+        sink: this.name,
+        aggregates: f.aggregates,
+        refreshOwed: () => this.refresher?.ask(),
+      };
+      return await SinkSwitch.begin(client, to, at.generation);
     } catch (err) {
       await client.query('ROLLBACK').catch(() => undefined);
       client.release(classifyError(err, 'sink').retriable ? (err as Error) : undefined);
@@ -296,6 +391,9 @@ export class TimescaleSink implements Sink {
   }
 
   async close(): Promise<void> {
+    const r = this.refresher;
+    this.refresher = null;
+    await r?.stop();
     const p = this.pool;
     this.pool = null;
     await p?.end();

@@ -77,12 +77,44 @@ export async function deploymentReady(db: Queryable, schema: string): Promise<bo
 function noReadGrant(schema: string, cause: unknown): SourceSetupError {
   const e = new SourceSetupError(
     'select_privilege',
-    `source: no privilege to read ${schema}._ponder_meta, so a redeploy cannot be followed. Fix: run sql/roles/source_role.sql ` +
-      "again with -v follow=on (it grants, by ALTER DEFAULT PRIVILEGES, USAGE on the schemas and SELECT on the tables Ponder's role creates), " +
-      `or GRANT USAGE ON SCHEMA ${schema} and SELECT ON ALL TABLES IN SCHEMA ${schema} to the connector's role`,
+    `source: no privilege to read ${schema}._ponder_meta, so a redeploy cannot be followed`,
+    {
+      variable: 'SLOTLINE_PONDER_VIEWS_SCHEMA',
+      fix:
+        "run sql/roles/source_role.sql again with -v follow=on (it grants, by ALTER DEFAULT PRIVILEGES, USAGE on the schemas and SELECT on the tables Ponder's role creates), " +
+        `or GRANT USAGE ON SCHEMA ${schema} and SELECT ON ALL TABLES IN SCHEMA ${schema} to the connector's role`,
+    },
   );
   e.cause = cause;
   return e;
+}
+
+/**
+ * Follow mode: the ready deployment the views point at, which setup checks
+ * (it is what will be streamed) and a new publication covers. Before Ponder
+ * has made one ready, a retriable wait.
+ */
+export async function liveDeployment(
+  db: Queryable,
+  cfg: { ponderViewsSchema: string | null },
+): Promise<string> {
+  const views = cfg.ponderViewsSchema as string;
+  const target = await resolveViews(db, views);
+  if (target.kind === 'deployment' && target.ready) return target.schema;
+  const why =
+    target.kind === 'unresolved'
+      ? target.reason
+      : `the views point at ${target.schema}, whose _ponder_meta does not say is_ready = 1 yet`;
+  return Promise.reject(
+    new SlotlineError('ponder_not_ready', `source: waiting for Ponder: ${why}`, {
+      retriable: true,
+      remedy: {
+        side: 'source',
+        variable: 'SLOTLINE_PONDER_VIEWS_SCHEMA',
+        fix: `start Ponder with --views-schema ${views} and let its backfill finish (the connector waits meanwhile), or set SLOTLINE_PONDER_VIEWS_SCHEMA to the schema its --views-schema names`,
+      },
+    }),
+  );
 }
 
 /** The function sql/roles/source_role.sql installs for a role that owns neither the publication nor Ponder's tables. */
@@ -139,9 +171,14 @@ function cannotMove(publication: string, schema: string, cause: unknown): Slotli
   return new SourceSetupError(
     'publication_owner',
     `source: cannot move publication ${publication} to ${schema} (${(cause as Error).message}): only the owner of the publication ` +
-      "and of the new tables may. Fix, once: run sql/roles/source_role.sql with -v ponder_role=<Ponder's role> " +
-      `(it makes that role own the publication and installs ${FOLLOW_FUNCTION}, which the connector may call), ` +
-      "or GRANT <Ponder's role> TO <connector role>",
+      'and of the new tables may',
+    {
+      variable: 'SLOTLINE_PUBLICATION',
+      fix:
+        "once, run sql/roles/source_role.sql with -v ponder_role=<Ponder's role> " +
+        `(it makes that role own the publication and installs ${FOLLOW_FUNCTION}, which the connector may call), ` +
+        "or GRANT <Ponder's role> TO <connector role>",
+    },
   );
 }
 
@@ -151,12 +188,13 @@ function cannotMove(publication: string, schema: string, cause: unknown): Slotli
  * tables of schemas Ponder has yet to create, and to move the publication to
  * them. A superuser, or a member of Ponder's role, has both; otherwise the
  * role script's default privileges and its follow function provide them.
+ * Says which; throws follow_grants when one is missing.
  */
 export async function checkFollowGrants(
   db: Queryable,
   schema: string,
   publication: string,
-): Promise<void> {
+): Promise<string> {
   const { rows } = await db.query<{
     owner: string | null;
     superuser: boolean;
@@ -184,7 +222,8 @@ export async function checkFollowGrants(
     [schema, TRADES_TABLE, publication, `${FOLLOW_FUNCTION}(name, name)`],
   );
   const r = rows[0];
-  if (!r || r.superuser || r.member) return;
+  if (!r || r.superuser || r.member)
+    return `role ${r?.superuser ? 'is a superuser' : `is a member of ${r?.owner ?? "Ponder's role"}`}: it may read and move to a new deployment`;
   const missing: string[] = [];
   if (!r.moves)
     missing.push(
@@ -194,10 +233,14 @@ export async function checkFollowGrants(
     missing.push(
       `reading the schemas and tables ${r.owner ?? "Ponder's role"} will create (ALTER DEFAULT PRIVILEGES FOR ROLE ${r.owner ?? '<ponder role>'} GRANT USAGE ON SCHEMAS / GRANT SELECT ON TABLES to this role)`,
     );
-  if (missing.length === 0) return;
+  if (missing.length === 0)
+    return `role may move ${publication} and read the deployments ${r.owner ?? "Ponder's role"} creates`;
   throw new SourceSetupError(
     'follow_grants',
-    `source: SLOTLINE_PONDER_VIEWS_SCHEMA is set, but a Ponder redeploy could not be followed without a superuser: this role lacks ${missing.join('; and ')}. ` +
-      `Fix, once: psql -f sql/roles/source_role.sql -v ponder_role=${r.owner ?? '<ponder role>'} -v schema=${schema} -v follow=on (as ${r.owner ?? "Ponder's role"} or a superuser)`,
+    `source: SLOTLINE_PONDER_VIEWS_SCHEMA is set, but a Ponder redeploy could not be followed without a superuser: this role lacks ${missing.join('; and ')}`,
+    {
+      variable: 'SLOTLINE_PONDER_VIEWS_SCHEMA',
+      fix: `once, psql -f sql/roles/source_role.sql -v ponder_role=${r.owner ?? '<ponder role>'} -v schema=${schema} -v follow=on (as ${r.owner ?? "Ponder's role"} or a superuser)`,
+    },
   );
 }

@@ -2,6 +2,7 @@ import pg from 'pg';
 import { type Lsn, formatLsn, maxLsn } from '../checkpoint/lsn.js';
 import { classifyError, ConnectionError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { deadPeerSettings } from '../sql.js';
 import { connectionOf, CopyOutQuery, type PgConnection } from './copy-both.js';
 import { buildStandbyStatusUpdate, parseReplicationFrame, unixMsToPgMicros } from './wire.js';
 
@@ -16,6 +17,11 @@ export interface ReplicationOptions {
   startLsn: Lsn;
   /** Standby status update interval (SLOTLINE_STATUS_INTERVAL_MS, default 10 s). */
   statusIntervalMs: number;
+  /**
+   * SLOTLINE_DEAD_PEER_TIMEOUT_MS (default 10 s): the server's wal_sender_timeout
+   * for this connection; this side waits twice that to hear from the server.
+   */
+  deadPeerTimeoutMs: number;
   /** One pgoutput message: `chunk[offset..]`, valid only during the call. */
   onMessage(dataStart: Lsn, chunk: Buffer, offset: number): void;
   /** Keepalive from the server: all WAL up to `walEnd` has been sent. */
@@ -30,6 +36,11 @@ export interface ReplicationOptions {
  * on receipt: the flush LSN in every status update comes from `flushLsn()`.
  * `pause()` stops reading the socket (TCP backpressure) while status updates
  * keep going out on their timer, so the server does not time us out.
+ *
+ * Both ends give up on a silent peer: the server after the dead-peer timeout
+ * (wal_sender_timeout, TCP keepalives), so that a leader cut off by a partition
+ * frees the slot for the next one in seconds, and this side after twice that
+ * (no message while reading), so that such a leader stops saying it streams.
  */
 export class ReplicationStream {
   private client: pg.Client | null = null;
@@ -41,6 +52,8 @@ export class ReplicationStream {
   private sinceYield = 0;
   private stopping = false;
   private endedWith: ((err: Error | null) => void) | null = null;
+  /** unix ms since which the socket has been read (a pause hides what the server sent). */
+  private readingSince = 0;
   /** Settles when the stream ends: resolves on stop(), rejects on any failure. */
   readonly ended: Promise<void>;
   lastStatusAt = 0;
@@ -58,6 +71,14 @@ export class ReplicationStream {
     return this.paused;
   }
 
+  /**
+   * Status updates go out at least three times per wal_sender_timeout, so that
+   * the server never ends a live connection, paused or not.
+   */
+  private get statusEveryMs(): number {
+    return Math.max(100, Math.min(this.opts.statusIntervalMs, this.opts.deadPeerTimeoutMs / 3));
+  }
+
   /** Connects and issues START_REPLICATION; resolves once the server streams. */
   async start(): Promise<void> {
     const o = this.opts;
@@ -65,6 +86,7 @@ export class ReplicationStream {
       connectionString: o.url,
       replication: 'database',
       application_name: 'slotline',
+      connectionTimeoutMillis: o.deadPeerTimeoutMs,
     } as pg.ClientConfig);
     this.client = client;
     client.on('error', (err) => this.fail(err));
@@ -73,6 +95,13 @@ export class ReplicationStream {
     );
     await client.connect();
     this.conn = connectionOf(client);
+    // SQL is accepted on a logical replication connection; wal_sender_timeout is
+    // user-settable since PostgreSQL 12.
+    for (const set of [
+      ...deadPeerSettings(o.deadPeerTimeoutMs),
+      `SET wal_sender_timeout = ${Math.floor(o.deadPeerTimeoutMs)}`,
+    ])
+      await client.query(set);
 
     // Identifiers were validated by the config schema; double quotes keep case.
     const sql =
@@ -90,14 +119,33 @@ export class ReplicationStream {
       (err: unknown) => this.fail(err as Error),
     );
     await Promise.race([started, this.ended]);
-    // A quiet server sends nothing while our updates keep its timeout away: ask
-    // for a reply then, so that hearing from it proves the connection alive.
-    this.timer = setInterval(
-      () => this.sendStatus(Date.now() - this.lastMessageAt >= o.statusIntervalMs),
-      o.statusIntervalMs,
-    );
+    this.readingSince = Date.now();
+    this.timer = setInterval(() => this.onTimer(), this.statusEveryMs);
     this.timer.unref();
     o.log.info({ slot: o.slot, startLsn: formatLsn(o.startLsn) }, 'replication started');
+  }
+
+  /**
+   * A quiet server sends nothing while our updates keep its timeout away: ask
+   * for a reply then, so that hearing from it proves the connection alive; and
+   * a server not heard for twice the dead-peer timeout while we read is gone.
+   * Twice: a walsender busy decoding a large transaction that sends nothing
+   * reads our updates, and so answers a request for a reply, only about every
+   * half wal_sender_timeout; ending a live connection there would start that
+   * decoding over, again and again.
+   */
+  private onTimer(): void {
+    const heard = Math.max(this.lastMessageAt, this.readingSince);
+    const silentMs = Date.now() - heard;
+    if (!this.paused && silentMs >= 2 * this.opts.deadPeerTimeoutMs) {
+      this.fail(
+        new ConnectionError(
+          `source: no message from the server for ${Math.round(silentMs / 1000)} s (connection lost or cut off)`,
+        ),
+      );
+      return;
+    }
+    this.sendStatus(silentMs >= this.statusEveryMs);
   }
 
   private onCopyData(chunk: Buffer): void {
@@ -143,6 +191,7 @@ export class ReplicationStream {
   resume(): void {
     if (!this.paused || !this.conn) return;
     this.paused = false;
+    this.readingSince = Date.now();
     this.conn.stream.resume();
   }
 

@@ -1,6 +1,11 @@
 import pg from 'pg';
 import { type Lsn, parseLsn, parseLsnOrNull } from '../checkpoint/lsn.js';
-import { SlotInUseError } from '../errors.js';
+import {
+  SlotInUseError,
+  SlotInvalidatedError,
+  SlotMissingError,
+  SlotlineError,
+} from '../errors.js';
 
 type Queryable = Pick<pg.ClientBase, 'query'>;
 
@@ -114,4 +119,31 @@ export async function createSlotWithSnapshot(
     await connection.end().catch(() => undefined);
     throw err;
   }
+}
+
+/** A slot of that name exists, but the sink has no checkpoint for it: someone else's. */
+export function foreignSlot(slot: string, why?: string): SlotlineError {
+  return new SlotlineError(
+    'slot_foreign',
+    `source: replication slot ${slot} exists but ${why ?? "the sink has no checkpoint for it, so it is not slotline's (or the sink was reset)"}`,
+    {
+      remedy: {
+        side: 'source',
+        variable: 'SLOTLINE_SLOT',
+        fix: "choose another SLOTLINE_SLOT, or, if it is slotline's, run `slotline setup --resnapshot` to start it over with a fresh snapshot",
+      },
+    },
+  );
+}
+
+export function slotGone(slot: string, lsn: string): SlotMissingError {
+  return new SlotMissingError(
+    `source: replication slot ${slot} no longer exists (dropped by someone, or the server was rebuilt); changes after ${lsn} cannot be replayed from it`,
+  );
+}
+
+export function slotLost(slot: string): SlotInvalidatedError {
+  return new SlotInvalidatedError(
+    `source: replication slot ${slot} was invalidated (wal_status 'lost': it fell further behind than max_slot_wal_keep_size allows); the WAL it needed is gone`,
+  );
 }

@@ -2,7 +2,9 @@ import pg from 'pg';
 import { type Lsn, formatLsn, parseLsn } from '../checkpoint/lsn.js';
 import type { Logger } from '../log.js';
 import { sleep } from '../retry.js';
-import { TIMESCALE_SINK } from '../sinks/timescale.js';
+import { hasOhlcvAggregates, recordRefresh, StaleSpan } from '../sinks/ohlcv-refresh.js';
+import { BEGIN_WRITE, TIMESCALE_SINK } from '../sinks/timescale.js';
+import { inCompressedChunk } from '../sinks/timescale-sql.js';
 import { TRADES_TABLE } from '../source/checks.js';
 import {
   bucketSpans,
@@ -53,6 +55,9 @@ import { quoteIdent } from '../sql.js';
  *    carries a newer LSN and is left alone. Anything the source does after
  *    that second read reaches the sink through the stream as usual. These
  *    deletes go to TimescaleDB only; Kafka consumers get no event for them.
+ *    Each row is named by (id, time) as constants, so TimescaleDB decompresses
+ *    only the batches that hold them (see sinks/timescale-trades.ts), and the
+ *    OHLCV refresh they owe is recorded with them for the connector to run.
  * 2. The buckets that still differ are backfilled through the running
  *    connector (the watermark backfill, so nothing the stream deletes comes
  *    back), then compared again.
@@ -282,8 +287,10 @@ class Verifier {
         );
         return new Set(rows.map((r) => key(r.id, r.ts)));
       });
-      const { rows: held } = await this.sink.query<{ id: string; ts: string }>(
-        `SELECT trade_id AS id, extract(epoch FROM time)::bigint::text AS ts FROM ${this.dst}
+      const { rows: held } = await this.sink.query<Held>(
+        `SELECT trade_id AS id, extract(epoch FROM time)::bigint::text AS ts, time::text AS t,
+                ${inCompressedChunk('x', this.o.sinkSchema, await this.timescale())} AS z
+           FROM ${this.dst} x
           WHERE time >= to_timestamp($1::bigint) AND time < to_timestamp($2::bigint)
             AND source_lsn <= $3::pg_lsn`,
         [s.from, s.to, formatLsn(lsn)],
@@ -300,20 +307,79 @@ class Verifier {
       const still = new Set(again.map((r) => key(r.id, r.ts)));
       const gone = candidates.filter((c) => !still.has(key(c.id, c.ts)));
       if (gone.length === 0) continue;
-      const r = await this.sink.query(
-        `DELETE FROM ${this.dst} t
-          USING unnest($1::text[], $2::bigint[]) AS g(id, ts)
-          WHERE t.trade_id = g.id AND t.time = to_timestamp(g.ts) AND t.source_lsn <= $3::pg_lsn`,
-        [gone.map((g) => g.id), gone.map((g) => g.ts), formatLsn(lsn)],
-      );
-      deleted += r.rowCount ?? 0;
+      const n = await this.remove(gone, lsn);
+      deleted += n;
       this.o.log.info(
-        { from: s.from, to: s.to, deleted: r.rowCount },
+        { from: s.from, to: s.to, deleted: n },
         'verify: removed sink rows that no longer exist at the source',
       );
       this.o.log.debug({ ids: gone.map((g) => g.id) }, 'verify: removed trade ids');
     }
     return deleted;
+  }
+
+  /**
+   * Deletes `gone` in one transaction (set-based in rowstore chunks, the
+   * planner kept off the others by their times; one constant statement per row
+   * in compressed ones), with the OHLCV refresh it owes. Returns how many.
+   */
+  private async remove(gone: Held[], lsn: Lsn): Promise<number> {
+    const at = formatLsn(lsn);
+    const rowstore = gone.filter((g) => !g.z);
+    const stale = StaleSpan.now();
+    await this.sink.query(BEGIN_WRITE);
+    try {
+      let n = 0;
+      if (rowstore.length > 0) {
+        const r = await this.sink.query(
+          `DELETE FROM ${this.dst} t
+            USING unnest($1::text[], $2::timestamptz[]) AS g(id, time)
+            WHERE t.trade_id = g.id AND t.time = g.time AND t.time = ANY ($2::timestamptz[])
+              AND t.source_lsn <= $3::pg_lsn`,
+          [rowstore.map((g) => g.id), rowstore.map((g) => g.t), at],
+        );
+        n += r.rowCount ?? 0;
+      }
+      for (const g of gone) {
+        if (!g.z) continue;
+        const r = await this.sink.query(
+          `DELETE FROM ${this.dst} t
+            WHERE t.trade_id = $1 AND t.time = $2::timestamptz AND t.source_lsn <= $3::pg_lsn`,
+          [g.id, g.t, at],
+        );
+        n += r.rowCount ?? 0;
+      }
+      for (const g of gone) stale.add(Number(g.ts));
+      const span = stale.span();
+      if (n > 0 && span && (await this.aggregates()))
+        await recordRefresh(this.sink, this.o.slot, span);
+      await this.sink.query('COMMIT');
+      return n;
+    } catch (err) {
+      await this.sink.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    }
+  }
+
+  private features: Promise<{ timescale: boolean; aggregates: boolean }> | null = null;
+
+  private async detect(): Promise<{ timescale: boolean; aggregates: boolean }> {
+    this.features ??= (async () => {
+      const ext = await this.sink.query(`SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'`);
+      return {
+        timescale: (ext.rowCount ?? 0) > 0,
+        aggregates: await hasOhlcvAggregates(this.sink, this.o.sinkSchema),
+      };
+    })();
+    return this.features;
+  }
+
+  private async timescale(): Promise<boolean> {
+    return (await this.detect()).timescale;
+  }
+
+  private async aggregates(): Promise<boolean> {
+    return (await this.detect()).aggregates;
   }
 
   /**
@@ -352,6 +418,17 @@ class Verifier {
 }
 
 const key = (id: string, ts: string) => `${ts}\u0000${id}`;
+
+/** A sink row in a span that verify compares. */
+interface Held {
+  id: string;
+  /** unix seconds */
+  ts: string;
+  /** its time as the server prints it (read back exactly by ::timestamptz) */
+  t: string;
+  /** in a compressed chunk */
+  z: boolean;
+}
 
 function sum(r: SumRow): BucketSum {
   return { bucket: Number(r.bucket), rows: Number(r.rows), hash: r.hash };

@@ -17,6 +17,12 @@ export interface ClusterOptions {
   walLevel?: 'logical' | 'replica';
   /** Extra `postgresql.conf` settings; they override the harness's own. */
   extraConf?: Record<string, string>;
+  /**
+   * The whole `pg_hba.conf`, instead of initdb's (which lets every user reach every
+   * database and replication from loopback with a password). Keep a line for
+   * `slotline_admin`, or the harness cannot connect.
+   */
+  hba?: string;
 }
 
 export interface Cluster extends AsyncDisposable {
@@ -541,6 +547,8 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       '--no-instructions',
     ]);
     await rm(pwFile);
+    // Rewritten in place: the file keeps the owner initdb gave it.
+    if (opts.hba !== undefined) await writeFile(join(dataDir, 'pg_hba.conf'), opts.hba);
     // Our settings live in their own file so a retry on another port can rewrite it.
     await writeFile(join(dataDir, 'postgresql.conf'), "\ninclude 'slotline-test.conf'\n", {
       flag: 'a',

@@ -16,6 +16,7 @@ export interface Answer {
   status: number;
   body: Record<string, unknown>;
   text: string;
+  headers: Headers;
 }
 
 /** One HTTP request to the connector; never throws on a status code. */
@@ -38,7 +39,7 @@ export async function call(
   } catch {
     // Prometheus text, not JSON
   }
-  return { status: res.status, body: parsed, text };
+  return { status: res.status, body: parsed, text, headers: res.headers };
 }
 
 /**

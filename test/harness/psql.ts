@@ -1,6 +1,6 @@
 /**
- * psql as an operator runs it (sql/roles/*.sql), and connections as a given
- * role: for the tests that run the connector without a superuser.
+ * `psql -f file` as an operator runs the files of sql/, and small helpers for
+ * connecting as another role.
  */
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -33,7 +33,7 @@ export function psql(url: string, file: string, vars: Record<string, string>): P
   );
 }
 
-/** `url` with another user and password. */
+/** The URL with another user and password. */
 export function asRole(url: string, role: string, password: string): string {
   const u = new URL(url);
   u.username = role;
@@ -41,8 +41,12 @@ export function asRole(url: string, role: string, password: string): string {
   return u.toString();
 }
 
-export async function withClient<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
-  const c = new pg.Client({ connectionString: url });
+/** One connection for `fn`, closed after it. */
+export async function withClient<T>(
+  url: string | pg.ClientConfig,
+  fn: (c: pg.Client) => Promise<T>,
+): Promise<T> {
+  const c = new pg.Client(typeof url === 'string' ? { connectionString: url } : url);
   c.on('error', () => undefined);
   await c.connect();
   try {

@@ -139,6 +139,26 @@ describe('dead letters', () => {
     // Pending (here: retried) ones are never purged.
     const left = await r.letters();
     expect(left.map((l) => l.state).sort()).toEqual(['retried', 'retried']);
+    // A table filter is a name, never a pattern: `--table %` selects nothing, it is refused.
+    const everything = await runCommand(env, [
+      'dead-letters',
+      'discard',
+      '--table',
+      '%',
+      '--note',
+      'oops',
+    ]);
+    expect(everything.code, everything.output).toBe(2);
+    expect(everything.output).toMatch(/exact, not a pattern/);
+    for (const [table, n] of [
+      ['order_book_trades', 2],
+      ['public.order_book_trades', 2],
+      ['order_book_trade_', 0], // `_` is a character of the name, not LIKE's wildcard
+    ] as const) {
+      const byTable = await runCommand(env, ['dead-letters', 'list', '--table', table]);
+      expect((JSON.parse(byTable.output) as { items: Letter[] }).items, table).toHaveLength(n);
+    }
+    expect((await r.letters()).length).toBe(2);
     const purgeApi = await call(port, 'POST', '/admin/dead-letters/purge', {
       token: TOKEN,
       json: { olderThanDays: 0 },
@@ -154,6 +174,12 @@ describe('dead letters', () => {
       ['POST', '/admin/dead-letters/retry', { token: TOKEN, json: { ids: ['x'] } }, 400],
       ['POST', '/admin/dead-letters/discard', { token: TOKEN, json: { ids: [1] } }, 400],
       ['POST', '/admin/dead-letters/discard', { token: TOKEN, json: { note: 'everything' } }, 400],
+      [
+        'POST',
+        '/admin/dead-letters/discard',
+        { token: TOKEN, json: { table: 'pub%', note: 'a pattern' } },
+        400,
+      ],
       ['POST', '/admin/dead-letters/purge', { token: TOKEN, json: { olderThanDays: 'old' } }, 400],
     ];
     for (const [method, path, opts, want] of bad) {

@@ -15,8 +15,8 @@ import {
   makePool,
   makeTrade,
 } from '../harness/ponder.js';
-import { FAST } from '../harness/settings.js';
 import { asRole, psql, withClient } from '../harness/psql.js';
+import { FAST } from '../harness/settings.js';
 import { waitFor } from '../harness/wait.js';
 
 describe('least-privilege roles', () => {

@@ -101,9 +101,20 @@ describe('partitioned Ponder tables (isolated ordering)', () => {
       isolated: true,
     }).create();
     const opts = { schema: SCHEMA, publication: ctx.publication };
-    await checkSource(ctx.source, opts);
+    const preflight = { ...opts, slot: ctx.slot, create: false };
+    const failures = async () =>
+      (await checkSource(ctx.source, preflight)).flatMap((r) =>
+        r.status === 'fail' ? [{ name: r.name, error: r.error }] : [],
+      );
+    // The publication does not exist yet: that is the only failure.
+    expect((await failures()).map((f) => f.error.code)).toEqual(['publication_missing']);
     await ctx.source.query(`ALTER TABLE ${SCHEMA}.order_book_trades_137 REPLICA IDENTITY NOTHING`);
-    await expect(checkSource(ctx.source, opts)).rejects.toThrow(
+    const identity = (await failures()).find((f) => f.name === 'table order_book_trades');
+    expect(identity?.error).toMatchObject({
+      code: 'replica_identity',
+      remedy: { side: 'source', fix: expect.stringMatching(/REPLICA IDENTITY FULL/) },
+    });
+    expect(identity?.error.message).toMatch(
       /partition\(s\) ponder_isolated\.order_book_trades_137 of ponder_isolated\.order_book_trades have no replica identity/,
     );
     await ctx.source.query(`ALTER TABLE ${SCHEMA}.order_book_trades_137 REPLICA IDENTITY DEFAULT`);
@@ -112,6 +123,23 @@ describe('partitioned Ponder tables (isolated ordering)', () => {
     await ctx.source.query(
       `CREATE PUBLICATION ${ctx.publication} FOR TABLE ${SCHEMA}.order_book_trades, ${SCHEMA}.pools`,
     );
+    // The preflight (`slotline check`, and setup before it changes anything) names it…
+    const [viaRoot, ...rest] = await failures();
+    expect(rest).toEqual([]);
+    expect(viaRoot?.error).toMatchObject({
+      code: 'publication_missing',
+      remedy: {
+        side: 'source',
+        variable: 'SLOTLINE_PUBLICATION',
+        fix: expect.stringMatching(/publish_via_partition_root = true/),
+      },
+    });
+    // …and setup, which may change it, would.
+    const bySetup = await checkSource(ctx.source, { ...preflight, create: true });
+    expect(bySetup.find((r) => r.name === 'publication')).toMatchObject({
+      status: 'ok',
+      detail: expect.stringMatching(/setup sets publish_via_partition_root/),
+    });
     const problem = await checkPublication(ctx.source, opts);
     expect(problem).toMatchObject({ code: 'publication_incomplete', repaired: false });
     expect(problem?.message).toMatch(/publish_via_partition_root = true/);

@@ -3,7 +3,7 @@
  * kustomize builds the base and the Kafka overlay; every object validates against the
  * Kubernetes and prometheus-operator schemas that the kubernetes-models packages compile
  * (offline); and the settings the pods get pass the connector's own configuration parser.
- * There is no Docker engine here, so the Dockerfile is read, not built.
+ * The Dockerfile is read here; test/integration/container.test.ts builds and runs it (podman).
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -13,6 +13,7 @@ import { Secret } from 'kubernetes-models/v1/Secret';
 import { Service } from 'kubernetes-models/v1/Service';
 import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget';
+import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1/NetworkPolicy';
 import { PrometheusRule } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PrometheusRule';
 import { ServiceMonitor } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/ServiceMonitor';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -39,6 +40,7 @@ const MODELS: Record<string, Model> = {
   'v1/Service': Service as unknown as Model,
   'apps/v1/Deployment': Deployment as unknown as Model,
   'policy/v1/PodDisruptionBudget': PodDisruptionBudget as unknown as Model,
+  'networking.k8s.io/v1/NetworkPolicy': NetworkPolicy as unknown as Model,
   'monitoring.coreos.com/v1/PrometheusRule': PrometheusRule as unknown as Model,
   'monitoring.coreos.com/v1/ServiceMonitor': ServiceMonitor as unknown as Model,
 };
@@ -85,7 +87,7 @@ interface Container {
   image: string;
   args?: string[];
   ports: { name: string; containerPort: number }[];
-  env?: { name: string; value?: string }[];
+  env?: { name: string; value?: string; valueFrom?: { fieldRef?: { fieldPath: string } } }[];
   envFrom: { configMapRef?: { name: string }; secretRef?: { name: string } }[];
   resources: {
     requests: Record<string, string>;
@@ -144,6 +146,7 @@ describe.skipIf(kustomizeSkipped)('kustomize base (deploy/base)', () => {
         'ConfigMap',
         'ConfigMap',
         'Deployment',
+        'NetworkPolicy',
         'PodDisruptionBudget',
         'PrometheusRule',
         'Service',
@@ -183,7 +186,10 @@ describe.skipIf(kustomizeSkipped)('kustomize base (deploy/base)', () => {
     });
     expect(c.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'http' });
     expect(c.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'http' });
-    expect(c.ports).toEqual([{ name: 'http', containerPort: 8080, protocol: 'TCP' }]);
+    expect(c.ports).toEqual([
+      { name: 'http', containerPort: 8080, protocol: 'TCP' },
+      { name: 'admin', containerPort: 8081, protocol: 'TCP' },
+    ]);
     expect(Object.keys(c.resources.requests).sort()).toEqual(['cpu', 'memory']);
     expect(Object.keys(c.resources.limits).sort()).toEqual(['cpu', 'memory']);
     const limitMi = mebibytes(c.resources.limits.memory as string);
@@ -201,6 +207,7 @@ describe.skipIf(kustomizeSkipped)('kustomize base (deploy/base)', () => {
     );
     expect(pod.terminationGracePeriodSeconds * 1000).toBeGreaterThanOrEqual(shutdownMs + 10_000);
     expect(Number(cm['SLOTLINE_HTTP_PORT'])).toBe(8080);
+    expect(Number(cm['SLOTLINE_ADMIN_PORT'])).toBe(8081);
   });
 
   it('wires the generated ConfigMap, the Secret, the ServiceAccount, Services, PDB and ServiceMonitor together', () => {
@@ -218,16 +225,21 @@ describe.skipIf(kustomizeSkipped)('kustomize base (deploy/base)', () => {
     expect(sa['automountServiceAccountToken']).toBe(false);
 
     const services = objs.filter((o) => o.kind === 'Service');
+    const portsOf = (s: Obj) =>
+      (s['spec'] as { ports: { name: string; port: number; targetPort: string }[] }).ports;
     for (const s of services) {
-      const spec = s['spec'] as {
-        selector: Record<string, string>;
-        ports: { name: string; port: number; targetPort: string }[];
-      };
+      const spec = s['spec'] as { selector: Record<string, string> };
       expect(matches(spec.selector, podLabels), s.metadata.name).toBe(true);
-      expect(spec.ports).toEqual([
-        { name: 'http', port: 8080, targetPort: 'http', protocol: 'TCP' },
-      ]);
     }
+    // Clients reach either pod on both ports; Prometheus's Service has no admin port.
+    const named = (name: string) => services.find((s) => s.metadata.name === name) as Obj;
+    expect(portsOf(named('slotline'))).toEqual([
+      { name: 'http', port: 8080, targetPort: 'http', protocol: 'TCP' },
+      { name: 'admin', port: 8081, targetPort: 'admin', protocol: 'TCP' },
+    ]);
+    expect(portsOf(named('slotline-metrics'))).toEqual([
+      { name: 'http', port: 8080, targetPort: 'http', protocol: 'TCP' },
+    ]);
     const metrics = one(objs, 'Service', 'slotline-metrics');
     expect(metrics['spec']).toMatchObject({ clusterIP: 'None', publishNotReadyAddresses: true });
 
@@ -247,6 +259,77 @@ describe.skipIf(kustomizeSkipped)('kustomize base (deploy/base)', () => {
     );
     expect(scraped.map((s) => s.metadata.name)).toEqual(['slotline-metrics']);
     expect(sm.endpoints).toMatchObject([{ port: 'http', path: '/metrics' }]);
+  });
+
+  it('keeps admin off the scraped port: a NetworkPolicy lets monitoring scrape, and only labelled clients and the replicas reach admin', () => {
+    const d = one(objs, 'Deployment', 'slotline').spec as DeploymentSpec;
+    const podLabels = d.template.metadata.labels;
+    const np = one(objs, 'NetworkPolicy', 'slotline').spec as {
+      podSelector: { matchLabels: Record<string, string> };
+      policyTypes: string[];
+      ingress: {
+        from: {
+          namespaceSelector?: { matchLabels: Record<string, string> };
+          podSelector?: { matchLabels: Record<string, string> };
+        }[];
+        ports: { port: string; protocol: string }[];
+      }[];
+    };
+    expect(matches(np.podSelector.matchLabels, podLabels)).toBe(true);
+    expect(np.policyTypes).toEqual(['Ingress']);
+    // Every rule names its ports and its peers: nothing is open to all.
+    for (const rule of np.ingress) {
+      expect(rule.ports.length).toBeGreaterThan(0);
+      expect(rule.from.length).toBeGreaterThan(0);
+    }
+    const reaching = (port: string) =>
+      np.ingress.filter((r) => r.ports.some((p) => p.port === port));
+    // Prometheus (the monitoring namespace) reaches the port the ServiceMonitor scrapes…
+    const sm = one(objs, 'ServiceMonitor').spec as { endpoints: { port: string }[] };
+    const scrapedPort = sm.endpoints[0]!.port;
+    expect(scrapedPort).toBe('http');
+    const monitoring = reaching(scrapedPort).flatMap((r) => r.from);
+    expect(monitoring).toContainEqual({
+      namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } },
+    });
+    // …and admin only pods of this namespace: labelled clients and the replicas (forwarding).
+    const admin = reaching('admin').flatMap((r) => r.from);
+    expect(admin.every((p) => p.namespaceSelector === undefined && p.podSelector)).toBe(true);
+    expect(admin.map((p) => p.podSelector?.matchLabels)).toEqual([
+      { 'slotline-admin-client': 'true' },
+      { 'app.kubernetes.io/name': 'slotline', 'app.kubernetes.io/component': 'connector' },
+    ]);
+    expect(matches(admin[1]!.podSelector!.matchLabels, podLabels)).toBe(true);
+    expect(
+      reaching(scrapedPort)
+        .flatMap((r) => r.ports)
+        .some((p) => p.port === 'admin'),
+    ).toBe(false);
+  });
+
+  it('advertises each pod’s own admin address, on the admin port, for a standby to forward to', () => {
+    const d = one(objs, 'Deployment', 'slotline').spec as DeploymentSpec;
+    const c = d.template.spec.containers[0] as Container;
+    const env = c.env ?? [];
+    const podIp = env.findIndex((e) => e.name === 'POD_IP');
+    const advertise = env.findIndex((e) => e.name === 'SLOTLINE_ADVERTISE_URL');
+    expect(env[podIp]?.valueFrom?.fieldRef?.fieldPath).toBe('status.podIP');
+    // $(POD_IP) is expanded only from variables defined before it.
+    expect(podIp).toBeGreaterThanOrEqual(0);
+    expect(advertise).toBeGreaterThan(podIp);
+    const cm = one(objs, 'ConfigMap', 'slotline-config').data as Record<string, string>;
+    const secret = parseYaml(read('deploy/base/secret.example.yaml')) as Obj & {
+      stringData: Record<string, string>;
+    };
+    const url = (env[advertise]?.value ?? '').replace('$(POD_IP)', '10.1.2.3');
+    const cfg = loadConfig({ ...cm, ...secret.stringData, SLOTLINE_ADVERTISE_URL: url });
+    expect(cfg.advertiseUrl).toBe('http://10.1.2.3:8081');
+    const adminPort = c.ports.find((p) => p.name === 'admin')?.containerPort;
+    expect(cfg.adminPort).toBe(adminPort);
+    expect(new URL(url).port).toBe(String(adminPort));
+    expect(c.ports.find((p) => p.name === 'http')?.containerPort).toBe(cfg.httpPort);
+    // Probes stay on the main port: admin is not needed to be live or ready.
+    expect(c.livenessProbe.httpGet.port).toBe('http');
   });
 
   it('gives the pods only non-secret, valid SLOTLINE_* settings, which with the Secret example parse', () => {
@@ -299,7 +382,7 @@ describe.skipIf(kustomizeSkipped)('kustomize overlay (deploy/overlays/kafka)', (
   });
 });
 
-describe('Dockerfile (read, not built: no Docker engine here)', () => {
+describe('Dockerfile (read; built and run by test/integration/container.test.ts)', () => {
   interface Instruction {
     op: string;
     args: string;
