@@ -18,7 +18,7 @@ const REFUSAL_STATUS: Record<RequestRefused['kind'], number> = {
 
 export interface HttpServerOptions {
   port: number;
-  /** Loopback by default in tests; all interfaces in a pod. */
+  /** SLOTLINE_HTTP_HOST; default all IPv4 interfaces (what a pod needs). */
   host?: string;
   /** SLOTLINE_ADMIN_TOKEN; null disables admin actions. */
   adminToken: string | null;
@@ -68,7 +68,10 @@ export class HttpServer {
         resolve();
       });
     });
-    this.opts.log.info({ port: this.port }, 'HTTP server listening');
+    this.opts.log.info(
+      { host: this.opts.host ?? '0.0.0.0', port: this.port },
+      'HTTP server listening',
+    );
   }
 
   async stop(): Promise<void> {

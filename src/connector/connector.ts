@@ -383,6 +383,7 @@ export class Connector implements ConnectorPort {
     if (cfg.httpPort <= 0 && !h.onHttp) return null;
     return new HttpServer({
       port: cfg.httpPort,
+      host: cfg.httpHost,
       adminToken: cfg.adminToken,
       control: adminControl({
         port: this,
