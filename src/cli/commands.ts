@@ -194,3 +194,13 @@ connector; the database URLs are always the demo's own.`,
     },
   },
 ];
+
+/** The README's table of commands. */
+export function commandsMarkdown(): string {
+  // A | inside a table cell, even in code, must be escaped.
+  const cell = (s: string) => s.replace(/\|/g, '\\|');
+  const rows = COMMANDS.map(
+    (c) => `| ${c.usage.map((u) => `\`${cell(u)}\``).join('<br>')} | ${cell(c.summary)} |`,
+  );
+  return ['| command | what it does |', '| --- | --- |', ...rows].join('\n');
+}

@@ -3,7 +3,7 @@
  * array of rows (values as text, cast here). Every write is guarded by the row
  * version (source_generation, source_lsn, source_seq), compared as a row:
  * a change applies only if it is at least as new as what the sink holds for its
- * key and newer than the key's tombstone. See "The apply rule" in the README.
+ * key and newer than the key's tombstone. See "The apply rule" in docs/design.md.
  */
 
 /** A table alias's version, as a row value: lexicographic comparison in SQL. */

@@ -14,7 +14,7 @@ import {
 } from '../harness/ponder.js';
 import { waitFor } from '../harness/wait.js';
 
-/** The README's stated bound for a standby to take over after the leader dies. */
+/** docs/operations.md's stated bound for a standby to take over after the leader dies. */
 const TAKEOVER_BOUND_MS = 10_000;
 
 const leaderGauge = async (port: number) =>
