@@ -10,7 +10,14 @@
 /** Heavy, without a database: the deploy/ manifests, the image recipe, promtool on the rules. */
 export const DEPLOY_TESTS = ['test/unit/deploy.test.ts', 'test/unit/promtool.test.ts'];
 
-/** Heavy integration tests: Kafka, faults, memory, the model's random sequences, Prometheus. */
+/**
+ * Heavy integration tests: Kafka, faults and soaks, bounds and memory, hostile input, the
+ * dead-letter and backfill edge cases of issue 11, the model's random sequences, a real
+ * Prometheus. `npm test` keeps one test of each feature's main path (stream, snapshot, the
+ * commands, admin API, backfill, verify, dead letters, the apply rule, standby, roles, replica
+ * identity, publication and column changes, bad input, the demo, the README's first screen,
+ * the model's known cases).
+ */
 export const HEAVY_INTEGRATION_TESTS = [
   'test/integration/kafka-broker.test.ts',
   'test/integration/kafka.test.ts',
@@ -21,7 +28,12 @@ export const HEAVY_INTEGRATION_TESTS = [
   'test/integration/faults-kill.test.ts',
   'test/integration/faults-servers.test.ts',
   'test/integration/faults-slot.test.ts',
+  'test/integration/lifecycle.test.ts',
+  'test/integration/bounds.test.ts',
   'test/integration/memory.test.ts',
+  'test/integration/hostile.test.ts',
+  'test/integration/dead-letter-retry.test.ts',
+  'test/integration/backfill-rule.test.ts',
   'test/integration/model-soak.test.ts',
   'test/integration/observability.test.ts',
 ];

@@ -180,9 +180,9 @@ environment (all optional):
   SLOTLINE_DEMO_HISTORY        trades written before the connector starts (default 5000)
   SLOTLINE_DEMO_REORG_SECONDS  mean seconds between reorgs, 0 none (default 10)
   SLOTLINE_DEMO_POSTGRES       auto | system | npm | <bin dir> (default auto)
-SLOTLINE_HTTP_PORT (default 8080; another one if that is taken by something
-else), SLOTLINE_KAFKA_BROKERS and the other SLOTLINE_* settings reach the
-connector; the database URLs are always the demo's own.`,
+SLOTLINE_HTTP_PORT (default 8080: set another when that one is taken, 0 for
+no HTTP server), SLOTLINE_KAFKA_BROKERS and the other SLOTLINE_* settings
+reach the connector; the database URLs are always the demo's own.`,
     async run(args) {
       if (args.length > 0) {
         process.stderr.write(`slotline demo: unexpected argument ${JSON.stringify(args[0])}\n`);

@@ -133,10 +133,12 @@ describe("the README's first screen", () => {
           background.push(c);
           await waitFor(
             async () => {
+              // Ready as a standby first (before it holds the leader lock): wait for streaming.
               const r = await fetch(`http://${HOST}:${port}/readyz`).catch(() => null);
-              return r?.status === 200 || undefined;
+              const body = r?.ok ? ((await r.json()) as { reason?: string }) : null;
+              return body?.reason?.startsWith('streaming') || undefined;
             },
-            { timeoutMs: 60_000, what: `slotline ${args.join(' ')} ready on ${HOST}:${port}` },
+            { timeoutMs: 60_000, what: `slotline ${args.join(' ')} streaming on ${HOST}:${port}` },
           ).catch((err: unknown) => {
             throw new Error(`${(err as Error).message}\n${c.output()}`, { cause: err });
           });
