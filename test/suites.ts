@@ -11,12 +11,12 @@
 export const DEPLOY_TESTS = ['test/unit/deploy.test.ts', 'test/unit/promtool.test.ts'];
 
 /**
- * Heavy integration tests: Kafka, faults and soaks, bounds and memory, hostile input, the
- * dead-letter and backfill edge cases of issue 11, the model's random sequences, a real
- * Prometheus. `npm test` keeps one test of each feature's main path (stream, snapshot, the
- * commands, admin API, backfill, verify, dead letters, the apply rule, standby, roles, replica
- * identity, publication and column changes, bad input, the demo, the README's first screen,
- * the model's known cases).
+ * Heavy integration tests: Kafka, faults and soaks, volumes (a snapshot of 150,000 rows under
+ * writes, bounds, memory), hostile input, the dead-letter and backfill edge cases of issue 11,
+ * the model's random sequences, a real Prometheus. `npm test` keeps each feature's main path
+ * (stream, a first start's snapshot, the commands, admin API, backfill, verify, dead letters,
+ * the apply rule, standby, roles, replica identity, publication and column changes, bad input,
+ * the demo, the README's first screen, the model's known cases).
  */
 export const HEAVY_INTEGRATION_TESTS = [
   'test/integration/kafka-broker.test.ts',
@@ -29,6 +29,7 @@ export const HEAVY_INTEGRATION_TESTS = [
   'test/integration/faults-servers.test.ts',
   'test/integration/faults-slot.test.ts',
   'test/integration/lifecycle.test.ts',
+  'test/integration/snapshot.test.ts',
   'test/integration/bounds.test.ts',
   'test/integration/memory.test.ts',
   'test/integration/hostile.test.ts',

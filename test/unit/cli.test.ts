@@ -4,6 +4,7 @@
  * secret hidden. Runs dist/cli.js (`npm test` builds first).
  */
 import { execFile } from 'node:child_process';
+import { statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { COMMANDS } from '../../src/cli/commands.js';
@@ -31,6 +32,12 @@ function cli(args: string[], env: Record<string, string> = {}): Promise<Run> {
     );
   });
 }
+
+describe('the slotline bin', () => {
+  it('is executable, as `npx slotline` and `npm link` run it directly', () => {
+    expect(statSync(CLI).mode & 0o111, 'npm run build makes dist/cli.js executable').not.toBe(0);
+  });
+});
 
 describe('slotline --help', () => {
   it('lists every command, and exits 2 without one', async () => {
