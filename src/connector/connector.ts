@@ -580,6 +580,7 @@ export class Connector implements ConnectorPort {
     const server = (port: number, admin: boolean) =>
       new HttpServer({
         port,
+        host: cfg.httpHost,
         admin,
         portVariable: port === cfg.adminPort ? 'SLOTLINE_ADMIN_PORT' : 'SLOTLINE_HTTP_PORT',
         adminToken: cfg.adminToken,

@@ -5,7 +5,7 @@ import { quoteLiteral } from '../sql.js';
  * array of rows (values as text, cast here). Every write is guarded by the row
  * version (source_generation, source_lsn, source_seq), compared as a row:
  * a change applies only if it is at least as new as what the sink holds for its
- * key and newer than the key's tombstone. See "The apply rule" in the README.
+ * key and newer than the key's tombstone. See "The apply rule" in docs/design.md.
  *
  * A change of a trade known by its id alone (a delete, an update, a re-read)
  * first locates the id's rows, then names each by (id, time) as constants:

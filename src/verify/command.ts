@@ -4,7 +4,7 @@ import { readCheckpoint } from '../checkpoint/store.js';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import { sleep } from '../retry.js';
-import { parseVerifyRequest, type TimeSpan } from './buckets.js';
+import { parseVerifyRequest, printedReport, type TimeSpan } from './buckets.js';
 import { runVerify } from './verify.js';
 import { RequestRefused } from '../errors.js';
 
@@ -16,7 +16,7 @@ import { RequestRefused } from '../errors.js';
  * beside its stream), then compares them again.
  *
  * Exit code 0: every bucket matches; 1: some differ (or an error); 2: usage.
- * The report (JSON) goes to stdout.
+ * The report (JSON, times in ISO 8601 UTC) goes to stdout.
  */
 export async function verifyCommand(
   cfg: Config,
@@ -55,7 +55,11 @@ export async function verifyCommand(
       backfill: (span) => backfillThroughApi(cfg, span),
       log,
     });
-    return { code: report.ok ? 0 : 1, out: JSON.stringify(report, null, 2), report: true };
+    return {
+      code: report.ok ? 0 : 1,
+      out: JSON.stringify(printedReport(report), null, 2),
+      report: true,
+    };
   } catch (err) {
     return { code: 1, out: `verify failed: ${(err as Error).message}`, report: false };
   }
