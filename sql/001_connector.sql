@@ -89,6 +89,11 @@ CREATE TABLE IF NOT EXISTS slotline.leaders (
   since  timestamptz NOT NULL DEFAULT now()
 );
 
+-- The source schema (the Ponder deployment) whose rows the sink holds for this slot: with
+-- SLOTLINE_PONDER_VIEWS_SCHEMA the connector follows redeploys, and a deployment switch
+-- moves it in the same transaction as the rows (see docs/ponder.md).
+ALTER TABLE slotline.checkpoints ADD COLUMN IF NOT EXISTS source_schema text;
+
 -- Where the leader serves admin and /api/sync/* calls: a standby forwards them
 -- to the address of the newest epoch.
 ALTER TABLE slotline.leaders ADD COLUMN IF NOT EXISTS address text;

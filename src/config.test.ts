@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { configMarkdown, loadConfig, SETTINGS } from './config.js';
+import { adminUrl } from './admin/client.js';
+import { configMarkdown, effectiveSettings, loadConfig, SETTINGS } from './config.js';
 import { ConfigError } from './errors.js';
 
 const BASE = {
@@ -289,6 +290,29 @@ describe('loadConfig: Kafka', () => {
   });
 });
 
+describe('loadConfig: Ponder follow mode', () => {
+  it('is off by default, on with SLOTLINE_PONDER_VIEWS_SCHEMA', () => {
+    expect(loadConfig({ ...BASE })).toMatchObject({ ponderViewsSchema: null, ponderPollMs: 5000 });
+    expect(
+      loadConfig({ ...BASE, SLOTLINE_PONDER_VIEWS_SCHEMA: 'app', SLOTLINE_PONDER_POLL_MS: '250' }),
+    ).toMatchObject({ ponderViewsSchema: 'app', ponderPollMs: 250 });
+  });
+
+  it('refuses a fixed schema beside it, and a views schema that is not an identifier', () => {
+    const both = fails({
+      ...BASE,
+      SLOTLINE_PONDER_VIEWS_SCHEMA: 'app',
+      SLOTLINE_SOURCE_SCHEMA: 'app_1234',
+    });
+    expect(both.message).toMatch(/SLOTLINE_SOURCE_SCHEMA and SLOTLINE_PONDER_VIEWS_SCHEMA/);
+    expect(both.code).toBe('source_schema_conflict');
+    expect(both.message).toMatch(/\n {4}Fix: unset SLOTLINE_SOURCE_SCHEMA/);
+    expect(fails({ ...BASE, SLOTLINE_PONDER_VIEWS_SCHEMA: 'a-b' }).message).toMatch(
+      /SLOTLINE_PONDER_VIEWS_SCHEMA "a-b": must be an SQL identifier/,
+    );
+  });
+});
+
 describe('loadConfig: the mistakes named with a code and a fix', () => {
   const url = (password: string) => `postgres://u:${password}@127.0.0.1:5432/ponder`;
 
@@ -355,5 +379,53 @@ describe('loadConfig: the mistakes named with a code and a fix', () => {
       'SLOTLINE_SINK_SCHEMA',
       'SLOTLINE_HTTP_PORT',
     ]);
+  });
+});
+
+describe('SLOTLINE_HTTP_HOST', () => {
+  it('binds every IPv4 interface by default, as before; takes an address or a host name', () => {
+    expect(loadConfig({ ...BASE }).httpHost).toBe('0.0.0.0');
+    for (const h of ['127.0.0.1', '::', '::1', 'localhost', 'slotline-0.slotline.svc'])
+      expect(loadConfig({ ...BASE, SLOTLINE_HTTP_HOST: h }).httpHost).toBe(h);
+    for (const h of ['not a host', 'http://x', '-x'])
+      expect(fails({ ...BASE, SLOTLINE_HTTP_HOST: h }).message).toContain('SLOTLINE_HTTP_HOST');
+  });
+
+  it('is where the commands reach the connector, unless it binds every interface', () => {
+    const url = (env: Record<string, string>) => adminUrl(loadConfig({ ...BASE, ...env }));
+    expect(url({})).toBe('http://127.0.0.1:8080');
+    expect(url({ SLOTLINE_HTTP_HOST: '::', SLOTLINE_HTTP_PORT: '9' })).toBe('http://127.0.0.1:9');
+    expect(url({ SLOTLINE_HTTP_HOST: '::1' })).toBe('http://[::1]:8080');
+    expect(url({ SLOTLINE_HTTP_HOST: '10.0.0.7' })).toBe('http://10.0.0.7:8080');
+    expect(url({ SLOTLINE_ADMIN_URL: 'http://slotline:8080', SLOTLINE_HTTP_HOST: '::1' })).toBe(
+      'http://slotline:8080',
+    );
+  });
+});
+
+describe('effectiveSettings', () => {
+  it('says where each value comes from and hides every secret', () => {
+    const rows = effectiveSettings({
+      ...BASE,
+      SLOTLINE_ADMIN_TOKEN: 'tok-0123456789abcdef',
+      SLOTLINE_KAFKA_SASL_PASSWORD: 'kafka-s3cret',
+      SLOTLINE_ADMIN_URL: 'http://admin:pw-in-url@slotline:8080/?token=t0k',
+      SLOTLINE_HTTP_PORT: '',
+    });
+    const by = Object.fromEntries(rows.map((r) => [r.name, r]));
+    expect(rows.map((r) => r.name)).toEqual(Object.keys(SETTINGS));
+    expect(by.SLOTLINE_SOURCE_URL).toEqual({
+      name: 'SLOTLINE_SOURCE_URL',
+      value: 'postgres://u:***@source/ponder',
+      from: 'environment',
+    });
+    expect(by.SLOTLINE_HTTP_PORT).toMatchObject({ value: '8080', from: 'default' });
+    expect(by.SLOTLINE_KAFKA_BROKERS).toMatchObject({ value: null, from: 'unset' });
+    expect(by.SLOTLINE_ADMIN_TOKEN?.value).toBe('***');
+    expect(by.SLOTLINE_KAFKA_SASL_PASSWORD?.value).toBe('***');
+    expect(JSON.stringify(rows)).not.toMatch(/s3cretpw|tok-0123|kafka-s3cret|pw-in-url|t0k/);
+    // A URL that does not parse may still hold a password: it is not shown at all.
+    const bad = effectiveSettings({ SLOTLINE_SINK_URL: 'postgres://u:p@ss@host:x/db' });
+    expect(bad.find((r) => r.name === 'SLOTLINE_SINK_URL')?.value).not.toContain('ss@');
   });
 });

@@ -1,11 +1,13 @@
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { ConfigError, PERCENT_ENCODE, type ConfigProblem, type Side } from './errors.js';
+import { redactUrl } from './log.js';
 
 /**
  * Every setting is a SLOTLINE_* environment variable, parsed once at start.
  * A bad value stops start-up with a message naming the variable. The README's
  * configuration table is generated from the descriptions here
- * (`slotline config --markdown`), so this file is the single source of truth.
+ * (`slotline config --doc`), so this file is the single source of truth.
  */
 
 const identifier = z
@@ -46,14 +48,30 @@ const topicName = z
   .regex(/^[A-Za-z0-9._-]{1,249}$/, 'must be a Kafka topic name: letters, digits, . _ -')
   .refine((s) => s !== '.' && s !== '..', 'must not be . or ..');
 
+/** A host name, or an IPv4 or IPv6 address, to bind a server to. */
+const listenHost = z
+  .string()
+  .refine(
+    (s) =>
+      isIP(s) !== 0 ||
+      /^[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*$/.test(s),
+    'must be an IP address (0.0.0.0, ::, 127.0.0.1, ::1, …) or a host name',
+  );
+
 interface Setting<T extends z.ZodTypeAny> {
   schema: T;
   default?: string;
   description: string;
+  /** Never shown: `slotline config` prints *** instead. */
+  secret?: true;
 }
 
 function setting<T extends z.ZodTypeAny>(schema: T, description: string, def?: string): Setting<T> {
   return def === undefined ? { schema, description } : { schema, description, default: def };
+}
+
+function secret<T extends z.ZodTypeAny>(schema: T, description: string): Setting<T> {
+  return { schema, description, secret: true };
 }
 
 export const SETTINGS = {
@@ -67,8 +85,17 @@ export const SETTINGS = {
   ),
   SLOTLINE_SOURCE_SCHEMA: setting(
     identifier,
-    'Schema of the Ponder tables on the source.',
+    'Schema of the Ponder tables on the source: one fixed deployment. Not with SLOTLINE_PONDER_VIEWS_SCHEMA.',
     'public',
+  ),
+  SLOTLINE_PONDER_VIEWS_SCHEMA: setting(
+    identifier.optional(),
+    "Follow Ponder redeploys: the schema Ponder's `--views-schema` maintains. slotline streams the deployment its views point at and, when a new deployment is ready and the views move to it, switches to it without a restart (see docs/ponder.md). Unset: stream SLOTLINE_SOURCE_SCHEMA.",
+  ),
+  SLOTLINE_PONDER_POLL_MS: setting(
+    int(100, 3_600_000),
+    'In follow mode, how often the views are read to notice a new deployment.',
+    '5000',
   ),
   SLOTLINE_SINK_SCHEMA: setting(
     identifier,
@@ -154,7 +181,7 @@ export const SETTINGS = {
     z.string().min(1).optional(),
     'SASL user name (required with a mechanism).',
   ),
-  SLOTLINE_KAFKA_SASL_PASSWORD: setting(
+  SLOTLINE_KAFKA_SASL_PASSWORD: secret(
     z.string().min(1).optional(),
     'SASL password (required with a mechanism); a secret, never logged.',
   ),
@@ -162,6 +189,11 @@ export const SETTINGS = {
     int(0, 65535),
     'Port of the HTTP server (health, metrics, status, admin); 0 disables it.',
     '8080',
+  ),
+  SLOTLINE_HTTP_HOST: setting(
+    listenHost,
+    'Address the HTTP server binds to: `0.0.0.0` all IPv4 interfaces (what a pod needs), `::` all interfaces, `127.0.0.1` this machine only.',
+    '0.0.0.0',
   ),
   SLOTLINE_ADMIN_PORT: setting(
     int(0, 65535),
@@ -188,7 +220,7 @@ export const SETTINGS = {
     "How soon a database server ends a session of this connector whose peer went silent (node lost, partition): the leader's lock session is a lease renewed every quarter of it (idle_session_timeout), the replication connection's wal_sender_timeout is this, and those two and the sink's write sessions get server-side TCP keepalives and tcp_user_timeout to match. A standby then takes over about this long after the leader is cut off (docs/deployment.md).",
     '10000',
   ),
-  SLOTLINE_ADMIN_TOKEN: setting(
+  SLOTLINE_ADMIN_TOKEN: secret(
     // Trimmed: a token read from a secret file usually ends with a newline, and
     // HTTP clients never send whitespace around a header value, so it could never match.
     z
@@ -205,7 +237,7 @@ export const SETTINGS = {
   ),
   SLOTLINE_ADMIN_URL: setting(
     z.string().url('must be a URL, e.g. http://slotline:8080').optional(),
-    'Where `slotline status`, `reset-lsn` and `backfill` reach the running connector; default http://127.0.0.1:$SLOTLINE_ADMIN_PORT (or $SLOTLINE_HTTP_PORT when that is 0).',
+    'Where `slotline status`, `reset-lsn`, `backfill` and `dead-letters` reach the running connector; default http://127.0.0.1:$SLOTLINE_ADMIN_PORT (or $SLOTLINE_HTTP_PORT when that is 0; $SLOTLINE_HTTP_HOST instead of 127.0.0.1 when it names one address).',
   ),
   SLOTLINE_LOG_LEVEL: setting(
     z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], {
@@ -338,7 +370,11 @@ type Parsed = { [K in keyof Settings]: z.output<Settings[K]['schema']> };
 export interface Config {
   sourceUrl: string;
   sinkUrl: string;
+  /** The fixed deployment schema; in follow mode the sink's current one is resolved at run time. */
   sourceSchema: string;
+  /** SLOTLINE_PONDER_VIEWS_SCHEMA: follow mode when set. */
+  ponderViewsSchema: string | null;
+  ponderPollMs: number;
   sinkSchema: string;
   slot: string;
   publication: string;
@@ -367,6 +403,7 @@ export interface Config {
   advertiseUrl: string | null;
   forwardTimeoutMs: number;
   deadPeerTimeoutMs: number;
+  httpHost: string;
   adminToken: string | null;
   adminUrl: string | null;
   logLevel: Parsed['SLOTLINE_LOG_LEVEL'];
@@ -452,6 +489,21 @@ function parseSettings(env: NodeJS.ProcessEnv): Parsed {
     throw new ConfigError(
       'invalid configuration:\n  SLOTLINE_INFLIGHT_MAX_ROWS must be at least SLOTLINE_BATCH_MAX_ROWS',
     );
+  }
+  if (p.SLOTLINE_PONDER_VIEWS_SCHEMA !== undefined && (env.SLOTLINE_SOURCE_SCHEMA ?? '') !== '') {
+    throw new ConfigError([
+      {
+        variable: 'SLOTLINE_PONDER_VIEWS_SCHEMA',
+        code: 'source_schema_conflict',
+        message:
+          'SLOTLINE_SOURCE_SCHEMA and SLOTLINE_PONDER_VIEWS_SCHEMA exclude each other: one fixed deployment schema, or follow the deployment the views point at',
+        remedy: {
+          side: 'source',
+          variable: 'SLOTLINE_PONDER_VIEWS_SCHEMA',
+          fix: 'unset SLOTLINE_SOURCE_SCHEMA to follow redeploys, or unset SLOTLINE_PONDER_VIEWS_SCHEMA to stream one fixed schema',
+        },
+      },
+    ]);
   }
   const kafkaProblems = kafkaCombinations(p);
   if (kafkaProblems.length > 0)
@@ -541,6 +593,8 @@ function toConfig(p: Parsed): Config {
     sourceUrl: p.SLOTLINE_SOURCE_URL,
     sinkUrl: p.SLOTLINE_SINK_URL,
     sourceSchema: p.SLOTLINE_SOURCE_SCHEMA,
+    ponderViewsSchema: p.SLOTLINE_PONDER_VIEWS_SCHEMA ?? null,
+    ponderPollMs: p.SLOTLINE_PONDER_POLL_MS,
     sinkSchema: p.SLOTLINE_SINK_SCHEMA,
     slot: p.SLOTLINE_SLOT,
     publication: p.SLOTLINE_PUBLICATION,
@@ -573,6 +627,7 @@ function toConfig(p: Parsed): Config {
     advertiseUrl: p.SLOTLINE_ADVERTISE_URL ?? null,
     forwardTimeoutMs: p.SLOTLINE_FORWARD_TIMEOUT_MS,
     deadPeerTimeoutMs: p.SLOTLINE_DEAD_PEER_TIMEOUT_MS,
+    httpHost: p.SLOTLINE_HTTP_HOST,
     adminToken: p.SLOTLINE_ADMIN_TOKEN ?? null,
     adminUrl: p.SLOTLINE_ADMIN_URL ?? null,
     logLevel: p.SLOTLINE_LOG_LEVEL,
@@ -644,4 +699,62 @@ export function configMarkdown(): string {
       `| \`${name}\` | ${'default' in s && s.default !== undefined ? `\`${s.default}\`` : '—'} | ${s.description} |`,
   );
   return ['| variable | default | meaning |', '| --- | --- | --- |', ...rows].join('\n');
+}
+
+/** One line of `slotline config`: a setting's value as `run` would take it, secrets hidden. */
+export interface EffectiveSetting {
+  name: string;
+  /** null: not set and no default */
+  value: string | null;
+  from: 'environment' | 'default' | 'unset';
+}
+
+/**
+ * What `slotline config` prints: every setting's value as `run` would take it
+ * from `env`, with secrets hidden (secret settings entirely; passwords and
+ * token-like parameters of URLs). Does not validate: loadConfig does.
+ */
+export function effectiveSettings(env: NodeJS.ProcessEnv): EffectiveSetting[] {
+  return (Object.entries(SETTINGS) as [string, Setting<z.ZodTypeAny>][]).map(([name, s]) => {
+    const raw = env[name];
+    const set = raw !== undefined && raw !== '';
+    const value = set ? raw : (s.default ?? null);
+    return {
+      name,
+      value: value === null ? null : shownValue(name, s, value),
+      from: set ? 'environment' : s.default !== undefined ? 'default' : 'unset',
+    };
+  });
+}
+
+function shownValue(name: string, s: Setting<z.ZodTypeAny>, value: string): string {
+  if (s.secret) return '***';
+  // A URL that does not parse is shown as such: it may hold a password.
+  if (name.endsWith('_URL')) return redactUrl(value);
+  return value;
+}
+
+/** `slotline config`: the effective settings as an environment file (secrets hidden). */
+export function effectiveConfigText(env: NodeJS.ProcessEnv): string {
+  const rows = effectiveSettings(env);
+  const width = Math.max(...rows.map((r) => r.name.length + 1 + quoted(r.value ?? '').length));
+  return rows
+    .map((r) => {
+      const line = `${r.name}=${quoted(r.value ?? '')}`;
+      const note =
+        r.from === 'default'
+          ? 'default'
+          : r.from === 'unset'
+            ? SETTINGS[r.name as keyof Settings].schema.safeParse(undefined).success
+              ? 'not set'
+              : 'required, not set'
+            : null;
+      return note === null ? line : `${line.padEnd(Math.min(width, 48))}  # ${note}`;
+    })
+    .join('\n');
+}
+
+/** Quotes a value that a shell or an env file would otherwise split or trim. */
+function quoted(v: string): string {
+  return /^[A-Za-z0-9_@%+=:,./*-]*$/.test(v) ? v : JSON.stringify(v);
 }

@@ -9,6 +9,7 @@ import type { Logger } from './log.js';
 import { applySinkSchema } from './sinks/schema.js';
 import { TIMESCALE_SINK } from './sinks/timescale.js';
 import { ensurePublication } from './source/checks.js';
+import { liveDeployment } from './source/ponder.js';
 import { createSlot, dropSlot, inspectSlot } from './source/slot.js';
 
 export interface SetupOptions {
@@ -55,7 +56,12 @@ export async function runSetup(cfg: Config, log: Logger, opts: SetupOptions): Pr
   try {
     await at('source', () => source.connect());
     await at('sink', () => sink.connect());
-    const pub = { schema: cfg.sourceSchema, publication: cfg.publication };
+    // Follow mode: the deployment the views point at (the preflight checked it).
+    const follow = cfg.ponderViewsSchema !== null;
+    const schema = follow
+      ? await at('source', () => liveDeployment(source, cfg))
+      : cfg.sourceSchema;
+    const pub = { schema, publication: cfg.publication, follow };
     if (opts.create) await at('source', () => ensurePublication(source, pub, log));
     // Source steps; the sink's checkpoint writes inside map their own errors first.
     return await at('source', () => setupSlot(cfg, source, sink, opts, timescale, log));

@@ -2,15 +2,27 @@ import pg from 'pg';
 import { formatLsn } from '../checkpoint/lsn.js';
 import { readCheckpoints } from '../checkpoint/store.js';
 import type { Config } from '../config.js';
+import { listDeadLetters, showDeadLetter } from '../deadletters/service.js';
+import { RequestRefused } from '../errors.js';
 import { inspectSlot } from '../source/slot.js';
+import { parseListQuery } from './dead-letters.js';
 
 /**
- * The command-line side of the admin actions: `status`, `reset-lsn` and
- * `backfill` talk to the running connector's HTTP API (they need its stream),
- * at SLOTLINE_ADMIN_URL or the local admin listener.
+ * The command-line side of the admin actions: `status`, `reset-lsn`,
+ * `backfill` and `dead-letters` talk to the running connector's HTTP API (the
+ * actions need its stream), at SLOTLINE_ADMIN_URL, or SLOTLINE_HTTP_HOST and
+ * SLOTLINE_ADMIN_PORT or SLOTLINE_HTTP_PORT (the loopback address when the server binds to every
+ * interface). `status` and the dead letters' `list` and `show` read the
+ * databases themselves when the connector is not reachable.
  */
-export function adminUrl(cfg: Config): string {
-  return cfg.adminUrl ?? `http://127.0.0.1:${cfg.adminPort || cfg.httpPort}`;
+export function adminUrl(
+  cfg: Pick<Config, 'adminUrl' | 'httpHost' | 'httpPort' | 'adminPort'>,
+): string {
+  if (cfg.adminUrl) return cfg.adminUrl;
+  const h = cfg.httpHost;
+  const host =
+    h === '0.0.0.0' || h === '::' || h === '' ? '127.0.0.1' : h.includes(':') ? `[${h}]` : h;
+  return `http://${host}:${cfg.adminPort || cfg.httpPort}`;
 }
 
 export interface CliResult {
@@ -18,12 +30,17 @@ export interface CliResult {
   out: string;
 }
 
+/** A request's result; `status` is the HTTP status, absent when the connector was not reachable. */
+export interface ApiResult extends CliResult {
+  status?: number;
+}
+
 export async function request(
   cfg: Config,
   method: string,
   path: string,
   body?: unknown,
-): Promise<CliResult> {
+): Promise<ApiResult> {
   const headers: Record<string, string> = {};
   if (cfg.adminToken) headers.authorization = `Bearer ${cfg.adminToken}`;
   if (body !== undefined) headers['content-type'] = 'application/json';
@@ -48,7 +65,7 @@ export async function request(
   } catch {
     // not JSON
   }
-  return { code: res.ok ? 0 : res.status >= 500 ? 1 : 2, out: pretty };
+  return { code: res.ok ? 0 : res.status >= 500 ? 1 : 2, out: pretty, status: res.status };
 }
 
 /** `slotline status`: the running connector's /status, or the databases' view when it is not reachable. */
@@ -127,16 +144,22 @@ export async function deadLettersCommand(
   if (ids.length > 0) filter.ids = ids;
   switch (sub) {
     case 'list': {
-      const q = new URLSearchParams();
+      const q: Record<string, string> = {};
       for (const [k, v] of Object.entries(filter))
-        q.set(k, Array.isArray(v) ? v.join(',') : String(v));
-      if (typeof args.limit === 'string') q.set('limit', args.limit);
-      if (typeof args.after === 'string') q.set('after', args.after);
-      return request(cfg, 'GET', `/admin/dead-letters?${q.toString()}`);
+        q[k] = Array.isArray(v) ? v.join(',') : String(v);
+      if (typeof args.limit === 'string') q.limit = args.limit;
+      if (typeof args.after === 'string') q.after = args.after;
+      const live = await request(cfg, 'GET', `/admin/dead-letters?${new URLSearchParams(q)}`);
+      return offline(live) ? readFromSink(cfg, live, (db) => listOffline(db, cfg, q)) : live;
     }
-    case 'show':
+    case 'show': {
       if (ids.length !== 1) return { code: 2, out: 'show takes one id' };
-      return request(cfg, 'GET', `/admin/dead-letters/${encodeURIComponent(ids[0] as string)}`);
+      const id = ids[0] as string;
+      const live = await request(cfg, 'GET', `/admin/dead-letters/${encodeURIComponent(id)}`);
+      return offline(live)
+        ? readFromSink(cfg, live, (db) => showDeadLetter(db, cfg.slot, Number(id)))
+        : live;
+    }
     case 'retry':
       if (ids.length === 0 && Object.keys(filter).length === 0 && args.all !== true) {
         return {
@@ -144,23 +167,71 @@ export async function deadLettersCommand(
           out: 'retry takes ids, a filter (--reason, --table, --state, --from, --to) or --all',
         };
       }
-      return request(cfg, 'POST', '/admin/dead-letters/retry', filter);
+      return needsConnector(await request(cfg, 'POST', '/admin/dead-letters/retry', filter));
     case 'discard':
       if (typeof args.note !== 'string') return { code: 2, out: 'discard needs --note "why"' };
-      return request(cfg, 'POST', '/admin/dead-letters/discard', { ...filter, note: args.note });
+      return needsConnector(
+        await request(cfg, 'POST', '/admin/dead-letters/discard', { ...filter, note: args.note }),
+      );
     case 'purge':
-      return request(
-        cfg,
-        'POST',
-        '/admin/dead-letters/purge',
-        typeof args['older-than-days'] === 'string'
-          ? { olderThanDays: Number(args['older-than-days']) }
-          : {},
+      return needsConnector(
+        await request(
+          cfg,
+          'POST',
+          '/admin/dead-letters/purge',
+          typeof args['older-than-days'] === 'string'
+            ? { olderThanDays: Number(args['older-than-days']) }
+            : {},
+        ),
       );
     default:
       return {
         code: 2,
         out: `unknown dead-letters action ${JSON.stringify(sub)}: list, show, retry, discard or purge`,
       };
+  }
+}
+
+/**
+ * Whether a read goes to the sink itself: the connector is not reachable, or
+ * answers that it has no dead-letter service now (a standby, or starting).
+ */
+function offline(r: ApiResult): boolean {
+  return r.status === undefined || (r.status === 409 && /not available now/.test(r.out));
+}
+
+/** Changes go through the running connector only; say so when there is none. */
+function needsConnector(r: ApiResult): CliResult {
+  if (r.status !== undefined) return r;
+  return {
+    code: 1,
+    out: `${r.out}\nretry, discard and purge act through the running connector (\`slotline run\`); list and show work without it`,
+  };
+}
+
+function listOffline(db: pg.Client, cfg: Config, query: Record<string, string>): Promise<unknown> {
+  const q = parseListQuery(query);
+  return listDeadLetters(db, cfg.slot, q.filter, q.limit, q.after);
+}
+
+/** Runs a read on the sink database, its answer shaped as the API's, with a note saying where it came from. */
+async function readFromSink(
+  cfg: Config,
+  live: ApiResult,
+  read: (db: pg.Client) => Promise<unknown>,
+): Promise<CliResult> {
+  const db = new pg.Client({ connectionString: cfg.sinkUrl, application_name: 'slotline-cli' });
+  db.on('error', () => undefined);
+  try {
+    await db.connect();
+    const answer = (await read(db)) as Record<string, unknown>;
+    const note = `${live.out.split('\n')[0] ?? ''}; read from the sink database`;
+    return { code: 0, out: JSON.stringify({ note, ...answer }, null, 2) };
+  } catch (err) {
+    // As the API's 4xx answers: exit code 2.
+    if (err instanceof RequestRefused) return { code: 2, out: err.message };
+    return { code: 1, out: `${live.out}\nand the sink database: ${(err as Error).message}` };
+  } finally {
+    await db.end().catch(() => undefined);
   }
 }

@@ -4,7 +4,7 @@ import { readCheckpoints, readLeader } from '../checkpoint/store.js';
 import { Conflict, InvalidRequest, RequestRefused } from '../errors.js';
 import { parseBackfillRange } from '../source/backfill.js';
 import { syncRunAnswer } from '../verify/buckets.js';
-import { parseFilter } from './dead-letters.js';
+import { parseFilter, parseListQuery } from './dead-letters.js';
 import type { AdminControl, LeaderRoute } from './api.js';
 import type { Metrics } from './metrics.js';
 import type { ConnectorPort, ConnectorView } from './port.js';
@@ -105,6 +105,7 @@ async function statusOf(o: ControlOptions, authorized: boolean): Promise<unknown
     pauseReasons: v.pauseReasons,
     lastError: authorized ? v.lastError : publicError(v.lastErrorCode),
     publicationProblem: v.publicationProblem,
+    ponder: v.ponder,
     lsn: {
       current: slot?.currentLsn ?? null,
       confirmedFlush: slot?.confirmedFlushLsn ?? null,
@@ -182,18 +183,10 @@ function deadLetterActions(o: ControlOptions): AdminControl['deadLetters'] {
       );
     return service;
   };
-  const intParam = (v: string, name: string) => {
-    if (!/^\d{1,9}$/.test(v)) throw new InvalidRequest(`${name} must be a whole number`);
-    return Number(v);
-  };
   return {
     async list(query) {
-      const { limit, after, ...rest } = query;
-      return dl().list(
-        parseFilter(rest),
-        limit === undefined ? 100 : intParam(limit, 'limit'),
-        after === undefined ? 0 : intParam(after, 'after'),
-      );
+      const q = parseListQuery(query);
+      return dl().list(q.filter, q.limit, q.after);
     },
     show: (id) => dl().show(id),
     retry: (body) => dl().retry(parseFilter(body)),

@@ -69,3 +69,21 @@ export function parseFilter(
   if (to !== undefined) f.to = to;
   return f;
 }
+
+/** A list request's query: the filter, `limit` (default 100) and `after` (an id, default 0). */
+export function parseListQuery(query: Record<string, string>): {
+  filter: DeadLetterFilter;
+  limit: number;
+  after: number;
+} {
+  const { limit, after, ...rest } = query;
+  const int = (v: string, name: string) => {
+    if (!/^\d{1,9}$/.test(v)) throw new InvalidRequest(`${name} must be a whole number`);
+    return Number(v);
+  };
+  return {
+    filter: parseFilter(rest),
+    limit: limit === undefined ? 100 : int(limit, 'limit'),
+    after: after === undefined ? 0 : int(after, 'after'),
+  };
+}

@@ -20,7 +20,7 @@ const REFUSAL_STATUS: Record<RequestRefused['kind'], number> = {
 
 export interface HttpServerOptions {
   port: number;
-  /** Loopback by default in tests; all interfaces in a pod. */
+  /** SLOTLINE_HTTP_HOST; default all IPv4 interfaces (what a pod needs). */
   host?: string;
   /** SLOTLINE_ADMIN_TOKEN; null disables admin actions. */
   adminToken: string | null;
@@ -89,7 +89,7 @@ export class HttpServer {
       });
     });
     this.opts.log.info(
-      { port: this.port, admin: this.opts.admin !== false },
+      { host: this.opts.host ?? '0.0.0.0', port: this.port, admin: this.opts.admin !== false },
       'HTTP server listening',
     );
   }

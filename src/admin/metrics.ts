@@ -123,6 +123,32 @@ export function createMetrics(opts: { version: string; defaultMetrics?: boolean 
       help: '1 while the publication does not feed both source tables (dropped, or a table recreated outside it): changes are being lost.',
       registers: r,
     }),
+    ponderDeployment: new client.Gauge({
+      name: 'slotline_ponder_deployment_info',
+      help: 'Follow mode: 1 for the Ponder deployment schema slotline streams (the one whose rows the sink holds).',
+      labelNames: ['schema'],
+      registers: r,
+    }),
+    ponderViewsMismatch: new client.Gauge({
+      name: 'slotline_ponder_views_mismatch',
+      help: 'Follow mode: 1 while the Ponder views point at a schema slotline is not streaming (a switch pending, running or failing, or views that cannot be resolved).',
+      registers: r,
+    }),
+    ponderSwitches: new client.Counter({
+      name: 'slotline_ponder_switches_total',
+      help: 'Follow mode: switches to a new Ponder deployment, completed.',
+      registers: r,
+    }),
+    ponderLastSwitchSeconds: new client.Gauge({
+      name: 'slotline_ponder_last_switch_duration_seconds',
+      help: 'Follow mode: how long the last switch took: checks, publication move, copy of the new deployment and the reconciling sink transaction.',
+      registers: r,
+    }),
+    ponderLastSwitchTimestampSeconds: new client.Gauge({
+      name: 'slotline_ponder_last_switch_timestamp_seconds',
+      help: 'Follow mode: when the last switch completed (unix seconds); 0 before the first.',
+      registers: r,
+    }),
     deadLetters: new client.Counter({
       name: 'slotline_dead_letters_total',
       help: 'Rows sent to slotline.dead_letters, by reason code.',

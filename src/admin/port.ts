@@ -40,6 +40,35 @@ export interface ConnectorView {
   publicationProblem: string | null;
   backfill: BackfillInfo | null;
   verify: VerifyStatus | null;
+  /** Follow mode (SLOTLINE_PONDER_VIEWS_SCHEMA); null otherwise. */
+  ponder: PonderStatus | null;
+}
+
+/** Follow mode in /status. */
+export interface PonderStatus {
+  viewsSchema: string;
+  /** The deployment schema slotline streams: the one whose rows the sink holds. */
+  schema: string | null;
+  /** The schema the views select from now (null: they cannot be resolved; see `problem`). */
+  viewsPointAt: string | null;
+  /** That deployment's `_ponder_meta` says is_ready = 1. */
+  ready: boolean;
+  switching: boolean;
+  /** Why the views are not followed right now (unresolved views, a failed switch). */
+  problem: string | null;
+  lastSwitch: {
+    from: string | null;
+    to: string;
+    /** ISO time the switch committed */
+    at: string;
+    durationMs: number;
+    generation: number;
+    lsn: string;
+    rowsCopied: number;
+    tradesWritten: number;
+    tradesRemoved: number;
+    tradesKept: number;
+  } | null;
 }
 
 export interface ResetOutcome {

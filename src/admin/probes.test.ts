@@ -25,6 +25,7 @@ function view(over: Partial<ConnectorView> = {}): ConnectorView {
     publicationProblem: null,
     backfill: null,
     verify: null,
+    ponder: null,
     ...over,
   };
 }

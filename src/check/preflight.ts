@@ -4,6 +4,7 @@ import { classifyError } from '../errors.js';
 import { checkSink } from '../sinks/checks.js';
 import { TIMESCALE_SINK } from '../sinks/timescale.js';
 import { checkSource } from '../source/checks.js';
+import { checkFollowGrants, liveDeployment } from '../source/ponder.js';
 import { foreignSlot, inspectSlot, slotGone, slotLost } from '../source/slot.js';
 import { attempt, failed, ok, type CheckResult } from './result.js';
 
@@ -27,15 +28,7 @@ export async function preflight(cfg: Config, opts: PreflightOptions): Promise<Ch
   const sink = await connect(cfg.sinkUrl, 'sink');
   try {
     const out: CheckResult[] = [source.result];
-    if (source.client)
-      out.push(
-        ...(await checkSource(source.client, {
-          schema: cfg.sourceSchema,
-          publication: cfg.publication,
-          slot: cfg.slot,
-          create: opts.create,
-        })),
-      );
+    if (source.client) out.push(...(await sourceChecks(source.client, cfg, opts)));
     out.push(sink.result);
     if (sink.client) out.push(...(await checkSink(sink.client, cfg.sinkSchema)));
     const [s, k] = [source.client, sink.client];
@@ -45,6 +38,40 @@ export async function preflight(cfg: Config, opts: PreflightOptions): Promise<Ch
     await source.client?.end().catch(() => undefined);
     await sink.client?.end().catch(() => undefined);
   }
+}
+
+/**
+ * The source's checks. In follow mode (SLOTLINE_PONDER_VIEWS_SCHEMA) they are
+ * of the ready deployment the views point at, and the role must be able to
+ * follow the next one; before Ponder made one ready, the tables and the
+ * publication are not checked (ponder_views fails, retriable).
+ */
+async function sourceChecks(
+  db: Queryable,
+  cfg: Config,
+  opts: PreflightOptions,
+): Promise<CheckResult[]> {
+  const base = { publication: cfg.publication, slot: cfg.slot, create: opts.create };
+  const views = cfg.ponderViewsSchema;
+  if (views === null) return checkSource(db, { ...base, schema: cfg.sourceSchema });
+  let schema: string | null = null;
+  const live = await attempt('ponder_views', async () => {
+    schema = await liveDeployment(db, cfg);
+    return ok('source', 'ponder_views', `${views} points at ${schema}, which is ready`);
+  });
+  const followed: string | null = schema;
+  const out = [live, ...(await checkSource(db, { ...base, schema: followed, follow: true }))];
+  if (followed !== null)
+    out.push(
+      await attempt('ponder_follow_grants', async () =>
+        ok(
+          'source',
+          'ponder_follow_grants',
+          await checkFollowGrants(db, followed, cfg.publication),
+        ),
+      ),
+    );
+  return out;
 }
 
 /** A connection for the checks, or the failed `connect` check saying why there is none. */

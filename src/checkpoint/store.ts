@@ -16,6 +16,8 @@ export interface Checkpoint {
   generation: number;
   /** The source server of this generation (IDENTIFY_SYSTEM); null before it was recorded. */
   source: SourceIdentity | null;
+  /** The source schema (Ponder deployment) of this generation's rows; null before it was recorded. */
+  sourceSchema: string | null;
 }
 
 export interface SourceIdentity {
@@ -37,10 +39,11 @@ interface Row {
   generation: number;
   system_id: string | null;
   timeline: number | null;
+  source_schema: string | null;
 }
 
 const COLUMNS = `slot, sink, lsn::text, state, snapshot_lsn::text, commit_time, updated_at, generation,
-                 system_id, timeline`;
+                 system_id, timeline, source_schema`;
 
 function fromRow(r: Row): Checkpoint {
   return {
@@ -54,6 +57,7 @@ function fromRow(r: Row): Checkpoint {
     generation: r.generation,
     source:
       r.system_id === null ? null : { systemId: r.system_id, timeline: Number(r.timeline ?? 0) },
+    sourceSchema: r.source_schema,
   };
 }
 
@@ -152,16 +156,18 @@ export async function beginGeneration(
   slot: string,
   sink: string,
   source: SourceIdentity,
+  schema: string,
 ): Promise<number> {
   const { rows } = await db.query<{ generation: number }>(
-    `INSERT INTO slotline.checkpoints (slot, sink, state, generation, system_id, timeline)
-     VALUES ($1, $2, 'snapshotting', 1, $3, $4)
+    `INSERT INTO slotline.checkpoints (slot, sink, state, generation, system_id, timeline, source_schema)
+     VALUES ($1, $2, 'snapshotting', 1, $3, $4, $5)
      ON CONFLICT (slot, sink) DO UPDATE
         SET state = 'snapshotting', lsn = NULL, snapshot_lsn = NULL,
             generation = slotline.checkpoints.generation + 1,
-            system_id = EXCLUDED.system_id, timeline = EXCLUDED.timeline, updated_at = now()
+            system_id = EXCLUDED.system_id, timeline = EXCLUDED.timeline,
+            source_schema = EXCLUDED.source_schema, updated_at = now()
      RETURNING generation`,
-    [slot, sink, source.systemId, source.timeline],
+    [slot, sink, source.systemId, source.timeline, schema],
   );
   return (rows[0] as { generation: number }).generation;
 }

@@ -20,17 +20,21 @@ import { SlotMonitor } from '../source/slot-health.js';
 import { PoolCache } from '../trades/pools.js';
 import { ChangeRouter } from '../trades/router.js';
 import type { VerifyService } from '../verify/service.js';
+import { DeploymentFollower } from './follow.js';
 import { FlowControl } from './flow.js';
 import { LeaderServices } from './leading.js';
 import { Pipeline } from './pipeline.js';
 import { ReplicationSession } from './session.js';
 import {
   awaitOperator,
+  heldSchema,
   loadPools,
   resumePoint,
   takeSnapshot,
   type StartupDeps,
 } from './startup.js';
+import { switchDeployment } from './switch.js';
+import { liveDeployment, movePublication, publicationCovers } from '../source/ponder.js';
 import { type ConnectorState, newConnectorState, StatusBoard } from './status.js';
 import { LsnResetter } from './reset.js';
 import { ResetRequests, Supervisor } from './supervisor.js';
@@ -78,6 +82,8 @@ export class Connector implements ConnectorPort {
   private readonly resets = new ResetRequests();
   private readonly counter: DecodeCounter;
   private readonly resetter: LsnResetter;
+  /** Follow mode (SLOTLINE_PONDER_VIEWS_SCHEMA): where the views point, and when to switch. */
+  private readonly follower: DeploymentFollower | null;
   /** Rejects when a sink fails for good or leadership is lost: the end of every session. */
   private readonly fatal: Promise<never>;
   private services: LeaderServices | null = null;
@@ -132,6 +138,17 @@ export class Connector implements ConnectorPort {
       pipeline: this.pipeline,
       log: h.log,
     });
+    this.follower =
+      cfg.ponderViewsSchema === null
+        ? null
+        : new DeploymentFollower({
+            source: this.db.source,
+            viewsSchema: cfg.ponderViewsSchema,
+            pollMs: cfg.ponderPollMs,
+            backoff: this.backoff(),
+            metrics: this.metrics,
+            log: h.log.child({ component: 'ponder' }),
+          });
     this.flow.onChange((paused) => {
       this.readingSince = paused ? null : (this.readingSince ?? Date.now());
       this.metrics.streamPaused.set(paused ? 1 : 0);
@@ -189,12 +206,23 @@ export class Connector implements ConnectorPort {
     if (start === undefined) return null;
     this.pipeline.start();
     if (start.kind === 'stream') {
-      await loadPools(deps, this.pools);
+      const held = this.follower ? await heldSchema(deps, start.schema) : null;
+      const schema = held ?? this.cfg.sourceSchema;
+      this.follow(schema);
+      await loadPools(deps, this.pools, schema);
       this.pipeline.startAcking(start.lsn);
-      return start.lsn;
+      // Ponder redeployed while the connector was down: switch before streaming.
+      if (this.follower && !(await publicationCovers(this.db.source, this.cfg.publication, schema)))
+        this.follower.resync();
+      if (await this.follower?.check().catch(() => null)) await this.applySwitch();
+      return this.pipeline.flushLsn();
     }
     this.status.enter('snapshotting');
+    const schema = await this.snapshotSchema();
+    if (schema === undefined) return null;
+    this.follow(schema);
     const lsn = await takeSnapshot(deps, {
+      schema,
       router: this.router,
       pipeline: this.pipeline,
       pools: this.pools,
@@ -225,17 +253,8 @@ export class Connector implements ConnectorPort {
 
   private async stream(from: Lsn): Promise<void> {
     this.log.debug({ from: formatLsn(from) }, 'streaming from the durable position');
-    const services = new LeaderServices({
-      cfg: this.cfg,
-      source: this.db.source,
-      sink: this.db.sink,
-      router: this.router,
-      pipeline: this.pipeline,
-      metrics: this.metrics,
-      log: this.log,
-    });
-    this.services = services;
-    await services.start();
+    await this.startServices();
+    this.follower?.start();
     const supervisor: Supervisor = new Supervisor({
       backoff: this.backoff(),
       shutdown: this.h.shutdown,
@@ -243,6 +262,7 @@ export class Connector implements ConnectorPort {
       resets: this.resets,
       session: () => this.newSession(() => supervisor.streaming()),
       applyReset: (r) => this.resetter.apply(r),
+      applySwitch: () => this.switchBetweenSessions(),
       slotBusyPollMs: this.cfg.standbyPollMs,
       onRetry: (err, delayMs) => {
         this.status.enter('retrying');
@@ -275,6 +295,9 @@ export class Connector implements ConnectorPort {
         log: this.log,
         shutdown: this.h.shutdown,
         resetWanted: () => this.resets.wanted(),
+        ...(this.follower
+          ? { switchWanted: () => (this.follower as DeploymentFollower).wanted() }
+          : {}),
         fatal: this.fatal,
         quiesce: async () => {
           this.status.enter('stopping');
@@ -303,6 +326,7 @@ export class Connector implements ConnectorPort {
       within(p, STOP_STEP_MS).then((done) => {
         if (!done) this.log.warn(`shutdown: ${what} did not finish in ${STOP_STEP_MS} ms`);
       });
+    this.follower?.stop();
     await step('the services beside the stream', this.services?.quiesce() ?? Promise.resolve());
     await step('the sink writers', this.pipeline.stop());
     this.slotMonitor.stop();
@@ -361,6 +385,7 @@ export class Connector implements ConnectorPort {
       publicationProblem: this.leaderServices()?.publicationProblem ?? null,
       backfill: this.services?.backfiller.info() ?? null,
       verify: this.services?.verify.status() ?? null,
+      ponder: this.follower?.status() ?? null,
     };
   }
 
@@ -438,7 +463,97 @@ export class Connector implements ConnectorPort {
     return this.leaderServices()?.verify ?? null;
   }
 
+  // ---- follow mode -----------------------------------------------------------
+
+  /** The source schema streamed from now on: the router maps it, the sinks name it. */
+  private follow(schema: string): void {
+    this.router.followSchema(schema);
+    for (const s of this.sinks) s.followSchema?.(schema);
+    this.follower?.streaming(schema);
+  }
+
+  /** What the initial snapshot copies: the fixed schema, or the ready deployment the views point at. */
+  private async snapshotSchema(): Promise<string | undefined> {
+    if (!this.follower) return this.cfg.sourceSchema;
+    return this.retrying('ponder', async () => {
+      const live = await liveDeployment(this.db.source, this.cfg);
+      // Setup may have seen another deployment: the publication must cover this one.
+      await movePublication(this.db.source, this.cfg.publication, live, this.log);
+      return live;
+    });
+  }
+
+  /** Between two sessions: the services beside the stream stop, and restart on the new schema. */
+  private async switchBetweenSessions(): Promise<void> {
+    await this.services?.quiesce();
+    try {
+      await this.applySwitch();
+    } finally {
+      if (!this.h.shutdown.aborted) await this.startServices();
+    }
+  }
+
+  /**
+   * Moves the sink to the ready deployment the views point at (switch.ts),
+   * with no session running. A failure leaves the sink on the old deployment,
+   * whole; the follower tries again after a backoff, and the views-mismatch
+   * metric (and its alert) says the views are not followed meanwhile.
+   */
+  private async applySwitch(): Promise<void> {
+    const f = this.follower;
+    const to = f?.due();
+    if (!f || !to) return;
+    const from = f.schema;
+    f.switching = true;
+    this.status.enter('snapshotting');
+    try {
+      await this.pipeline.flushAll();
+      const deps = { cfg: this.cfg, source: this.db.source, sinks: this.sinks };
+      const out = await switchDeployment(
+        { ...deps, signal: this.h.shutdown, log: this.log.child({ component: 'switch' }) },
+        from,
+        to,
+      );
+      if (!out) return;
+      this.pipeline.restartAt(out.lsn);
+      this.pools.replaceWith(out.pools);
+      this.follow(to);
+      f.switched(out);
+      this.log.info(
+        { from, to, lsn: formatLsn(out.lsn), ms: out.ms, ...out.copied, ...out.counts },
+        'switched to the new Ponder deployment',
+      );
+    } catch (err) {
+      if (this.h.shutdown.aborted) return;
+      const e = classifyError(err, 'switch');
+      if (e.code === 'leadership_lost') throw e;
+      this.status.noteError(e, 'switch');
+      f.failed(e.message);
+      this.log.error(
+        { code: e.code, from, to },
+        `deployment switch failed; trying again later: ${e.message}`,
+      );
+    } finally {
+      f.switching = false;
+    }
+  }
+
   // ---- parts ---------------------------------------------------------------
+
+  /** The heartbeat, backfills, verify, dead letters and the publication watch, on the streamed schema. */
+  private async startServices(): Promise<void> {
+    const services = new LeaderServices({
+      cfg: { ...this.cfg, sourceSchema: this.router.sourceSchema },
+      source: this.db.source,
+      sink: this.db.sink,
+      router: this.router,
+      pipeline: this.pipeline,
+      metrics: this.metrics,
+      log: this.log,
+    });
+    this.services = services;
+    await services.start();
+  }
 
   private leaderServices(): LeaderServices | null {
     return this.services?.running ? this.services : null;
@@ -465,6 +580,7 @@ export class Connector implements ConnectorPort {
     const server = (port: number, admin: boolean) =>
       new HttpServer({
         port,
+        host: cfg.httpHost,
         admin,
         portVariable: port === cfg.adminPort ? 'SLOTLINE_ADMIN_PORT' : 'SLOTLINE_HTTP_PORT',
         adminToken: cfg.adminToken,

@@ -77,7 +77,8 @@ export class LeaderServices {
       pool: o.source,
       schema: cfg.sourceSchema,
       publication: cfg.publication,
-      repair: cfg.autoSetup,
+      // In follow mode the deployment switch alone decides which tables it holds.
+      repair: cfg.autoSetup && cfg.ponderViewsSchema === null,
       intervalMs: 10_000,
       log: log.child({ component: 'publication' }),
       onChange: (problem) => metrics.publicationProblem.set(problem ? 1 : 0),
@@ -107,6 +108,8 @@ export class LeaderServices {
     this.active = true;
     this.heartbeat.start();
     this.reader.start();
+    // A watch of the previous deployment (follow mode) may have left it at 1; this one reports anew.
+    this.o.metrics.publicationProblem.set(0);
     this.publication.start();
     this.verify.start();
     await this.deadLetters.attach(this.o.router, this.o.pipeline.queue, this.reader);

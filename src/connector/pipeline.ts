@@ -126,6 +126,16 @@ export class Pipeline {
     this.commits.clear();
   }
 
+  /**
+   * A deployment switch moved every sink's checkpoint to `lsn` itself (in the
+   * transaction that reconciled it): the acker follows, with nothing in flight.
+   */
+  restartAt(lsn: Lsn): void {
+    if (!this.queue.idle) throw new Error('Pipeline.restartAt() with changes in flight');
+    this.startAcking(lsn);
+    this.commits.clear();
+  }
+
   /** Stops the writers (after the final flush, or at the hard deadline). */
   async stop(): Promise<void> {
     this.stopWorkers.abort();

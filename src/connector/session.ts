@@ -13,6 +13,8 @@ import type { Pipeline } from './pipeline.js';
 export type SessionEnd =
   | { kind: 'shutdown' }
   | { kind: 'reset' }
+  /** Follow mode: the Ponder views point at another ready deployment. */
+  | { kind: 'switch' }
   | { kind: 'failed'; error: SlotlineError }
   | { kind: 'fatal'; error: SlotlineError };
 
@@ -40,6 +42,8 @@ export interface SessionParts {
   shutdown: AbortSignal;
   /** Resolves when an operator asks for an LSN reset. */
   resetWanted(): Promise<void>;
+  /** Follow mode: resolves when a deployment switch is due (absent: never). */
+  switchWanted?(): Promise<void>;
   /** Rejects when something fails for good (a sink, the leader lock). */
   fatal: Promise<never>;
   /** Before the final flush: stop everything else that could push into the pipeline. */
@@ -146,12 +150,13 @@ export class ReplicationSession {
       else shutdown.addEventListener('abort', onAbort, { once: true });
     });
     const reset = this.parts.resetWanted().then((): SessionEnd => ({ kind: 'reset' }));
+    const follow = this.parts.switchWanted?.().then((): SessionEnd => ({ kind: 'switch' }));
     const failed = fatal.catch((err: unknown): SessionEnd => ({
       kind: 'fatal',
       error: classifyError(err, 'sink'),
     }));
     return {
-      next: Promise.race([stopped, reset, failed]),
+      next: Promise.race([stopped, reset, failed, ...(follow ? [follow] : [])]),
       dispose: () => shutdown.removeEventListener('abort', onAbort),
     };
   }
@@ -202,6 +207,12 @@ export class ReplicationSession {
       // The final status update carries exactly what the sinks hold; stop()
       // waits for the server's answer to CopyDone, which it sends only after
       // it has processed that update.
+      await stream.stop();
+      return how;
+    }
+    if (how.kind === 'switch') {
+      // What committed is written and acknowledged; the switch then runs with no stream.
+      await this.flushBefore(null);
       await stream.stop();
       return how;
     }

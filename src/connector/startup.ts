@@ -7,6 +7,7 @@ import type { Sink } from '../sinks/sink.js';
 import { TimescaleSink } from '../sinks/timescale.js';
 import { verifySourceIdentity } from '../source/identity.js';
 import { takeInitialSnapshot } from '../source/snapshot.js';
+import { TRADES_TABLE } from '../source/checks.js';
 import { foreignSlot, inspectSlot, slotGone, slotLost } from '../source/slot.js';
 import { quoteIdent } from '../sql.js';
 import type { PoolCache } from '../trades/pools.js';
@@ -14,7 +15,9 @@ import type { ChangeRouter } from '../trades/router.js';
 import type { Pipeline } from './pipeline.js';
 
 /** Where a leader starts: resume a streaming checkpoint, or take the initial snapshot. */
-export type Start = { kind: 'stream'; lsn: Lsn } | { kind: 'snapshot' };
+export type Start =
+  /** `schema`: the source schema the sink's rows came from, when recorded. */
+  { kind: 'stream'; lsn: Lsn; schema: string | null } | { kind: 'snapshot' };
 
 export interface StartupDeps {
   cfg: Config;
@@ -75,10 +78,12 @@ export async function resumePoint(d: StartupDeps): Promise<Start> {
       );
     }
   }
-  return { kind: 'stream', lsn: minLsn(lsns) ?? 0n };
+  return { kind: 'stream', lsn: minLsn(lsns) ?? 0n, schema: ck.sourceSchema };
 }
 
 export interface SnapshotParts {
+  /** The source schema to copy and stream. */
+  schema: string;
   router: ChangeRouter;
   pipeline: Pipeline;
   pools: PoolCache;
@@ -97,7 +102,7 @@ export function takeSnapshot(d: StartupDeps, p: SnapshotParts): Promise<Lsn | nu
   return takeInitialSnapshot({
     url: d.cfg.sourceUrl,
     slot: d.cfg.slot,
-    schema: d.cfg.sourceSchema,
+    schema: p.schema,
     mode: d.cfg.snapshot,
     source: d.source,
     sinks: [...d.sinks],
@@ -105,20 +110,34 @@ export function takeSnapshot(d: StartupDeps, p: SnapshotParts): Promise<Lsn | nu
     router: p.router,
     queue: p.pipeline.queue,
     pools: p.pools,
-    loadPools: () => loadPools(d, p.pools),
+    loadPools: () => loadPools(d, p.pools, p.schema),
     signal: p.signal,
     log: d.log.child({ component: 'snapshot' }),
   });
 }
 
 /** Symbols from the sink's mirror (consistent with the checkpoint), then any pool only the source has. */
-export async function loadPools(d: StartupDeps, pools: PoolCache): Promise<void> {
+export async function loadPools(d: StartupDeps, pools: PoolCache, schema: string): Promise<void> {
   type Row = { id: string; order_book: string | null; coin: string | null };
   const q = (schema: string) => `SELECT id, order_book, coin FROM ${quoteIdent(schema)}.pools`;
   const fromSink = await d.sink.query<Row>(q(d.cfg.sinkSchema));
   for (const r of fromSink.rows) pools.set({ id: r.id, orderBook: r.order_book, coin: r.coin });
-  const fromSource = await d.source.query<Row>(q(d.cfg.sourceSchema));
+  const fromSource = await d.source.query<Row>(q(schema));
   for (const r of fromSource.rows)
     pools.setIfAbsent({ id: r.id, orderBook: r.order_book, coin: r.coin });
   d.log.info({ pools: pools.size }, 'pool symbols loaded');
+}
+
+/**
+ * Follow mode: the deployment whose rows the sink holds. Recorded with the
+ * checkpoint; a sink that streamed before it was recorded holds what the
+ * publication covers.
+ */
+export async function heldSchema(d: StartupDeps, recorded: string | null): Promise<string | null> {
+  if (recorded !== null) return recorded;
+  const { rows } = await d.source.query<{ schemaname: string }>(
+    `SELECT schemaname FROM pg_publication_tables WHERE pubname = $1 AND tablename = $2`,
+    [d.cfg.publication, TRADES_TABLE],
+  );
+  return rows[0]?.schemaname ?? null;
 }

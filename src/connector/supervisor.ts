@@ -73,6 +73,8 @@ export interface SupervisorOptions {
   resets: ResetRequests;
   /** Plans and applies a reset; runs between two sessions. */
   applyReset(r: ResetRequest): Promise<ResetOutcome>;
+  /** Follow mode: moves the sink to the deployment the views point at; runs between two sessions. */
+  applySwitch?(): Promise<void>;
   /**
    * How often to try again while another process still streams from the slot
    * (SLOTLINE_STANDBY_POLL_MS, default 1 s).
@@ -108,6 +110,9 @@ export class Supervisor {
             return;
           case 'reset':
             await this.o.resets.serve((r) => this.o.applyReset(r));
+            break;
+          case 'switch':
+            await this.o.applySwitch?.();
             break;
           case 'failed':
             if (this.o.shutdown.aborted) return;

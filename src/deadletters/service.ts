@@ -106,6 +106,46 @@ export interface DeadLetterServiceOptions {
   log: Logger;
 }
 
+type Queryable = Pick<pg.ClientBase, 'query'>;
+
+/**
+ * A page of a slot's dead letters, ordered by id, after `afterId`. Reads the
+ * sink only: the CLI uses it straight when the connector is down.
+ */
+export async function listDeadLetters(
+  sink: Queryable,
+  slot: string,
+  f: DeadLetterFilter,
+  limit: number,
+  afterId: number,
+): Promise<{ items: DeadLetterRow[]; next: number | null }> {
+  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE)
+    throw new InvalidRequest(`limit must be 1 to ${MAX_PAGE}`);
+  const w = where(f, null);
+  const params = [slot, ...w.params, afterId, limit];
+  const { rows } = await sink.query<Row>(
+    `SELECT ${COLUMNS} FROM slotline.dead_letters d WHERE ${w.sql} AND d.id > $${params.length - 1}
+      ORDER BY d.id LIMIT $${params.length}`,
+    params,
+  );
+  const items = rows.map(fromRow);
+  return { items, next: items.length === limit ? (items[items.length - 1]?.id ?? null) : null };
+}
+
+/** One dead letter of the slot; NotFound when there is none. Reads the sink only. */
+export async function showDeadLetter(
+  sink: Queryable,
+  slot: string,
+  id: number,
+): Promise<DeadLetterRow> {
+  const { rows } = await sink.query<Row>(
+    `SELECT ${COLUMNS} FROM slotline.dead_letters WHERE slot = $1 AND id = $2`,
+    [slot, id],
+  );
+  if (!rows[0]) throw new NotFound(`no dead letter ${id}`);
+  return fromRow(rows[0]);
+}
+
 /**
  * What an operator does with dead letters: list, show, retry, discard with a
  * note, purge old settled ones. A retry never replays the stored row: it
@@ -192,31 +232,16 @@ export class DeadLetterService {
     this.timers = [];
   }
 
-  async list(
+  list(
     f: DeadLetterFilter,
     limit: number,
     afterId: number,
   ): Promise<{ items: DeadLetterRow[]; next: number | null }> {
-    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE)
-      throw new InvalidRequest(`limit must be 1 to ${MAX_PAGE}`);
-    const w = where(f, null);
-    const params = [this.opts.slot, ...w.params, afterId, limit];
-    const { rows } = await this.opts.sink.query<Row>(
-      `SELECT ${COLUMNS} FROM slotline.dead_letters d WHERE ${w.sql} AND d.id > $${params.length - 1}
-        ORDER BY d.id LIMIT $${params.length}`,
-      params,
-    );
-    const items = rows.map(fromRow);
-    return { items, next: items.length === limit ? (items[items.length - 1]?.id ?? null) : null };
+    return listDeadLetters(this.opts.sink, this.opts.slot, f, limit, afterId);
   }
 
-  async show(id: number): Promise<DeadLetterRow> {
-    const { rows } = await this.opts.sink.query<Row>(
-      `SELECT ${COLUMNS} FROM slotline.dead_letters WHERE slot = $1 AND id = $2`,
-      [this.opts.slot, id],
-    );
-    if (!rows[0]) throw new NotFound(`no dead letter ${id}`);
-    return fromRow(rows[0]);
+  show(id: number): Promise<DeadLetterRow> {
+    return showDeadLetter(this.opts.sink, this.opts.slot, id);
   }
 
   /**

@@ -471,6 +471,11 @@ export class KafkaSink implements Sink {
     if (p) await withTimeout(p.disconnect(), CLOSE_TIMEOUT_MS).catch(() => undefined);
   }
 
+  /** Envelopes name the deployment's schema in `source.schema` from now on. */
+  followSchema(schema: string): void {
+    this.envelope.schema = schema;
+  }
+
   /**
    * An operator's LSN reset. Exactly-once, the progress record moves first, in
    * a Kafka transaction of its own: if that fails nothing has changed.

@@ -16,6 +16,16 @@ describe('StaleSpan', () => {
     expect(s.span()).toEqual({ from: 20 * H, to: 60 * H });
   });
 
+  it('takes a range up to the horizon (a switch rewrites rows between two times)', () => {
+    const s = new StaleSpan(100 * H);
+    s.addRange(100 * H, 120 * H); // wholly the policies'
+    expect(s.span()).toBeNull();
+    s.addRange(10 * H, 20 * H);
+    expect(s.span()).toEqual({ from: 10 * H, to: 20 * H });
+    s.addRange(50 * H, 150 * H); // its part before the horizon is ours
+    expect(s.span()).toEqual({ from: 10 * H, to: 100 * H - 1 });
+  });
+
   it('is open at both ends once rows of unknown times went', () => {
     const s = new StaleSpan(100 * H);
     s.add(20 * H);

@@ -48,6 +48,14 @@ export class StaleSpan {
     if (seconds > this.max) this.max = seconds;
   }
 
+  /** Trades anywhere between `from` and `to` (unix seconds) were written or removed. */
+  addRange(from: number, to: number): void {
+    if (!(from < this.horizon)) return;
+    this.add(from);
+    // What lies at or past the horizon is the policies'; the rest up to it is ours.
+    this.add(Math.min(to, this.horizon - 1));
+  }
+
   /** Rows at unknown times were removed (a TRUNCATE, a sweep). */
   addAll(): void {
     this.open = true;

@@ -37,6 +37,11 @@ export interface Sink {
    * at-least-once) is not fenced.
    */
   claimEpoch?(claim: LeaderClaim): Promise<ClaimedEpoch | null>;
+  /**
+   * The source schema changed (a Ponder deployment switch): what the sink
+   * records as the changes' origin from now on. Optional: only Kafka names it.
+   */
+  followSchema?(schema: string): void;
   close(): Promise<void>;
 }
 

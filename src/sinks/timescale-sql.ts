@@ -5,7 +5,7 @@ import { quoteLiteral } from '../sql.js';
  * array of rows (values as text, cast here). Every write is guarded by the row
  * version (source_generation, source_lsn, source_seq), compared as a row:
  * a change applies only if it is at least as new as what the sink holds for its
- * key and newer than the key's tombstone. See "The apply rule" in the README.
+ * key and newer than the key's tombstone. See "The apply rule" in docs/design.md.
  *
  * A change of a trade known by its id alone (a delete, an update, a re-read)
  * first locates the id's rows, then names each by (id, time) as constants:
@@ -13,6 +13,7 @@ import { quoteLiteral } from '../sql.js';
  * constants only, and decompresses every batch of a chunk for a join
  * (docs/timescaledb.md, "Writes that reach the columnstore").
  */
+import type { Pool, Trade } from '../trades/map.js';
 
 /** A table alias's version, as a row value: lexicographic comparison in SQL. */
 const v = (a: string) => `(${a}.source_generation, ${a}.source_lsn, ${a}.source_seq)`;
@@ -218,5 +219,38 @@ function upkeepStatements(schema: string) {
       ON CONFLICT (slot, source_table, row_key, lsn) DO UPDATE
          SET raw = EXCLUDED.raw, reason_code = EXCLUDED.reason_code, reason = EXCLUDED.reason,
              source_seq = EXCLUDED.source_seq, generation = EXCLUDED.generation, last_seen = now()`,
+  };
+}
+
+/** A trade as the JSON row the statements read (short keys: the batch is one JSON text). */
+export function tradeFields(t: Trade) {
+  return {
+    i: t.tradeId,
+    t: t.time,
+    c: t.chainId,
+    p: t.poolId,
+    sy: t.symbol,
+    sd: t.side,
+    pr: t.price,
+    q: t.quantity,
+    x: t.transactionId,
+  };
+}
+
+/** A pool as the JSON row the statements read. */
+export function poolFields(p: Pool) {
+  return {
+    i: p.id,
+    c: p.chainId,
+    co: p.coin,
+    ob: p.orderBook,
+    bc: p.baseCurrency,
+    qc: p.quoteCurrency,
+    bd: p.baseDecimals,
+    qd: p.quoteDecimals,
+    v: p.volume,
+    vq: p.volumeInQuote,
+    pr: p.price,
+    t: p.timestamp,
   };
 }

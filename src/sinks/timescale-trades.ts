@@ -1,8 +1,7 @@
 import type pg from 'pg';
-import type { Trade } from '../trades/map.js';
 import type { Segment } from './coalesce.js';
 import type { StaleSpan } from './ohlcv-refresh.js';
-import type { statements } from './timescale-sql.js';
+import { tradeFields, type statements } from './timescale-sql.js';
 import { versionFields } from './version.js';
 
 type Statements = ReturnType<typeof statements>;
@@ -22,7 +21,7 @@ interface Located {
 }
 
 /** A located row to remove if the change that removes it is at least as new. */
-interface Removal {
+export interface Removal {
   i: string;
   t: string;
   /** kept if at this unix time (the upsert that replaces it writes there); null for a delete */
@@ -85,7 +84,11 @@ export async function writeTrades(
   if (hot.length > 0) await client.query(sql.tradeInsert, [json(upsertRows(hot))]);
 }
 
-async function removeRows(
+/**
+ * Removes located rows by (id, time): set-based in the rowstore, one constant
+ * statement per row in the columnstore (see writeTrades).
+ */
+export async function removeRows(
   client: pg.PoolClient,
   sql: Statements,
   removals: readonly (Removal & { z: boolean })[],
@@ -97,18 +100,4 @@ async function removeRows(
   for (const r of removals) {
     if (r.z) await client.query(sql.tradeRemoveOne, [r.i, r.t, r.nt, r.g, r.l, r.s]);
   }
-}
-
-export function tradeFields(t: Trade) {
-  return {
-    i: t.tradeId,
-    t: t.time,
-    c: t.chainId,
-    p: t.poolId,
-    sy: t.symbol,
-    sd: t.side,
-    pr: t.price,
-    q: t.quantity,
-    x: t.transactionId,
-  };
 }

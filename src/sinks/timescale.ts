@@ -17,13 +17,13 @@ import {
 import { supersedeLetters } from '../deadletters/supersede.js';
 import { classifyError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { Pool } from '../trades/map.js';
 import type { Batch } from './batch.js';
 import { coalesce, type Segment } from './coalesce.js';
 import type { CompleteSnapshotOptions, Sink } from './sink.js';
 import { deadPeerSettings, quoteIdent } from '../sql.js';
 import { hasOhlcvAggregates, OhlcvRefresher, recordRefresh, StaleSpan } from './ohlcv-refresh.js';
-import { statements } from './timescale-sql.js';
+import { poolFields, statements } from './timescale-sql.js';
+import { SinkSwitch, switchStatements, type SwitchSql } from './timescale-switch.js';
 import { writeTrades } from './timescale-trades.js';
 import { versionFields } from './version.js';
 
@@ -46,7 +46,7 @@ export interface TimescaleSinkOptions {
 
 /** What the sink database has, read once by the first transaction. */
 interface Features {
-  sql: ReturnType<typeof statements>;
+  sql: SwitchSql;
   /** ohlcv_1m and ohlcv_1h are continuous aggregates: old history rewritten must refresh them. */
   aggregates: boolean;
 }
@@ -131,7 +131,10 @@ export class TimescaleSink implements Sink {
     const ext = await db.query(`SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'`);
     const timescale = (ext.rowCount ?? 0) > 0;
     this.features = {
-      sql: statements(quoteIdent(this.opts.schema), this.opts.schema, timescale),
+      sql: {
+        ...statements(quoteIdent(this.opts.schema), this.opts.schema, timescale),
+        ...switchStatements(quoteIdent(this.opts.schema), this.opts.schema, timescale),
+      },
       aggregates: await hasOhlcvAggregates(db, this.opts.schema),
     };
     return this.features;
@@ -309,10 +312,12 @@ export class TimescaleSink implements Sink {
 
   /**
    * A new source history starts (before a snapshot, or streaming without one):
-   * the next generation, with the source's identity. Returns the generation.
+   * the next generation, with the source's identity and schema. Returns the generation.
    */
-  beginGeneration(source: SourceIdentity): Promise<number> {
-    return this.transaction((client) => beginGeneration(client, this.opts.slot, this.name, source));
+  beginGeneration(source: SourceIdentity, schema: string): Promise<number> {
+    return this.transaction((client) =>
+      beginGeneration(client, this.opts.slot, this.name, source, schema),
+    );
   }
 
   /**
@@ -337,6 +342,42 @@ export class TimescaleSink implements Sink {
     if (owed) this.refresher?.ask();
   }
 
+  /**
+   * Opens a Ponder deployment switch: one transaction, holding this replica's
+   * epoch and the checkpoint row, into which the new deployment is staged and
+   * then reconciled (see timescale-switch.ts). Only from a streaming checkpoint.
+   * It starts as every write does (BEGIN_WRITE), and records the OHLCV
+   * refresh its rewrites owe, which the refresher runs after its commit.
+   */
+  async beginSwitch(): Promise<SinkSwitch> {
+    const epoch = this.epoch;
+    if (epoch === null) throw new Error('TimescaleSink switched before claimEpoch()');
+    const client = await this.db().connect();
+    try {
+      await client.query(BEGIN_WRITE);
+      const at = await lockEpoch(client, this.opts.slot, this.name, epoch);
+      if (at.state !== 'streaming')
+        throw new Error(`a switch needs a streaming checkpoint, not ${at.state}`);
+      await client.query(
+        'SELECT 1 FROM slotline.checkpoints WHERE slot = $1 AND sink = $2 FOR UPDATE',
+        [this.opts.slot, this.name],
+      );
+      const f = await this.detect(client);
+      const to = {
+        sql: f.sql,
+        slot: this.opts.slot,
+        sink: this.name,
+        aggregates: f.aggregates,
+        refreshOwed: () => this.refresher?.ask(),
+      };
+      return await SinkSwitch.begin(client, to, at.generation);
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      client.release(classifyError(err, 'sink').retriable ? (err as Error) : undefined);
+      throw err;
+    }
+  }
+
   /** Records the source's identity for the current generation (see source/identity.ts). */
   recordSourceIdentity(source: SourceIdentity): Promise<void> {
     return this.transaction((client) =>
@@ -357,21 +398,4 @@ export class TimescaleSink implements Sink {
     this.pool = null;
     await p?.end();
   }
-}
-
-function poolFields(p: Pool) {
-  return {
-    i: p.id,
-    c: p.chainId,
-    co: p.coin,
-    ob: p.orderBook,
-    bc: p.baseCurrency,
-    qc: p.quoteCurrency,
-    bd: p.baseDecimals,
-    qd: p.quoteDecimals,
-    v: p.volume,
-    vq: p.volumeInQuote,
-    pr: p.price,
-    t: p.timestamp,
-  };
 }

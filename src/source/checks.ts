@@ -13,14 +13,27 @@ type Queryable = Pick<pg.ClientBase, 'query'>;
 export interface SourceCheckOptions {
   schema: string;
   publication: string;
+  /**
+   * Follow mode: an existing publication's tables are the deployment switch's
+   * business (it may still cover the previous deployment), so they are
+   * neither added to nor required; a new publication covers `schema`.
+   */
+  follow?: boolean;
 }
 
-export interface SourcePreflightOptions extends SourceCheckOptions {
+export interface SourcePreflightOptions extends Omit<SourceCheckOptions, 'schema'> {
+  /**
+   * null: not known yet (follow mode, before Ponder made a deployment ready):
+   * the tables and the publication are not checked.
+   */
+  schema: string | null;
   /** SLOTLINE_SLOT: whether it exists decides if a free slot is needed. */
   slot: string;
   /** Setup will create a missing publication (the role must be able to); false: it must exist. */
   create: boolean;
 }
+
+type KnownSchema = SourcePreflightOptions & { schema: string };
 
 /**
  * Every check of the source, in the order an operator would fix them. Reads
@@ -37,9 +50,22 @@ export async function checkSource(
   out.push(await attempt('replication_privilege', () => checkReplicationRole(db)));
   out.push(await attempt('encoding', () => checkEncoding(db)));
   if (walLevel.status === 'ok') out.push(...(await checkCapacity(db, opts.slot)));
+  const { schema } = opts;
+  if (schema === null) return out;
+  out.push(...(await checkTables(db, schema)));
+  out.push(await attempt('publication', () => checkPublicationReady(db, { ...opts, schema })));
+  return out;
+}
+
+/**
+ * The two tables of `schema`: present, readable, with a replica identity (every
+ * partition's too). Also what a Ponder deployment switch checks of the new
+ * deployment before it moves the publication.
+ */
+export async function checkTables(db: Queryable, schema: string): Promise<CheckResult[]> {
+  const out: CheckResult[] = [];
   for (const table of SOURCE_TABLES)
-    out.push(await attempt(`table ${table}`, () => checkTable(db, opts.schema, table)));
-  out.push(await attempt('publication', () => checkPublicationReady(db, opts)));
+    out.push(await attempt(`table ${table}`, () => checkTable(db, schema, table)));
   return out;
 }
 
@@ -231,7 +257,7 @@ async function checkTable(db: Queryable, schema: string, table: string): Promise
   const row = t.rows[0];
   const fail = (code: string, problem: string, fix: string, variable?: string) =>
     failed(name, new SourceSetupError(code, problem, variable ? { fix, variable } : { fix }));
-  if (!row) {
+  if (!row?.oid) {
     return fail(
       'source_table_missing',
       `source: table ${qualified} does not exist`,
@@ -262,10 +288,77 @@ async function checkTable(db: Queryable, schema: string, table: string): Promise
       `ALTER TABLE ${qualified} REPLICA IDENTITY DEFAULT (its primary key on id), or REPLICA IDENTITY FULL`,
     );
   }
+  const leaves = await unidentifiedPartitions(db, row.oid);
+  if (leaves.length > 0) {
+    return fail(
+      'replica_identity',
+      `source: partition(s) ${leaves.join(', ')} of ${qualified} have no replica identity, so their updates and deletes cannot be replicated`,
+      "give each a primary key (ALTER TABLE … ATTACH PARTITION attaches the root's), or ALTER TABLE <partition> REPLICA IDENTITY FULL",
+    );
+  }
   const identity = { d: 'primary key', f: 'full', i: `index ${row.identity_index ?? '?'}` }[
     row.relreplident ?? 'd'
   ];
   return ok('source', name, `${qualified}: readable, replica identity ${identity ?? '?'}`);
+}
+
+/**
+ * Ponder's `ordering: "experimental_isolated"` makes every table PARTITION BY
+ * LIST (chain_id), one partition `<table>_<chainId>` per chain. Changes are
+ * logged, and published, with each partition's own replica identity (the
+ * root's says nothing about them), so every leaf needs one that carries the
+ * key. The leaves that lack one.
+ */
+async function unidentifiedPartitions(db: Queryable, oid: number): Promise<string[]> {
+  const leaves = await db.query<{ leaf: string; relreplident: string; has_pk: boolean }>(
+    `SELECT t.relid::regclass::text AS leaf, c.relreplident,
+            EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) AS has_pk
+       FROM pg_partition_tree($1::regclass) t JOIN pg_class c ON c.oid = t.relid
+      WHERE t.isleaf AND t.relid <> $1::regclass`,
+    [oid],
+  );
+  return leaves.rows
+    .filter((l) => l.relreplident === 'n' || (l.relreplident === 'd' && !l.has_pk))
+    .map((l) => l.leaf);
+}
+
+/** The source tables of `schema` that are partitioned (relkind 'p'). */
+export async function partitionedTables(db: Queryable, schema: string): Promise<string[]> {
+  const { rows } = await db.query<{ relname: string }>(
+    `SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname = $1 AND c.relname = ANY($2::text[]) AND c.relkind = 'p' ORDER BY c.relname`,
+    [schema, SOURCE_TABLES],
+  );
+  return rows.map((r) => r.relname);
+}
+
+/**
+ * Without publish_via_partition_root a partitioned table's changes are
+ * published as its partitions' (`order_book_trades_1`, …), which the router
+ * does not map: they would be dropped. That problem, or null.
+ */
+export async function viaRootError(
+  db: Queryable,
+  opts: SourceCheckOptions,
+  pubViaRoot: boolean,
+): Promise<PublicationMissingError | null> {
+  if (pubViaRoot) return null;
+  const parted = await partitionedTables(db, opts.schema);
+  if (parted.length === 0) return null;
+  const names = parted.map((t) => `${opts.schema}.${t}`).join(', ');
+  return new PublicationMissingError(
+    `source: ${names} is partitioned, and publication ${opts.publication} publishes its changes under each partition's name, which slotline does not map`,
+    `ALTER PUBLICATION ${opts.publication} SET (publish_via_partition_root = true) (or \`slotline setup\`)`,
+  );
+}
+
+/** viaRootError's message (its fix included), or null. */
+export async function viaRootProblem(
+  db: Queryable,
+  opts: SourceCheckOptions,
+  pubViaRoot: boolean,
+): Promise<string | null> {
+  return (await viaRootError(db, opts, pubViaRoot))?.message ?? null;
 }
 
 /**
@@ -274,20 +367,18 @@ async function checkTable(db: Queryable, schema: string, table: string): Promise
  * owning the publication and the table. Checked here because setup would
  * otherwise fail halfway, with "must be owner of ..." after the sink changed.
  */
-async function checkPublicationReady(
-  db: Queryable,
-  opts: SourcePreflightOptions,
-): Promise<CheckResult> {
+async function checkPublicationReady(db: Queryable, opts: KnownSchema): Promise<CheckResult> {
   const { publication, schema } = opts;
   const pub = await db.query<{
     publishes_all: boolean | null;
     puballtables: boolean;
+    pubviaroot: boolean;
     owned: boolean;
     may_create: boolean;
     db: string;
   }>(
     `SELECT p.pubinsert AND p.pubupdate AND p.pubdelete AS publishes_all, p.puballtables,
-            pg_has_role(p.pubowner, 'USAGE') AS owned,
+            p.pubviaroot, pg_has_role(p.pubowner, 'USAGE') AS owned,
             has_database_privilege(current_database(), 'CREATE') AS may_create,
             current_database() AS db
        FROM (SELECT 1) one LEFT JOIN pg_publication p ON p.pubname = $1`,
@@ -332,10 +423,55 @@ async function checkPublicationReady(
       ),
     );
   }
-  if (p.puballtables) return ok('source', 'publication', `${publication} publishes all tables`);
+  return publicationCoverage(db, opts, p, notOwned, refused);
+}
+
+/**
+ * An existing publication that publishes every kind of change: whether it
+ * covers the tables (and their partitions' changes under the root's name), or
+ * setup can make it so. In follow mode the tables it covers are the deployment
+ * switch's business (it moves the publication to the deployment the views name).
+ */
+async function publicationCoverage(
+  db: Queryable,
+  opts: KnownSchema,
+  p: { puballtables: boolean; pubviaroot: boolean; owned: boolean },
+  notOwned: readonly string[],
+  refused: (problem: string) => CheckResult,
+): Promise<CheckResult> {
+  const { publication, schema } = opts;
+  const viaRoot = await viaRootError(db, opts, p.pubviaroot);
+  let then = '';
+  if (viaRoot) {
+    if (!opts.create) return failed('publication', viaRoot);
+    if (!p.owned)
+      return failed(
+        'publication',
+        new SlotlineError(
+          'publication_privilege',
+          `${viaRoot.problem}, and setup may not change it: must be owner of publication ${publication}`,
+          {
+            remedy: {
+              side: 'source',
+              variable: 'SLOTLINE_PUBLICATION',
+              fix: `as the publication's owner: ${viaRoot.remedy?.fix ?? ''}`,
+            },
+          },
+        ),
+      );
+    then = '; setup sets publish_via_partition_root';
+  }
+  if (p.puballtables)
+    return ok('source', 'publication', `${publication} publishes all tables${then}`);
+  if (opts.follow)
+    return ok(
+      'source',
+      'publication',
+      `${publication} exists; follow mode points it at the deployment the views name${then}`,
+    );
   const missing = await missingTables(db, opts);
   if (missing.length === 0)
-    return ok('source', 'publication', `${publication} covers ${SOURCE_TABLES.join(', ')}`);
+    return ok('source', 'publication', `${publication} covers ${SOURCE_TABLES.join(', ')}${then}`);
   const lacks = `publication ${publication} lacks ${missing.map((t) => `${schema}.${t}`).join(', ')}`;
   if (!opts.create)
     return failed(
@@ -351,7 +487,7 @@ async function checkPublicationReady(
     return refused(
       `${lacks}, and setup may not add it: must be owner of table ${notOwnedMissing.join(', ')}`,
     );
-  return ok('source', 'publication', `${lacks}: setup adds it`);
+  return ok('source', 'publication', `${lacks}: setup adds it${then}`);
 }
 
 function publicationAbsent(publication: string): SlotlineError {
@@ -372,18 +508,37 @@ export async function ensurePublication(
     pubupdate: boolean;
     pubdelete: boolean;
     puballtables: boolean;
+    pubviaroot: boolean;
   }>(
-    'SELECT pubinsert, pubupdate, pubdelete, puballtables FROM pg_publication WHERE pubname = $1',
+    `SELECT pubinsert, pubupdate, pubdelete, puballtables, pubviaroot
+       FROM pg_publication WHERE pubname = $1`,
     [opts.publication],
   );
   const tables = SOURCE_TABLES.map((t) => `${quoteIdent(opts.schema)}.${quoteIdent(t)}`);
   const p = pub.rows[0];
   if (!p) {
+    // Partitioned tables (Ponder's isolated ordering) then publish every
+    // partition's changes under the root's name; plain tables are unaffected.
     await db.query(
-      `CREATE PUBLICATION ${quoteIdent(opts.publication)} FOR TABLE ${tables.join(', ')}`,
+      `CREATE PUBLICATION ${quoteIdent(opts.publication)} FOR TABLE ${tables.join(', ')}
+         WITH (publish_via_partition_root = true)`,
     );
     log.info({ publication: opts.publication }, 'publication created');
     return;
+  }
+  const viaRoot = await viaRootError(db, opts, p.pubviaroot);
+  if (viaRoot) {
+    await db
+      .query(
+        `ALTER PUBLICATION ${quoteIdent(opts.publication)} SET (publish_via_partition_root = true)`,
+      )
+      .catch((err: unknown) => {
+        throw new PublicationMissingError(
+          `${viaRoot.problem} (${(err as Error).message})`,
+          viaRoot.remedy?.fix,
+        );
+      });
+    log.info({ publication: opts.publication }, 'publication now publishes via partition roots');
   }
   if (!p.pubinsert || !p.pubupdate || !p.pubdelete) {
     throw new PublicationMissingError(
@@ -391,7 +546,7 @@ export async function ensurePublication(
       `ALTER PUBLICATION ${opts.publication} SET (publish = 'insert, update, delete, truncate')`,
     );
   }
-  if (p.puballtables) return;
+  if (p.puballtables || opts.follow) return;
   const missing = await missingTables(db, opts);
   for (const t of missing) {
     await db.query(

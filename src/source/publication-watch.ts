@@ -1,7 +1,12 @@
 import type pg from 'pg';
 import type { Logger } from '../log.js';
 import { quoteIdent } from '../sql.js';
-import { SOURCE_TABLES, type SourceCheckOptions } from './checks.js';
+import {
+  partitionedTables,
+  SOURCE_TABLES,
+  type SourceCheckOptions,
+  viaRootProblem,
+} from './checks.js';
 
 type Queryable = Pick<pg.ClientBase, 'query'>;
 
@@ -37,8 +42,9 @@ export async function checkPublication(
   opts: PublicationCheckOptions,
 ): Promise<PublicationProblem | null> {
   const { schema, publication } = opts;
-  const pub = await db.query<{ puballtables: boolean; owned: boolean }>(
-    `SELECT puballtables, pg_has_role(pubowner, 'USAGE') AS owned FROM pg_publication WHERE pubname = $1`,
+  const pub = await db.query<{ puballtables: boolean; pubviaroot: boolean; owned: boolean }>(
+    `SELECT puballtables, pubviaroot, pg_has_role(pubowner, 'USAGE') AS owned
+       FROM pg_publication WHERE pubname = $1`,
     [publication],
   );
   const p = pub.rows[0];
@@ -69,6 +75,8 @@ export async function checkPublication(
       repaired: false,
     };
   }
+  const viaRoot = await viaRootCheck(db, opts, p);
+  if (viaRoot) return viaRoot;
   const listed = await db.query<{ tablename: string }>(
     'SELECT tablename FROM pg_publication_tables WHERE pubname = $1 AND schemaname = $2',
     [publication, schema],
@@ -87,6 +95,38 @@ export async function checkPublication(
     tables: names,
     repaired,
   };
+}
+
+/** A partitioned table published under its partitions' names (see viaRootProblem). */
+async function viaRootCheck(
+  db: Queryable,
+  opts: PublicationCheckOptions,
+  p: { pubviaroot: boolean; owned: boolean },
+): Promise<PublicationProblem | null> {
+  const problem = await viaRootProblem(db, opts, p.pubviaroot);
+  if (!problem) return null;
+  const tables = (await partitionedTables(db, opts.schema)).map((t) => `${opts.schema}.${t}`);
+  const repaired = opts.repair === true && p.owned && (await publishViaRoot(db, opts));
+  return {
+    code: 'publication_incomplete',
+    message: repaired
+      ? `source: publication ${opts.publication} published ${tables.join(', ')} under its partitions' names and now publishes via the partition root; ` +
+        'changes in between were not streamed. Fix: `slotline backfill --from <when the table was partitioned>`'
+      : problem,
+    tables,
+    repaired,
+  };
+}
+
+async function publishViaRoot(db: Queryable, opts: SourceCheckOptions): Promise<boolean> {
+  try {
+    await db.query(
+      `ALTER PUBLICATION ${quoteIdent(opts.publication)} SET (publish_via_partition_root = true)`,
+    );
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** ADD TABLE also needs the table's ownership; without it the operator does it. */

@@ -86,19 +86,27 @@ export interface ExportedSnapshot {
 /**
  * Creates the slot on a replication connection and exports its snapshot: rows
  * read in that snapshot plus the changes streamed from the consistent point
- * are exactly the table's history, with nothing lost or doubled.
+ * are exactly the table's history, with nothing lost or doubled. A temporary
+ * slot (a deployment switch's) only serves the snapshot and its consistent
+ * point, and goes when its connection ends.
  */
-export async function createSlotWithSnapshot(url: string, name: string): Promise<ExportedSnapshot> {
+export async function createSlotWithSnapshot(
+  url: string,
+  name: string,
+  opts: { temporary?: boolean } = {},
+): Promise<ExportedSnapshot> {
   const connection = new pg.Client({
     connectionString: url,
     replication: 'database',
     application_name: 'slotline-snapshot',
   } as pg.ClientConfig);
+  // The server ending it (a restart) fails the copy that uses the snapshot; no crash.
+  connection.on('error', () => undefined);
   await connection.connect();
   try {
     // The slot name was validated by the config schema ([a-z0-9_]); quoting keeps it literal.
     const { rows } = await connection.query<{ consistent_point: string; snapshot_name: string }>(
-      `CREATE_REPLICATION_SLOT "${name}" LOGICAL pgoutput EXPORT_SNAPSHOT`,
+      `CREATE_REPLICATION_SLOT "${name}"${opts.temporary ? ' TEMPORARY' : ''} LOGICAL pgoutput EXPORT_SNAPSHOT`,
     );
     const r = rows[0];
     if (!r?.snapshot_name) throw new Error('CREATE_REPLICATION_SLOT returned no snapshot');

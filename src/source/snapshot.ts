@@ -124,7 +124,7 @@ export async function takeInitialSnapshot(o: InitialSnapshotOptions): Promise<Ls
   if (o.mode === 'never') return startWithoutSnapshot(o, identity);
   // A slot made by `setup` (or by an interrupted snapshot) has no usable snapshot any more.
   await dropSlot(o.source, o.slot);
-  const gen = await o.primary.beginGeneration(identity);
+  const gen = await o.primary.beginGeneration(identity, o.schema);
   const exported = await createSlotWithSnapshot(o.url, o.slot);
   try {
     const lsn = exported.consistentPoint;
@@ -168,7 +168,7 @@ async function startWithoutSnapshot(
     await dropSlot(o.source, o.slot);
     lsn = await createSlot(o.source, o.slot);
   }
-  const gen = await o.primary.beginGeneration(identity);
+  const gen = await o.primary.beginGeneration(identity, o.schema);
   await o.loadPools();
   await completeAll(o, lsn, false);
   o.log.info(

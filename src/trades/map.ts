@@ -5,6 +5,7 @@ import {
   type TupleValues,
 } from '../decode/pgoutput.js';
 import { SourceSetupError } from '../errors.js';
+import { POOL_SOURCE_COLUMNS, TRADE_SOURCE_COLUMNS, type SourceColumn } from './contract.js';
 
 /**
  * Pure mapping from source rows to trade and pool records. Every value stays
@@ -48,7 +49,7 @@ export interface Pool {
   timestamp: string | null;
 }
 
-/** Stable reason codes of dead letters; the README explains each. */
+/** Stable reason codes of dead letters; docs/operations.md explains each. */
 export type RejectCode =
   | 'missing_key'
   | 'unchanged_toast'
@@ -78,59 +79,18 @@ export interface Rejection {
 
 export type Mapped<T> = { ok: true; value: T } | { ok: false; rejection: Rejection };
 
-/** Column positions of a relation, resolved once per Relation message. */
-export interface TradeColumns {
-  id: number;
-  chainId: number;
-  price: number;
-  quantity: number;
-  timestamp: number;
-  transactionId: number;
-  side: number;
-  poolId: number;
-}
+/** Column positions of a relation, resolved once per Relation message (-1: absent). */
+export type TradeColumns = Record<keyof typeof TRADE_SOURCE_COLUMNS, number>;
+export type PoolColumns = Record<keyof typeof POOL_SOURCE_COLUMNS, number>;
 
-export interface PoolColumns {
-  id: number;
-  chainId: number;
-  coin: number;
-  orderBook: number;
-  baseCurrency: number;
-  quoteCurrency: number;
-  baseDecimals: number;
-  quoteDecimals: number;
-  volume: number;
-  volumeInQuote: number;
-  price: number;
-  timestamp: number;
-}
-
-const TRADE_COLUMNS: Record<keyof TradeColumns, string> = {
-  id: 'id',
-  chainId: 'chain_id',
-  price: 'price',
-  quantity: 'quantity',
-  timestamp: 'timestamp',
-  transactionId: 'transaction_id',
-  side: 'side',
-  poolId: 'pool_id',
-};
-const TRADE_OPTIONAL = new Set<keyof TradeColumns>(['transactionId']);
-
-const POOL_COLUMNS: Record<keyof PoolColumns, string> = {
-  id: 'id',
-  chainId: 'chain_id',
-  coin: 'coin',
-  orderBook: 'order_book',
-  baseCurrency: 'base_currency',
-  quoteCurrency: 'quote_currency',
-  baseDecimals: 'base_decimals',
-  quoteDecimals: 'quote_decimals',
-  volume: 'volume',
-  volumeInQuote: 'volume_in_quote',
-  price: 'price',
-  timestamp: 'timestamp',
-};
+const names = <K extends string>(cols: Record<K, SourceColumn>) =>
+  Object.fromEntries(Object.entries<SourceColumn>(cols).map(([k, c]) => [k, c.name])) as Record<
+    K,
+    string
+  >;
+/** The source column of each field, from the source contract (contract.ts). */
+const TRADE_COLUMNS = names(TRADE_SOURCE_COLUMNS);
+const POOL_COLUMNS = names(POOL_SOURCE_COLUMNS);
 
 function resolve<K extends string>(
   relation: Pick<Relation, 'schema' | 'name' | 'columns'>,
@@ -157,12 +117,12 @@ function resolve<K extends string>(
 export function tradeColumns(
   relation: Pick<Relation, 'schema' | 'name' | 'columns'>,
 ): TradeColumns {
-  return resolve(relation, TRADE_COLUMNS, (k) => !TRADE_OPTIONAL.has(k));
+  return resolve(relation, TRADE_COLUMNS, (k) => TRADE_SOURCE_COLUMNS[k].required);
 }
 
 export function poolColumns(relation: Pick<Relation, 'schema' | 'name' | 'columns'>): PoolColumns {
-  // Without coin every trade would silently get a NULL symbol.
-  return resolve(relation, POOL_COLUMNS, (k) => k === 'id' || k === 'coin');
+  // coin is required: without it every trade would silently get a NULL symbol.
+  return resolve(relation, POOL_COLUMNS, (k) => POOL_SOURCE_COLUMNS[k].required);
 }
 
 const UINT = /^\d+$/;

@@ -66,6 +66,14 @@ export class PoolCache {
     this.refs.clear();
   }
 
+  /** Takes `other`'s pools instead of its own (a deployment switch: the new deployment's pools). */
+  replaceWith(other: PoolCache): void {
+    this.clear();
+    for (const [k, v] of other.symbols) this.symbols.set(k, v);
+    for (const [k, v] of other.sizes) this.sizes.set(k, v);
+    for (const [k, v] of other.refs) this.refs.set(k, v);
+  }
+
   private forgetRef(ref: string): void {
     this.symbols.delete(ref);
     this.sizes.delete(ref);

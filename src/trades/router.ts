@@ -124,6 +124,7 @@ export class ChangeRouter {
   private readonly now: () => number;
   private readonly symbolOf: (ref: string) => string | null | undefined;
   private readonly maxRowBytes: number;
+  private schema: string;
 
   constructor(
     private readonly queue: InflightQueue,
@@ -133,7 +134,19 @@ export class ChangeRouter {
   ) {
     this.now = opts.now ?? Date.now;
     this.maxRowBytes = opts.maxRowBytes ?? DEFAULT_MAX_ROW_BYTES;
+    this.schema = opts.sourceSchema;
     this.symbolOf = (ref) => this.pools.symbolOf(ref);
+  }
+
+  /** The source schema whose tables are mapped (a Ponder deployment switch moves it). */
+  get sourceSchema(): string {
+    return this.schema;
+  }
+
+  /** From the next session on, map the tables of `schema` (the relations are resolved anew). */
+  followSchema(schema: string): void {
+    this.schema = schema;
+    this.targets.clear();
   }
 
   get inTransaction(): boolean {
@@ -282,7 +295,7 @@ export class ChangeRouter {
   }
 
   private resolve(relation: Relation): Target {
-    if (relation.schema !== this.opts.sourceSchema) return { kind: 'other' };
+    if (relation.schema !== this.schema) return { kind: 'other' };
     try {
       if (relation.name === TRADES_TABLE) {
         const cols = tradeColumns(relation);

@@ -4,7 +4,9 @@ import {
   alignRange,
   bucketSpans,
   compareBuckets,
+  isoSeconds,
   parseVerifyRequest,
+  printedReport,
   syncRunAnswer,
   type VerifyReport,
 } from './buckets.js';
@@ -152,5 +154,37 @@ describe('syncRunAnswer', () => {
     );
     expect(left).toMatchObject({ success: false, errors: 2 });
     expect(left.message).toMatch(/2 of 2 buckets still differ.*behind/);
+  });
+});
+
+describe('printedReport', () => {
+  it('prints bucket and range times as ISO 8601 UTC, leaving the rest as it is', () => {
+    const report: VerifyReport = {
+      range: { from: 1_699_999_200, to: null, bucketSeconds: 3600 },
+      startedAt: '2023-11-15T00:00:00.000Z',
+      durationMs: 5,
+      ok: false,
+      buckets: { checked: 2, mismatched: 1, repaired: 0, remaining: 1 },
+      rows: { source: 3, sink: 2, deadLettered: 0, recopied: 0, deleted: 0 },
+      sinkBehind: false,
+      mismatches: [
+        { bucket: 1_700_002_800, sourceRows: 2, sinkRows: 1, sourceHash: '9', sinkHash: '4' },
+      ],
+      error: null,
+    };
+    expect(printedReport(report)).toEqual({
+      ...report,
+      range: { from: '2023-11-14T22:00:00Z', to: null, bucketSeconds: 3600 },
+      mismatches: [
+        {
+          bucket: '2023-11-14T23:00:00Z',
+          sourceRows: 2,
+          sinkRows: 1,
+          sourceHash: '9',
+          sinkHash: '4',
+        },
+      ],
+    });
+    expect(isoSeconds(0)).toBe('1970-01-01T00:00:00Z');
   });
 });

@@ -233,3 +233,26 @@ export function syncRunAnswer(r: VerifyReport): SyncRunAnswer {
     verify: r,
   };
 }
+
+/** A verify report as `slotline verify` prints it: times as ISO 8601 UTC, not unix seconds. */
+export type PrintedVerifyReport = Omit<VerifyReport, 'range' | 'mismatches'> & {
+  range: { from: string | null; to: string | null; bucketSeconds: number };
+  mismatches: (Omit<BucketMismatch, 'bucket'> & { bucket: string })[];
+};
+
+/** Unix seconds as `2023-11-14T22:00:00Z`. */
+export function isoSeconds(unix: number): string {
+  return new Date(unix * 1000).toISOString().replace(/\.000Z$/, 'Z');
+}
+
+export function printedReport(r: VerifyReport): PrintedVerifyReport {
+  return {
+    ...r,
+    range: {
+      from: r.range.from === null ? null : isoSeconds(r.range.from),
+      to: r.range.to === null ? null : isoSeconds(r.range.to),
+      bucketSeconds: r.range.bucketSeconds,
+    },
+    mismatches: r.mismatches.map((m) => ({ ...m, bucket: isoSeconds(m.bucket) })),
+  };
+}

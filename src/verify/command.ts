@@ -1,8 +1,10 @@
+import pg from 'pg';
 import { request, type CliResult } from '../admin/client.js';
+import { readCheckpoint } from '../checkpoint/store.js';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import { sleep } from '../retry.js';
-import { parseVerifyRequest, type TimeSpan } from './buckets.js';
+import { parseVerifyRequest, printedReport, type TimeSpan } from './buckets.js';
 import { runVerify } from './verify.js';
 import { RequestRefused } from '../errors.js';
 
@@ -14,7 +16,7 @@ import { RequestRefused } from '../errors.js';
  * beside its stream), then compares them again.
  *
  * Exit code 0: every bucket matches; 1: some differ (or an error); 2: usage.
- * The report (JSON) goes to stdout.
+ * The report (JSON, times in ISO 8601 UTC) goes to stdout.
  */
 export async function verifyCommand(
   cfg: Config,
@@ -46,14 +48,18 @@ export async function verifyCommand(
     const report = await runVerify({
       sourceUrl: cfg.sourceUrl,
       sinkUrl: cfg.sinkUrl,
-      sourceSchema: cfg.sourceSchema,
+      sourceSchema: await heldSchema(cfg),
       sinkSchema: cfg.sinkSchema,
       slot: cfg.slot,
       request: req,
       backfill: (span) => backfillThroughApi(cfg, span),
       log,
     });
-    return { code: report.ok ? 0 : 1, out: JSON.stringify(report, null, 2), report: true };
+    return {
+      code: report.ok ? 0 : 1,
+      out: JSON.stringify(printedReport(report), null, 2),
+      report: true,
+    };
   } catch (err) {
     return { code: 1, out: `verify failed: ${(err as Error).message}`, report: false };
   }
@@ -84,5 +90,21 @@ async function backfillThroughApi(cfg: Config, span: TimeSpan): Promise<number> 
     if (!b || b.id !== id || b.state === 'running') continue;
     if (b.state !== 'done') throw new Error(`backfill ${id} of the repair ended ${b.state}`);
     return b.rows;
+  }
+}
+
+/** Follow mode compares the deployment the sink holds (recorded with its checkpoint). */
+async function heldSchema(cfg: Config): Promise<string> {
+  if (cfg.ponderViewsSchema === null) return cfg.sourceSchema;
+  const sink = new pg.Client({
+    connectionString: cfg.sinkUrl,
+    application_name: 'slotline-verify',
+  });
+  await sink.connect();
+  try {
+    const ck = await readCheckpoint(sink, cfg.slot, 'timescale');
+    return ck?.sourceSchema ?? cfg.sourceSchema;
+  } finally {
+    await sink.end().catch(() => undefined);
   }
 }

@@ -128,13 +128,18 @@ export function eventCounts(messages: readonly Received[]): Map<string, number> 
  * A Kafka broker for the test file: started before its tests, removed after.
  * Call at the top level of a test file; read `broker` and `kafka` inside tests.
  */
-export function kafkaForTests(clientId: string): {
+export function kafkaForTests(
+  clientId: string,
+  opts: { skipped?: boolean } = {},
+): {
   readonly broker: KafkaBroker;
   readonly kafka: Kafka;
 } {
   let broker: KafkaBroker | null = null;
   let kafka: Kafka | null = null;
   beforeAll(async () => {
+    // The file's tests are skipped (tools.ts kafkaSkip): start no broker.
+    if (opts.skipped) return;
     broker = await startKafka();
     kafka = new Kafka({ clientId, brokers: [broker.brokers], logLevel: logLevel.NOTHING });
   });

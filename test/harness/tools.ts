@@ -1,13 +1,14 @@
 /**
- * External programs some tests need (promtool, prometheus, kustomize or kubectl). They are
- * found on PATH or in /usr/bin; `.ci/run` installs Debian's `prometheus` package when
- * promtool is absent. Under CI=true a missing program fails its tests; elsewhere they are
- * skipped with a line that says what to install. SLOTLINE_TEST_SKIP_PROMETHEUS=1 and
- * SLOTLINE_TEST_SKIP_KUSTOMIZE=1 skip them knowingly. The container test (podman) is opt-in
+ * External programs some tests need (promtool, prometheus, kustomize or kubectl, java and
+ * mvn). They are found on PATH or in /usr/bin; `.ci/run` installs them. Under CI=true a
+ * missing program fails its tests; elsewhere they are skipped with a line that says what to
+ * install. SLOTLINE_TEST_SKIP_PROMETHEUS=1, SLOTLINE_TEST_SKIP_KUSTOMIZE=1 and
+ * SLOTLINE_TEST_SKIP_KAFKA=1 skip them knowingly. These tests are in `npm run test:heavy`
+ * (test/suites.ts); `npm test` needs none of the programs. The container test (podman) is opt-in
  * instead: SLOTLINE_TEST_CONTAINER=1.
  */
 import { execFile } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants, existsSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { inject } from 'vitest';
 
@@ -29,6 +30,7 @@ export function findTool(name: string): string | null {
 
 export const SKIP_PROMETHEUS = process.env['SLOTLINE_TEST_SKIP_PROMETHEUS'] === '1';
 export const SKIP_KUSTOMIZE = process.env['SLOTLINE_TEST_SKIP_KUSTOMIZE'] === '1';
+export const SKIP_KAFKA = process.env['SLOTLINE_TEST_SKIP_KAFKA'] === '1';
 
 /**
  * Whether this run is CI's (`CI=true`, as CI services and `.ci/run` set it). There nothing may
@@ -102,6 +104,25 @@ export function containerSkip(what: string): string | null {
     'apt-get install podman runc debootstrap; .ci/run sets it)';
   console.warn(`[slotline tests] SKIPPED ${what}: ${reason}`);
   return reason;
+}
+
+/**
+ * Skip reason of the Kafka tests (see skipReason): the local broker needs java (JAVA_HOME's,
+ * or on PATH) and mvn (to resolve its jars from Maven Central). Never skipped for want of
+ * them when SLOTLINE_TEST_KAFKA_BROKERS names a broker to use instead.
+ */
+export function kafkaSkip(what: string): string | null {
+  const home = process.env['JAVA_HOME'];
+  const java = home ? existsSync(join(home, 'bin', 'java')) : findTool('java') !== null;
+  const external = Boolean(process.env['SLOTLINE_TEST_KAFKA_BROKERS']);
+  return skipReason(
+    what,
+    !external && (!java || !findTool('mvn')),
+    'SLOTLINE_TEST_SKIP_KAFKA',
+    `${java ? 'mvn' : 'java'} not found: install Java 17 and Maven ` +
+      '(apt-get install default-jre-headless maven) to run them, ' +
+      'or point SLOTLINE_TEST_KAFKA_BROKERS at a broker',
+  );
 }
 
 /** promtool's path; throws a message that says how to get it. */

@@ -125,6 +125,8 @@ describe('dead letters', () => {
     expect(JSON.parse(show.output)).toMatchObject({ id, reasonCode: 'invalid_side' });
     const retry = await runCommand(env, ['dead-letters', 'retry', '--all']);
     expect(JSON.parse(retry.output)).toMatchObject({ selected: 3, resolved: 0, failed: 3 });
+    // Letters that still fail make the command fail, for scripts.
+    expect(retry.code).toBe(1);
     const discard = await runCommand(env, [
       'dead-letters',
       'discard',
@@ -191,5 +193,23 @@ describe('dead letters', () => {
     expect(cliBad.code).toBe(2);
     const metrics = await call(port, 'GET', '/metrics');
     expect(metrics.text).toMatch(/slotline_dead_letters_total\{reason="null_price"\} 1/);
+
+    // With the connector down, list and show read the sink database; changes are refused.
+    expect((await r.c.stop()).code).toBe(0);
+    const offline = await runCommand(env, ['dead-letters', 'list', '--state', 'retried']);
+    expect(offline.code, offline.output).toBe(0);
+    const listedOffline = JSON.parse(offline.output) as { note: string; items: Letter[] };
+    expect(listedOffline.note).toMatch(/cannot reach the connector.*read from the sink database/);
+    expect(listedOffline.items.map((l) => l.state)).toEqual(['retried', 'retried']);
+    const one = listedOffline.items[0]!;
+    const shownOffline = await runCommand(env, ['dead-letters', 'show', String(one.id)]);
+    expect(shownOffline.code, shownOffline.output).toBe(0);
+    expect(JSON.parse(shownOffline.output)).toMatchObject({ id: one.id, state: 'retried' });
+    const missing = await runCommand(env, ['dead-letters', 'show', '999999']);
+    expect(missing.code).toBe(2);
+    expect(missing.output).toContain('no dead letter 999999');
+    const retryOffline = await runCommand(env, ['dead-letters', 'retry', '--all']);
+    expect(retryOffline.code).toBe(1);
+    expect(retryOffline.output).toMatch(/through the running connector/);
   });
 });

@@ -25,14 +25,16 @@ import {
 } from '../harness/ponder.js';
 import { FAST } from '../harness/settings.js';
 import { expectVerifyClean } from '../harness/verify.js';
+import { kafkaSkip } from '../harness/tools.js';
 import { waitFor } from '../harness/wait.js';
 
 const external = Boolean(process.env.SLOTLINE_TEST_KAFKA_BROKERS);
+const skipped = kafkaSkip('the Kafka broker fault tests') !== null;
 let broker: KafkaBroker;
 let kafka: Kafka;
 
 beforeAll(async () => {
-  if (external) return;
+  if (external || skipped) return;
   broker = await startKafka();
   kafka = new Kafka({
     clientId: 'faults-kafka',
@@ -58,7 +60,7 @@ async function tradesInTopic(
   return { messages: messages.length, ids };
 }
 
-describe('faults: Kafka broker', () => {
+describe.skipIf(skipped)('faults: Kafka broker', () => {
   it.skipIf(external)(
     'at-least-once, restarted mid-stream (cleanly, then by SIGKILL): every trade in Kafka and in TimescaleDB',
     async () => {

@@ -1,6 +1,6 @@
 /**
  * Bad input. A corpus of hostile source rows: each lands in dead letters with
- * the reason code the README documents, or is stored exactly; the stream never
+ * the reason code docs/operations.md documents, or is stored exactly; the stream never
  * stops. The HTTP server under a fuzz of malformed requests: only 4xx (never
  * 5xx) where anything could change, and nothing changes. Passwords and the
  * admin token never appear in the logs, even at trace level through failures.
@@ -35,7 +35,7 @@ import { expectVerifyClean } from '../harness/verify.js';
 import { waitFor } from '../harness/wait.js';
 
 const TOKEN = 'hostile-admin-token-0123456789abcdef';
-const README = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+const REASON_CODES = readFileSync(new URL('../../docs/operations.md', import.meta.url), 'utf8');
 
 /** A trade row of the unconstrained variant: every value as text (or NULL), cast by the server. */
 type Row = Record<
@@ -171,11 +171,11 @@ describe('hostile rows', () => {
     expect(Object.fromEntries(got)).toEqual(Object.fromEntries(expected));
     for (const l of letters) {
       expect(l.reason.length, l.row_key).toBeGreaterThan(5);
-      // Every code is in the README's reason-code table.
-      expect(README, l.reason_code).toContain(`\`${l.reason_code}\``);
+      // Every code is in the documented reason-code table.
+      expect(REASON_CODES, l.reason_code).toContain(`\`${l.reason_code}\``);
     }
     // The TOAST case keeps its version before the update, until the column is touched
-    // (the README's advice): then the whole row streams and the sink catches up.
+    // (the documented advice): then the whole row streams and the sink catches up.
     const toasted = (await sinkTrades(ctx.sink)).find((t) => t.id === '10kb-transaction-id');
     expect(toasted?.transaction_id).toBe(randomTenKb);
     expect(toasted?.price).toBe(good.price);

@@ -8,11 +8,14 @@ import { Kafka, Partitioners, logLevel, type Consumer } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../harness/wait.js';
 import { startKafka, type KafkaBroker } from '../harness/kafka.js';
+import { kafkaSkip } from '../harness/tools.js';
 
 const COUNT = 1000;
 const BATCH = 100;
 
-describe('Kafka broker harness', () => {
+const skipped = kafkaSkip('the Kafka broker harness tests') !== null;
+
+describe.skipIf(skipped)('Kafka broker harness', () => {
   let broker: KafkaBroker;
   let kafka: Kafka;
   const topic = `harness-${randomUUID()}`;

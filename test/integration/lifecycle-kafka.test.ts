@@ -26,10 +26,12 @@ import {
   makeTrade,
   type PonderPool,
 } from '../harness/ponder.js';
+import { kafkaSkip } from '../harness/tools.js';
 import { waitFor } from '../harness/wait.js';
 
 const RECONNECTS = 20;
-const k = kafkaForTests('lifecycle');
+const skipped = kafkaSkip('the lifecycle tests with Kafka') !== null;
+const k = kafkaForTests('lifecycle', { skipped });
 
 function kafkaEnv(ctx: TestContext, extra: Record<string, string> = {}): Record<string, string> {
   return kafkaSettings(ctx, k.broker.brokers, extra);
@@ -75,7 +77,7 @@ async function rowsWritten(port: number, sink: string): Promise<number> {
   return Number(m?.[1] ?? 0);
 }
 
-describe('lifecycle with Kafka', () => {
+describe.skipIf(skipped)('lifecycle with Kafka', () => {
   it('an LSN reset under continuous traffic and frequent acks replays exactly from its target, in both sinks', async () => {
     await using ctx = await createTestContext('reset_exact');
     const pools = await ponder(ctx);

@@ -22,7 +22,7 @@ import {
 } from '../harness/ponder.js';
 import { waitFor } from '../harness/wait.js';
 
-/** The README's bound for a standby to stream once the server has freed the slot. */
+/** docs/operations.md's bound for a standby to stream once the server has freed the slot. */
 const TAKEOVER_BOUND_MS = 10_000;
 const TOKEN = ADMIN_TOKEN;
 const SERVED_BY = 'x-slotline-served-by';

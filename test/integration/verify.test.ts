@@ -6,7 +6,11 @@
  * after the verify's snapshot is never deleted; dead-lettered rows are left out.
  */
 import { describe, expect, it } from 'vitest';
-import type { VerifyReport } from '../../src/verify/buckets.js';
+import {
+  isoSeconds,
+  type PrintedVerifyReport,
+  type VerifyReport,
+} from '../../src/verify/buckets.js';
 import { expectSinkEqualsSource } from '../harness/compare.js';
 import { runCommand, startConnector } from '../harness/connector.js';
 import { createTestContext } from '../harness/context.js';
@@ -27,12 +31,12 @@ const BASE = 1_700_000_000;
 const HOUR = 3600;
 
 /** The pretty-printed report among the command's output lines (logs are one-line JSON). */
-function reportOf(output: string): VerifyReport {
+function reportOf(output: string): PrintedVerifyReport {
   const lines = output.split('\n');
   const start = lines.indexOf('{');
   const end = lines.lastIndexOf('}');
   if (start < 0 || end < start) throw new Error(`no report in:\n${output}`);
-  return JSON.parse(lines.slice(start, end + 1).join('\n')) as VerifyReport;
+  return JSON.parse(lines.slice(start, end + 1).join('\n')) as PrintedVerifyReport;
 }
 
 function metric(text: string, name: string): number {
@@ -113,7 +117,10 @@ describe('verify', () => {
     const found = await runCommand(env, ['verify']);
     expect(found.code, found.output).toBe(1);
     const report = reportOf(found.output);
-    expect(report.mismatches.map((m) => m.bucket)).toEqual(drifted);
+    // Printed as readable UTC times, not unix seconds.
+    expect(report.mismatches.map((m) => m.bucket)).toEqual(drifted.map(isoSeconds));
+    expect(report.range.from).toBeNull();
+    expect(report.range.to).toMatch(/^\d{4}-\d\d-\d\dT\d\d:00:00Z$/);
     expect(report.mismatches.map((m) => m.sinkRows - m.sourceRows)).toEqual([-3, 0, 1]);
     // The alert's input: the periodic verify sees it too.
     await waitFor(
