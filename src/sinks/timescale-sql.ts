@@ -14,9 +14,33 @@ import { quoteLiteral } from '../sql.js';
  * (docs/timescaledb.md, "Writes that reach the columnstore").
  */
 import type { Pool, Trade } from '../trades/map.js';
+import type { DeadLetter } from './batch.js';
+import { type RowVersion, versionFields } from './version.js';
 
 /** A table alias's version, as a row value: lexicographic comparison in SQL. */
-const v = (a: string) => `(${a}.source_generation, ${a}.source_lsn, ${a}.source_seq)`;
+export const versionSql = (a: string) =>
+  `(${a}.source_generation, ${a}.source_lsn, ${a}.source_seq)`;
+const v = versionSql;
+
+/** The columns of analytics_trades every trade write sets, in TRADE_ROWS' order. */
+export const TRADE_COLUMNS = `trade_id, time, chain_id, pool_id, symbol, side, price, quantity, volume,
+              transaction_id, source_lsn, source_generation, source_seq`;
+/** The trades of JSON rows `$1` (tradeFields and versionFields), cast as TRADE_COLUMNS. */
+export const TRADE_ROWS = `SELECT r.i, to_timestamp(r.t::bigint), r.c::integer, r.p, r.sy, r.sd, r.pr::numeric,
+             r.q::numeric, r.pr::numeric * r.q::numeric, r.x, r.l::pg_lsn, r.g, r.s
+        FROM json_to_recordset($1::json)
+             AS r(i text, t text, c text, p text, sy text, sd text, pr text, q text, x text,
+                  g integer, l text, s integer)`;
+/** The columns of pools every pool write sets, in POOL_ROWS' order. */
+export const POOL_COLUMNS = `id, chain_id, coin, order_book, base_currency, quote_currency, base_decimals,
+              quote_decimals, volume, volume_in_quote, price, timestamp, source_lsn, source_generation,
+              source_seq`;
+/** The pools of JSON rows `$1` (poolFields and versionFields), cast as POOL_COLUMNS. */
+export const POOL_ROWS = `SELECT r.i, r.c::integer, r.co, r.ob, r.bc, r.qc, r.bd::integer, r.qd::integer,
+             r.v::numeric, r.vq::numeric, r.pr::numeric, r.t::integer, r.l::pg_lsn, r.g, r.s
+        FROM json_to_recordset($1::json)
+             AS r(i text, c text, co text, ob text, bc text, qc text, bd text, qd text, v text, vq text,
+                  pr text, t text, g integer, l text, s integer)`;
 /** The incoming version of a JSON row `r` (fields g, l, s). */
 const incoming = '(r.g, r.l::pg_lsn, r.s)';
 
@@ -44,14 +68,8 @@ function tradeStatements(schema: string, rawSchema: string, timescale: boolean) 
   const trades = `${schema}.analytics_trades`;
   const tradeTombs = `${schema}.analytics_trades_tombstones`;
   const tradeUpsert = (checked: boolean) => `
-      INSERT INTO ${trades} AS t
-             (trade_id, time, chain_id, pool_id, symbol, side, price, quantity, volume, transaction_id,
-              source_lsn, source_generation, source_seq)
-      SELECT r.i, to_timestamp(r.t::bigint), r.c::integer, r.p, r.sy, r.sd, r.pr::numeric, r.q::numeric,
-             r.pr::numeric * r.q::numeric, r.x, r.l::pg_lsn, r.g, r.s
-        FROM json_to_recordset($1::json)
-             AS r(i text, t text, c text, p text, sy text, sd text, pr text, q text, x text,
-                  g integer, l text, s integer)
+      INSERT INTO ${trades} AS t (${TRADE_COLUMNS})
+      ${TRADE_ROWS}
        WHERE NOT EXISTS (SELECT 1 FROM ${tradeTombs} d WHERE d.trade_id = r.i AND ${v('d')} > ${incoming})
        ${checked ? `AND NOT EXISTS (SELECT 1 FROM json_to_recordset($2::json) AS o(i text, g integer, l text, s integer) WHERE o.i = r.i AND (o.g, o.l::pg_lsn, o.s) > ${incoming})` : ''}
       ON CONFLICT (trade_id, time) DO UPDATE
@@ -155,14 +173,8 @@ function poolStatements(schema: string) {
   const poolTombs = `${schema}.pools_tombstones`;
   return {
     poolUpsert: `
-      INSERT INTO ${pools} AS p
-             (id, chain_id, coin, order_book, base_currency, quote_currency, base_decimals, quote_decimals,
-              volume, volume_in_quote, price, timestamp, source_lsn, source_generation, source_seq)
-      SELECT r.i, r.c::integer, r.co, r.ob, r.bc, r.qc, r.bd::integer, r.qd::integer,
-             r.v::numeric, r.vq::numeric, r.pr::numeric, r.t::integer, r.l::pg_lsn, r.g, r.s
-        FROM json_to_recordset($1::json)
-             AS r(i text, c text, co text, ob text, bc text, qc text, bd text, qd text, v text, vq text, pr text,
-                  t text, g integer, l text, s integer)
+      INSERT INTO ${pools} AS p (${POOL_COLUMNS})
+      ${POOL_ROWS}
        WHERE NOT EXISTS (SELECT 1 FROM ${poolTombs} d WHERE d.id = r.i AND ${v('d')} > ${incoming})
       ON CONFLICT (id) DO UPDATE
          SET chain_id = EXCLUDED.chain_id, coin = EXCLUDED.coin, order_book = EXCLUDED.order_book,
@@ -252,5 +264,30 @@ export function poolFields(p: Pool) {
     vq: p.volumeInQuote,
     pr: p.price,
     t: p.timestamp,
+  };
+}
+
+/** A trade upsert as the JSON row the trade statements read. */
+export function tradeRow(u: { trade: Trade; version: RowVersion }) {
+  return { ...tradeFields(u.trade), ...versionFields(u.version) };
+}
+
+/** A pool upsert as the JSON row poolUpsert reads. */
+export function poolRow(u: { pool: Pool; version: RowVersion }) {
+  return { ...poolFields(u.pool), ...versionFields(u.version) };
+}
+
+/** A dead letter as the JSON row deadLetters reads. */
+export function letterRow(u: { letter: DeadLetter; version: RowVersion }) {
+  const d = u.letter;
+  return {
+    tb: d.sourceTable,
+    op: d.operation,
+    k: d.rowKey,
+    ...versionFields(u.version),
+    ct: d.commitTime === null ? null : d.commitTime.toString(),
+    raw: d.raw,
+    code: d.code,
+    reason: d.reason,
   };
 }

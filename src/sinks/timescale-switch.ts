@@ -5,9 +5,19 @@ import { classifyError } from '../errors.js';
 import type { Batch } from './batch.js';
 import { coalesce } from './coalesce.js';
 import { recordRefresh, StaleSpan } from './ohlcv-refresh.js';
-import { inCompressedChunk, poolFields, type statements, tradeFields } from './timescale-sql.js';
+import {
+  inCompressedChunk,
+  letterRow,
+  POOL_COLUMNS,
+  POOL_ROWS,
+  poolRow,
+  type statements,
+  TRADE_COLUMNS,
+  TRADE_ROWS,
+  tradeRow,
+  versionSql,
+} from './timescale-sql.js';
 import { removeRows } from './timescale-trades.js';
-import { versionFields } from './version.js';
 
 /**
  * The sink's side of a Ponder deployment switch (see connector/switch.ts):
@@ -94,39 +104,12 @@ export class SinkSwitch {
         throw new Error('a snapshot copy holds no deletes');
       const json = (rows: unknown[]) => [JSON.stringify(rows)];
       if (seg.poolUpserts.length > 0)
-        await this.client.query(
-          this.sql.switchStagePools,
-          json(
-            seg.poolUpserts.map(({ pool, version }) => ({
-              ...poolFields(pool),
-              ...versionFields(version),
-            })),
-          ),
-        );
+        await this.client.query(this.sql.switchStagePools, json(seg.poolUpserts.map(poolRow)));
       if (seg.tradeUpserts.length > 0)
-        await this.client.query(
-          this.sql.switchStageTrades,
-          json(
-            seg.tradeUpserts.map(({ trade, version }) => ({
-              ...tradeFields(trade),
-              ...versionFields(version),
-            })),
-          ),
-        );
+        await this.client.query(this.sql.switchStageTrades, json(seg.tradeUpserts.map(tradeRow)));
       if (seg.deadLetters.length > 0)
         await this.client.query(this.sql.deadLetters, [
-          JSON.stringify(
-            seg.deadLetters.map(({ letter: d, version }) => ({
-              tb: d.sourceTable,
-              op: d.operation,
-              k: d.rowKey,
-              ...versionFields(version),
-              ct: null,
-              raw: d.raw,
-              code: d.code,
-              reason: d.reason,
-            })),
-          ),
+          JSON.stringify(seg.deadLetters.map(letterRow)),
           this.slot,
         ]);
     }
@@ -218,11 +201,6 @@ export class SinkSwitch {
   }
 }
 
-const TRADE_COLS = `trade_id, time, chain_id, pool_id, symbol, side, price, quantity, volume, transaction_id,
-                    source_lsn, source_generation, source_seq`;
-const POOL_COLS = `id, chain_id, coin, order_book, base_currency, quote_currency, base_decimals,
-                   quote_decimals, volume, volume_in_quote, price, timestamp, source_lsn,
-                   source_generation, source_seq`;
 /** What makes a row different between deployments (not its version, nor volume, which follows). */
 const TRADE_DATA = ['chain_id', 'pool_id', 'symbol', 'side', 'price', 'quantity', 'transaction_id'];
 const POOL_DATA = [
@@ -279,21 +257,13 @@ function stageStatements(schema: string) {
       'ALTER TABLE pg_temp.switch_pools ADD PRIMARY KEY (id)',
     ],
     switchStageTrades: `
-      INSERT INTO pg_temp.switch_trades (${TRADE_COLS})
-      SELECT r.i, to_timestamp(r.t::bigint), r.c::integer, r.p, r.sy, r.sd, r.pr::numeric, r.q::numeric,
-             r.pr::numeric * r.q::numeric, r.x, r.l::pg_lsn, r.g, r.s
-        FROM json_to_recordset($1::json)
-             AS r(i text, t text, c text, p text, sy text, sd text, pr text, q text, x text,
-                  g integer, l text, s integer)
-      ON CONFLICT (trade_id) DO UPDATE SET ${setAll(TRADE_COLS)}, time = EXCLUDED.time`,
+      INSERT INTO pg_temp.switch_trades (${TRADE_COLUMNS})
+      ${TRADE_ROWS}
+      ON CONFLICT (trade_id) DO UPDATE SET ${setAll(TRADE_COLUMNS)}, time = EXCLUDED.time`,
     switchStagePools: `
-      INSERT INTO pg_temp.switch_pools (${POOL_COLS})
-      SELECT r.i, r.c::integer, r.co, r.ob, r.bc, r.qc, r.bd::integer, r.qd::integer,
-             r.v::numeric, r.vq::numeric, r.pr::numeric, r.t::integer, r.l::pg_lsn, r.g, r.s
-        FROM json_to_recordset($1::json)
-             AS r(i text, c text, co text, ob text, bc text, qc text, bd text, qd text, v text, vq text, pr text,
-                  t text, g integer, l text, s integer)
-      ON CONFLICT (id) DO UPDATE SET ${setAll(POOL_COLS)}`,
+      INSERT INTO pg_temp.switch_pools (${POOL_COLUMNS})
+      ${POOL_ROWS}
+      ON CONFLICT (id) DO UPDATE SET ${setAll(POOL_COLUMNS)}`,
     /** Temporary tables are never auto-analyzed: without statistics the anti-joins below crawl. */
     switchAnalyze: ['ANALYZE pg_temp.switch_trades', 'ANALYZE pg_temp.switch_pools'],
     switchStagedTrades: 'SELECT count(*)::text AS n FROM pg_temp.switch_trades',
@@ -317,11 +287,12 @@ function reconcileStatements(schema: string, rawSchema: string, timescale: boole
     // A join finds the few rows that differ; ON CONFLICT then only sees those.
     switchWriteTrades: `
       WITH w AS (
-        INSERT INTO ${trades} AS t (${TRADE_COLS})
-        SELECT ${cols('s', TRADE_COLS)} FROM pg_temp.switch_trades s
+        INSERT INTO ${trades} AS t (${TRADE_COLUMNS})
+        SELECT ${cols('s', TRADE_COLUMNS)} FROM pg_temp.switch_trades s
           LEFT JOIN ${trades} o ON o.trade_id = s.trade_id AND o.time = s.time
          WHERE o.trade_id IS NULL OR ${distinct('o', 's', TRADE_DATA)}
-        ON CONFLICT (trade_id, time) DO UPDATE SET ${setAll(TRADE_COLS)}
+        ON CONFLICT (trade_id, time) DO UPDATE SET ${setAll(TRADE_COLUMNS)}
+         WHERE ${versionSql('t')} <= ${versionSql('EXCLUDED')}
         RETURNING t.time)
       SELECT count(*)::int AS n, extract(epoch FROM min(time))::float8 AS lo,
              extract(epoch FROM max(time))::float8 AS hi
@@ -329,11 +300,12 @@ function reconcileStatements(schema: string, rawSchema: string, timescale: boole
     switchRemovePools: `
       DELETE FROM ${pools} p WHERE NOT EXISTS (SELECT 1 FROM pg_temp.switch_pools s WHERE s.id = p.id)`,
     switchWritePools: `
-      INSERT INTO ${pools} AS p (${POOL_COLS})
-      SELECT ${cols('s', POOL_COLS)} FROM pg_temp.switch_pools s
+      INSERT INTO ${pools} AS p (${POOL_COLUMNS})
+      SELECT ${cols('s', POOL_COLUMNS)} FROM pg_temp.switch_pools s
         LEFT JOIN ${pools} o ON o.id = s.id
        WHERE o.id IS NULL OR ${distinct('o', 's', POOL_DATA)}
-      ON CONFLICT (id) DO UPDATE SET ${setAll(POOL_COLS)}`,
+      ON CONFLICT (id) DO UPDATE SET ${setAll(POOL_COLUMNS)}
+       WHERE ${versionSql('p')} <= ${versionSql('EXCLUDED')}`,
     switchResolveLetters: `
       UPDATE slotline.dead_letters SET state = 'resolved', note = $3, last_seen = now()
        WHERE slot = $1 AND state IN ('pending', 'retried') AND generation < $2`,

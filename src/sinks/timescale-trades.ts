@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { Segment } from './coalesce.js';
 import type { StaleSpan } from './ohlcv-refresh.js';
-import { tradeFields, type statements } from './timescale-sql.js';
+import { tradeRow, type statements } from './timescale-sql.js';
 import { versionFields } from './version.js';
 
 type Statements = ReturnType<typeof statements>;
@@ -75,7 +75,7 @@ export async function writeTrades(
   const upsertRows = (us: typeof checked) =>
     us.map((u) => {
       stale.add(Number(u.trade.time));
-      return { ...tradeFields(u.trade), ...versionFields(u.version) };
+      return tradeRow(u);
     });
   if (checked.length > 0) {
     const newer = located.map(({ i, g, l, s }) => ({ i, g, l, s }));

@@ -22,7 +22,7 @@ import { coalesce, type Segment } from './coalesce.js';
 import type { CompleteSnapshotOptions, Sink } from './sink.js';
 import { deadPeerSettings, quoteIdent } from '../sql.js';
 import { hasOhlcvAggregates, OhlcvRefresher, recordRefresh, StaleSpan } from './ohlcv-refresh.js';
-import { poolFields, statements } from './timescale-sql.js';
+import { letterRow, poolRow, statements } from './timescale-sql.js';
 import { SinkSwitch, switchStatements, type SwitchSql } from './timescale-switch.js';
 import { writeTrades } from './timescale-trades.js';
 import { versionFields } from './version.js';
@@ -265,15 +265,7 @@ export class TimescaleSink implements Sink {
   ): Promise<void> {
     const json = (rows: unknown[]) => [JSON.stringify(rows)];
     if (seg.poolUpserts.length > 0) {
-      await client.query(
-        sql.poolUpsert,
-        json(
-          seg.poolUpserts.map(({ pool, version }) => ({
-            ...poolFields(pool),
-            ...versionFields(version),
-          })),
-        ),
-      );
+      await client.query(sql.poolUpsert, json(seg.poolUpserts.map(poolRow)));
     }
     if (seg.poolDeletes.length > 0) {
       await client.query(
@@ -284,18 +276,7 @@ export class TimescaleSink implements Sink {
     await writeTrades(client, sql, seg, stale);
     if (seg.deadLetters.length > 0) {
       await client.query(sql.deadLetters, [
-        JSON.stringify(
-          seg.deadLetters.map(({ letter: d, version }) => ({
-            tb: d.sourceTable,
-            op: d.operation,
-            k: d.rowKey,
-            ...versionFields(version),
-            ct: d.commitTime === null ? null : d.commitTime.toString(),
-            raw: d.raw,
-            code: d.code,
-            reason: d.reason,
-          })),
-        ),
+        JSON.stringify(seg.deadLetters.map(letterRow)),
         this.opts.slot,
       ]);
     }
