@@ -1,7 +1,7 @@
 import { loadConfig, type Config } from '../config.js';
 import { ConfigError, SlotlineError } from '../errors.js';
 import { formatError } from '../check/report.js';
-import { scrubSecrets, type Logger } from '../log.js';
+import { createLogger, scrubSecrets, type Logger } from '../log.js';
 
 /** What the commands that need a configuration share: loading it, and reporting failures. */
 
@@ -52,4 +52,24 @@ export async function withConfig(fn: (cfg: Config) => Promise<number>): Promise<
     return report(null, err);
   }
   return fn(cfg);
+}
+
+/**
+ * Runs `fn` with the configuration and a logger that redacts its secrets;
+ * a failure is reported through that logger, secrets scrubbed (exit 1), or,
+ * before there is one, as a configuration error (exit 2).
+ */
+export async function withLogger(
+  fn: (cfg: Config, log: Logger) => Promise<number>,
+): Promise<number> {
+  let log: Logger | null = null;
+  let secrets: string[] = [];
+  try {
+    const cfg = loadConfig(process.env);
+    secrets = secretsOf(cfg);
+    log = createLogger({ level: cfg.logLevel, secrets });
+    return await fn(cfg, log);
+  } catch (err) {
+    return report(log, err, secrets);
+  }
 }

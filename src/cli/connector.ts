@@ -1,5 +1,4 @@
 import type { Config } from '../config.js';
-import { loadConfig } from '../config.js';
 import { createLogger, type Logger } from '../log.js';
 import { runConnector } from '../main.js';
 import { checkCommand } from '../check/command.js';
@@ -7,19 +6,14 @@ import { runSetup } from '../setup.js';
 import { setupKafkaTopics } from '../sinks/index.js';
 import { verifyCommand } from '../verify/command.js';
 import { flags, usageError } from './command.js';
-import { report, secretsOf, withConfig } from './configured.js';
+import { secretsOf, withConfig, withLogger } from './configured.js';
 
 /** `setup`, `run` and `verify`: the commands that work on the databases themselves. */
 
 export async function setup(args: string[]): Promise<number> {
   const f = flags(args, [], ['resnapshot']);
   if (typeof f === 'string') return usageError('setup', f);
-  let log: Logger | null = null;
-  let secrets: string[] = [];
-  try {
-    const cfg = loadConfig(process.env);
-    secrets = secretsOf(cfg);
-    log = createLogger({ level: cfg.logLevel, secrets });
+  return withLogger(async (cfg, log) => {
     const r = await runSetup(cfg, log.child({ component: 'setup' }), {
       create: true,
       resnapshot: f.resnapshot === true,
@@ -27,26 +21,17 @@ export async function setup(args: string[]): Promise<number> {
     const kafkaTopics = await setupKafkaTopics(cfg, log.child({ component: 'kafka' }));
     log.info({ ...r, kafkaTopics }, 'setup complete');
     return 0;
-  } catch (err) {
-    return report(log, err, secrets);
-  }
+  });
 }
 
 export async function run(args: string[]): Promise<number> {
   if (args.length > 0) return usageError('run', `unexpected argument ${JSON.stringify(args[0])}`);
-  let log: Logger | null = null;
-  let secrets: string[] = [];
-  try {
-    const cfg = loadConfig(process.env);
-    secrets = secretsOf(cfg);
-    log = createLogger({ level: cfg.logLevel, secrets });
+  return withLogger(async (cfg, log) => {
     const shutdown = new AbortController();
     onShutdownSignals(shutdown, cfg, log);
     await runConnector(cfg, { shutdown: shutdown.signal, log });
     return 0;
-  } catch (err) {
-    return report(log, err, secrets);
-  }
+  });
 }
 
 export function verify(args: string[]): Promise<number> {
