@@ -72,6 +72,9 @@ export interface SwitchSink {
   refreshOwed(): void;
 }
 
+/** Rows the switch removes per page of its cursor. */
+const REMOVE_PAGE = 5_000;
+
 export class SinkSwitch {
   private done = false;
   private readonly sql: SwitchSql;
@@ -161,20 +164,30 @@ export class SinkSwitch {
   /**
    * Sink trades the new deployment lacks (or holds at another time): located
    * by a read, then removed by (id, time) under the new generation's version,
-   * which is newer than any row of the old one.
+   * which is newer than any row of the old one. The read is a cursor taken a
+   * page at a time, so memory stays a page whatever the two deployments differ
+   * by (the cursor reads as of its declaration: the removals do not disturb it).
    */
   private async removeTrades(target: SwitchTarget, stale: StaleSpan): Promise<number> {
-    const { rows } = await this.client.query<{ i: string; t: string; e: number; z: boolean }>(
-      this.sql.switchLocateRemoved,
-    );
+    const c = this.client;
     const version = { g: this.generation, l: formatLsn(target.lsn), s: 0 };
-    for (const r of rows) stale.add(r.e);
-    await removeRows(
-      this.client,
-      this.sql,
-      rows.map((r) => ({ i: r.i, t: r.t, nt: null, ...version, z: r.z })),
-    );
-    return rows.length;
+    await c.query(`DECLARE switch_removed NO SCROLL CURSOR FOR ${this.sql.switchLocateRemoved}`);
+    let removed = 0;
+    for (;;) {
+      const { rows } = await c.query<{ i: string; t: string; e: number; z: boolean }>(
+        `FETCH ${REMOVE_PAGE} FROM switch_removed`,
+      );
+      if (rows.length === 0) break;
+      for (const r of rows) stale.add(r.e);
+      await removeRows(
+        c,
+        this.sql,
+        rows.map((r) => ({ i: r.i, t: r.t, nt: null, ...version, z: r.z })),
+      );
+      removed += rows.length;
+    }
+    await c.query('CLOSE switch_removed');
+    return removed;
   }
 
   /** Trades new or different in the new deployment; their times go into `stale`. */
