@@ -184,7 +184,15 @@ export function toProperties(p: Record<string, string>): string {
 
 export type EngineEvent =
   | { event: 'task-started'; atMs: number }
-  | { event: 'done'; count: number; taskStartedAtMs: number; firstAtMs: number; lastAtMs: number }
+  | {
+      event: 'done';
+      count: number;
+      taskStartedAtMs: number;
+      firstAtMs: number;
+      lastAtMs: number;
+      /** snapshot records seen (not counted); 0 when the run streamed only */
+      snapshotReads: number;
+    }
   | { event: 'failed'; message: string };
 
 /** One line of EmbeddedNoop's stdout, or null for anything else (the log goes to stderr). */
@@ -209,6 +217,7 @@ export function parseEngineLine(line: string): EngineEvent | null {
         taskStartedAtMs: num('taskStartedAtMs'),
         firstAtMs: num('firstAtMs'),
         lastAtMs: num('lastAtMs'),
+        snapshotReads: num('snapshotReads'),
       };
     case 'failed':
       return { event: 'failed', message: String(o['message'] ?? '') };

@@ -144,9 +144,15 @@ function parseOptions(argv: string[]): Options {
     const a = argv[i] as string;
     if (!known.has(a)) throw new Error(`unknown argument ${a}`);
     if (
-      ['--trades', '--floor-trades', '--rate', '--rates', '--seconds', '--fsync', '--only'].includes(
-        a,
-      )
+      [
+        '--trades',
+        '--floor-trades',
+        '--rate',
+        '--rates',
+        '--seconds',
+        '--fsync',
+        '--only',
+      ].includes(a)
     )
       i++;
   }
@@ -1058,7 +1064,8 @@ class Bench {
         notes:
           `+${((t1 - t0) / 1000).toFixed(1)} s JVM and connector start-up; timed from task start ` +
           `to the last trade's record (first→last record ${t.firstToLastSeconds.toFixed(2)} s); ` +
-          `records as Connect SourceRecords, not serialised`,
+          `records as Connect SourceRecords, not serialised` +
+          (done.snapshotReads ? `; ${fmt(done.snapshotReads)} SNAPSHOT records seen` : ''),
         cpu,
       });
     } finally {
@@ -1190,9 +1197,9 @@ class Bench {
     const catchup = this.want('catchup') || this.want('steady');
     const slotlineKafka = this.want('kafka');
     // Debezium's Connect runs use the same broker as slotline's Kafka runs.
-    const kafkaStarting =
-      slotlineKafka || this.want('debezium') ? this.startKafka() : Promise.resolve();
-    if (!slotlineKafka && !this.want('debezium')) this.kafkaNote = 'n/a (not selected)';
+    const debezium = this.want('debezium') && this.o.debezium;
+    const kafkaStarting = slotlineKafka || debezium ? this.startKafka() : Promise.resolve();
+    if (!slotlineKafka && !debezium) this.kafkaNote = 'n/a (not selected)';
 
     // Slots first, then the backlog: every consumer starts equally far behind.
     say('preparing connectors (setup, first run, stop)');
@@ -1335,9 +1342,24 @@ class Bench {
     add('slotline catch-up → TimescaleDB ÷ pg_recvlogical', CATCHUP, RECV, 0.6);
     add('slotline catch-up → TimescaleDB ÷ bare COPY', CATCHUP, COPY, 0.8);
     add('slotline catch-up → TimescaleDB ÷ Debezium embedded (no-op)', CATCHUP, DBZ_EMBEDDED, null);
-    add('slotline + Kafka (exactly-once) ÷ Debezium → Kafka tuned', KAFKA_EOS, DBZ_CONNECT.tuned, 2);
-    add('slotline + Kafka (at-least-once) ÷ Debezium → Kafka tuned', KAFKA_ALO, DBZ_CONNECT.tuned, 2);
-    add('slotline + Kafka (exactly-once) ÷ Debezium → Kafka defaults', KAFKA_EOS, DBZ_CONNECT.defaults, null);
+    add(
+      'slotline + Kafka (exactly-once) ÷ Debezium → Kafka tuned',
+      KAFKA_EOS,
+      DBZ_CONNECT.tuned,
+      2,
+    );
+    add(
+      'slotline + Kafka (at-least-once) ÷ Debezium → Kafka tuned',
+      KAFKA_ALO,
+      DBZ_CONNECT.tuned,
+      2,
+    );
+    add(
+      'slotline + Kafka (exactly-once) ÷ Debezium → Kafka defaults',
+      KAFKA_EOS,
+      DBZ_CONNECT.defaults,
+      null,
+    );
     add('slotline + Kafka (exactly-once) ÷ pg_recvlogical', KAFKA_EOS, RECV, null);
     add('Debezium embedded (no-op) ÷ pg_recvlogical', DBZ_EMBEDDED, RECV, null);
     add('Debezium → Kafka defaults ÷ pg_recvlogical', DBZ_CONNECT.defaults, RECV, null);
@@ -1348,7 +1370,9 @@ class Bench {
   ratioTable(): string {
     const lines = this.ratioRows
       .filter((r) => r.ratio !== null)
-      .map((r) => `| ${r.comparison} | ${(r.ratio as number).toFixed(2)}× | ${r.target} | ${r.met} |`);
+      .map(
+        (r) => `| ${r.comparison} | ${(r.ratio as number).toFixed(2)}× | ${r.target} | ${r.met} |`,
+      );
     if (lines.length === 0) return '';
     return ['| comparison | ratio | target | met |', '| --- | ---: | --- | --- |', ...lines].join(
       '\n',

@@ -13,6 +13,7 @@ import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
+import org.apache.kafka.connect.data.Struct;
 import org.apache.kafka.connect.source.SourceRecord;
 
 /**
@@ -29,7 +30,8 @@ import org.apache.kafka.connect.source.SourceRecord;
  *
  * <p>Output lines, one JSON object each: {@code {"event":"task-started","atMs":…}} when the
  * connector task has started (the analogue of slotline's "replication started"), and {@code
- * {"event":"done","count":…,"taskStartedAtMs":…,"firstAtMs":…,"lastAtMs":…}}; {@code
+ * {"event":"done","count":…,"taskStartedAtMs":…,"firstAtMs":…,"lastAtMs":…,"snapshotReads":…}}
+ * (snapshotReads: snapshot records seen and not counted, 0 with snapshot.mode no_data); {@code
  * {"event":"failed","message":…}} if the engine stops first.
  */
 public final class EmbeddedNoop {
@@ -67,6 +69,7 @@ public final class EmbeddedNoop {
     String topic = args[2];
 
     AtomicLong count = new AtomicLong();
+    AtomicLong snapshotReads = new AtomicLong();
     AtomicLong firstNs = new AtomicLong();
     double[] taskStartedAt = {Double.NaN};
     CountDownLatch finished = new CountDownLatch(1);
@@ -94,6 +97,13 @@ public final class EmbeddedNoop {
                 (RecordChangeEvent<SourceRecord> event) -> {
                   SourceRecord r = event.record();
                   if (r.value() == null || !topic.equals(r.topic())) return;
+                  // Snapshot reads ("r") would mean the slot's backlog was not what was counted.
+                  if (r.value() instanceof Struct v
+                      && v.schema().field("op") != null
+                      && "r".equals(v.getString("op"))) {
+                    snapshotReads.incrementAndGet();
+                    return;
+                  }
                   firstNs.compareAndSet(0, System.nanoTime());
                   long n = count.incrementAndGet();
                   if (n == expected) {
@@ -103,11 +113,13 @@ public final class EmbeddedNoop {
                         "{\"event\":\"done\",\"count\":"
                             + n
                             + ",\"taskStartedAtMs\":"
-                            + taskStartedAt[0]
+                            + (Double.isNaN(taskStartedAt[0]) ? "null" : taskStartedAt[0])
                             + ",\"firstAtMs\":"
                             + first
                             + ",\"lastAtMs\":"
                             + last
+                            + ",\"snapshotReads\":"
+                            + snapshotReads.get()
                             + "}");
                   }
                 })
