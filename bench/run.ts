@@ -1469,7 +1469,7 @@ async function main(): Promise<number> {
   const ratios = b.ratioTable();
   if (ratios) out.push('Ratios (same run, same machine; targets from issue #13):', '', ratios, '');
   out.push(
-    'CPU during each timed window (100% = one core; "+x% wait" = share of the window spent runnable but waiting for a core, from /proc/<pid>/schedstat; "not ours" = busy time of other processes on the machine):',
+    'CPU during each timed window (100% = one core; "+x% wait" = time spent runnable but waiting for a core, summed over all threads of the process from /proc/<pid>/task/*/schedstat, as a share of the window, so a JVM with many threads can pass 100%; "not ours" = busy time of other processes on the machine):',
     '',
     b.cpuTable(),
     '',
