@@ -40,6 +40,7 @@ export class Child {
   private readonly tail: string[] = [];
   private readonly waiters: { msg: string; resolve: (l: LogLine) => void }[] = [];
   private readonly listeners: ((l: LogLine) => void)[] = [];
+  private readonly textListeners: ((line: string) => void)[] = [];
   exit: Exit | null = null;
 
   constructor(cmd: string, args: string[], env: NodeJS.ProcessEnv, cwd: string) {
@@ -67,6 +68,7 @@ export class Child {
     if (line.length === 0) return;
     this.tail.push(line);
     if (this.tail.length > 60) this.tail.shift();
+    for (const l of this.textListeners) l(line);
     if ((this.waiters.length === 0 && this.listeners.length === 0) || line[0] !== '{') return;
     let parsed: LogLine;
     try {
@@ -87,6 +89,11 @@ export class Child {
   /** Called with every JSON log line from now on. */
   onLog(listener: (l: LogLine) => void): void {
     this.listeners.push(listener);
+  }
+
+  /** Called with every line of output (JSON or not) from now on. */
+  onText(listener: (line: string) => void): void {
+    this.textListeners.push(listener);
   }
 
   output(): string {

@@ -27,7 +27,7 @@ export interface ProcStat {
   comm: string;
   /** utime + stime, in clock ticks */
   ticks: number;
-  /** time spent runnable but waiting for a CPU (/proc/<pid>/schedstat), ns; 0 if unknown */
+  /** time its threads spent runnable but waiting for a CPU (schedstat), ns; 0 if unknown */
   waitNs: number;
 }
 
@@ -44,13 +44,36 @@ export function procStat(pid: number): ProcStat | null {
   const comm = text.slice(text.indexOf('(') + 1, close);
   const f = text.slice(close + 2).split(' ');
   // f[0] is field 3 (state); utime and stime are fields 14 and 15.
-  let waitNs = 0;
+  return {
+    pid,
+    ppid: Number(f[1]),
+    comm,
+    ticks: Number(f[11]) + Number(f[12]),
+    waitNs: waitNs(pid),
+  };
+}
+
+/**
+ * Run-queue wait of all of a process's threads (/proc/<pid>/task/<tid>/schedstat): a JVM's
+ * main thread sleeps while its worker threads do the work, so the process's own schedstat
+ * (its main thread's) would miss nearly all of it. Threads that exited are not counted.
+ */
+function waitNs(pid: number): number {
+  let tids: string[];
   try {
-    waitNs = Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[1]) || 0;
+    tids = readdirSync(`/proc/${pid}/task`);
   } catch {
-    // no schedstat (kernel without CONFIG_SCHED_INFO) or the process is gone
+    return 0; // the process is gone
   }
-  return { pid, ppid: Number(f[1]), comm, ticks: Number(f[11]) + Number(f[12]), waitNs };
+  let sum = 0;
+  for (const tid of tids) {
+    try {
+      sum += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[1]) || 0;
+    } catch {
+      // no schedstat (kernel without CONFIG_SCHED_INFO) or the thread is gone
+    }
+  }
+  return sum;
 }
 
 /** Every process on the machine. */
@@ -172,7 +195,8 @@ export class CpuWindow {
       const prev = this.before.get(s.pid);
       const delta = s.ticks - (prev?.ticks ?? 0);
       ticks[role] = (ticks[role] ?? 0) + delta;
-      waits[role] = (waits[role] ?? 0) + s.waitNs - (prev?.waitNs ?? 0);
+      // A thread that exited takes its wait with it: never count less than nothing.
+      waits[role] = (waits[role] ?? 0) + Math.max(0, s.waitNs - (prev?.waitNs ?? 0));
       ours += delta;
     }
     const pct = (t: number) => (seconds > 0 ? (100 * t) / hz / seconds : 0);

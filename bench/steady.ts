@@ -36,6 +36,8 @@ export interface SteadyOptions {
   warmupSeconds?: number;
   tickMs?: number;
   pollMs?: number;
+  /** The first trade's number (default STEADY_BASE); a second run on the same source starts above the first. */
+  base?: number;
 }
 
 export interface SteadyResult {
@@ -83,12 +85,13 @@ export async function runSteady(o: SteadyOptions): Promise<SteadyResult> {
   const committed: Committed[] = [];
   const seen: Seen[] = [];
   let writing = true;
-  let lastId = STEADY_BASE - 1;
+  const base = o.base ?? STEADY_BASE;
+  let lastId = base - 1;
   let polls = 0;
   try {
-    const floorId = tradeId(STEADY_BASE);
+    const floorId = tradeId(base);
     const poll = (async () => {
-      let upTo = STEADY_BASE - 1;
+      let upTo = base - 1;
       let giveUpAt = Infinity;
       const deadline = () => !writing && (upTo >= lastId || performance.now() > giveUpAt);
       while (!deadline()) {
@@ -113,11 +116,11 @@ export async function runSteady(o: SteadyOptions): Promise<SteadyResult> {
     // If the writer fails, the poller's connection is closed under it: not an unhandled rejection.
     poll.catch(() => undefined);
 
-    let next = STEADY_BASE;
+    let next = base;
     let lateTicks = 0;
     const start = performance.now();
     let t0 = start;
-    let firstMeasured = STEADY_BASE;
+    let firstMeasured = base;
     for (let k = 0; k < ticks; k++) {
       const due = start + k * tickMs;
       if (k === warmupTicks) {
