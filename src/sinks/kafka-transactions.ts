@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { Kafka, Message, Partitioners, Producer } from 'kafkajs';
+import type { ICustomPartitioner, Kafka, Message, Producer } from 'kafkajs';
 import { formatLsn } from '../checkpoint/lsn.js';
 import { LeadershipLostError, SlotlineError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -16,7 +16,8 @@ export type Run = { topic: string; messages: Message[] }[];
 
 export interface KafkaTransactionsOptions {
   kafka: Kafka;
-  partitioner: (typeof Partitioners)['DefaultPartitioner'];
+  /** Java-compatible: kafkajs' DefaultPartitioner or the same with a memo (kafka-partitioner.ts). */
+  partitioner: ICustomPartitioner;
   /** SLOTLINE_KAFKA_TRANSACTIONAL_ID: the same on every replica of the connector. */
   transactionalId: string;
   /** SLOTLINE_KAFKA_TOPIC_PROGRESS: compacted, progress records in partition 0. */

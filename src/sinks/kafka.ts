@@ -25,6 +25,7 @@ import {
   type KafkaRecord,
 } from './kafka-envelope.js';
 import { classifyKafkaError, kafkaLogger, needsNewProducer } from './kafka-errors.js';
+import { memoPartitioner } from './kafka-partitioner.js';
 import { alreadySent, type KafkaProgress, progressAfter, sameProgress } from './kafka-progress.js';
 import { KafkaTransactions, type Run } from './kafka-transactions.js';
 import type { Sink } from './sink.js';
@@ -203,7 +204,7 @@ export class KafkaSink implements Sink {
       const db = this.db;
       this.transactions = new KafkaTransactions({
         kafka: this.kafka,
-        partitioner: kafkajs.Partitioners.DefaultPartitioner,
+        partitioner: memoPartitioner(kafkajs.Partitioners.DefaultPartitioner),
         transactionalId: this.opts.transactionalId,
         progressTopic: this.opts.progressTopic,
         key: this.opts.slot,
@@ -382,7 +383,7 @@ export class KafkaSink implements Sink {
       maxInFlightRequests: 1,
       allowAutoTopicCreation: false,
       // Java's murmur2 partitioning: a key lands where a Java producer would put it.
-      createPartitioner: kafkajs.Partitioners.DefaultPartitioner,
+      createPartitioner: memoPartitioner(kafkajs.Partitioners.DefaultPartitioner),
       retry: KAFKAJS_RETRY,
     });
     try {
