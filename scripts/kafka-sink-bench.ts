@@ -117,7 +117,7 @@ async function main(): Promise<void> {
     sourceDb: 'ponder',
     sourceSchema: 'public',
     log,
-    ...(COMPRESSION !== 'none' ? ({ compression: COMPRESSION } as object) : {}),
+    compression: COMPRESSION as 'none' | 'gzip',
   });
   await sink.open();
   await sink.claimEpoch();
@@ -125,9 +125,15 @@ async function main(): Promise<void> {
   // Warm-up: one batch, not counted.
   await sink.write(makeBatch(0, 0, BATCH));
   let peakRss = 0;
-  const sampler = setInterval(() => {
-    peakRss = Math.max(peakRss, process.memoryUsage.rss());
-  }, 50);
+  let atPeak = process.memoryUsage();
+  const sample = (): void => {
+    const m = process.memoryUsage();
+    if (m.rss > peakRss) {
+      peakRss = m.rss;
+      atPeak = m;
+    }
+  };
+  const sampler = setInterval(sample, 20);
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   let seq = 1;
@@ -137,7 +143,7 @@ async function main(): Promise<void> {
   const ms = performance.now() - t0;
   const cpu = process.cpuUsage(cpu0);
   clearInterval(sampler);
-  peakRss = Math.max(peakRss, process.memoryUsage.rss());
+  sample();
   await sink.close();
   const load = (await readFile('/proc/loadavg', 'utf8')).split(' ').slice(0, 3).join(' ');
   console.log(
@@ -150,6 +156,9 @@ async function main(): Promise<void> {
       cpuMsPerKRow: Math.round(((cpu.user + cpu.system) / 1000 / ROWS) * 1000 * 10) / 10,
       cpuShare: Math.round(((cpu.user + cpu.system) / 1000 / ms) * 100) / 100,
       peakRssMiB: Math.round(peakRss / 1048576),
+      atPeakMiB: Object.fromEntries(
+        Object.entries(atPeak).map(([k, v]) => [k, Math.round(v / 1048576)]),
+      ),
       load,
     }),
   );

@@ -1,7 +1,15 @@
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { hostname } from 'node:os';
-import type { Admin, ITopicConfig, Kafka, Message, Producer, SASLOptions } from 'kafkajs';
+import type {
+  Admin,
+  CompressionTypes,
+  ITopicConfig,
+  Kafka,
+  Message,
+  Producer,
+  SASLOptions,
+} from 'kafkajs';
 import pg from 'pg';
 import type { Lsn } from '../checkpoint/lsn.js';
 import { formatLsn } from '../checkpoint/lsn.js';
@@ -57,6 +65,8 @@ export interface KafkaSinkOptions {
   transactionalId: string;
   /** SLOTLINE_KAFKA_TOMBSTONES (default false) */
   tombstones: boolean;
+  /** SLOTLINE_KAFKA_COMPRESSION (default none) */
+  compression?: 'none' | 'gzip';
   /** SLOTLINE_KAFKA_SSL, SLOTLINE_KAFKA_SSL_CA_FILE */
   ssl: boolean;
   sslCaFile: string | null;
@@ -208,6 +218,7 @@ export class KafkaSink implements Sink {
         transactionalId: this.opts.transactionalId,
         progressTopic: this.opts.progressTopic,
         key: this.opts.slot,
+        compression: this.compression(),
         holder: `${hostname()}:${process.pid}`,
         prepareTopics: () => this.ensureTopics(),
         stillLeading: async () =>
@@ -324,7 +335,11 @@ export class KafkaSink implements Sink {
     }
     const producer = await this.connect();
     for (; p.sent < p.runs.length; p.sent++) {
-      await producer.sendBatch({ acks: -1, topicMessages: p.runs[p.sent] });
+      await producer.sendBatch({
+        acks: -1,
+        compression: this.compression(),
+        topicMessages: p.runs[p.sent],
+      });
     }
   }
 
@@ -369,6 +384,12 @@ export class KafkaSink implements Sink {
       }
       return [...byTopic].map(([topic, messages]) => ({ topic, messages }));
     });
+  }
+
+  /** kafkajs' codec for SLOTLINE_KAFKA_COMPRESSION. */
+  private compression(): CompressionTypes {
+    const types = (this.kafkajs as KafkaJs).CompressionTypes;
+    return this.opts.compression === 'gzip' ? types.GZIP : types.None;
   }
 
   /** The producer, connected, with the topics in place. */
