@@ -6,20 +6,34 @@
  * TimescaleDB: what it measures is the Kafka writer's own ceiling (envelopes,
  * kafkajs encoding, the broker round trips).
  *
- *   npm run build && npx tsc -p scripts/tsconfig.kafka-bench.json && \
- *     node dist/kbench/scripts/kafka-sink-bench.js [--rows 300000] [--delivery at-least-once] \
- *       [--batch 5000] [--compression gzip]
- *   node --cpu-prof --cpu-prof-dir=/tmp/prof dist/kbench/scripts/kafka-sink-bench.js
+ *   npm run bench:kafka-sink -- [--rows 300000] [--delivery at-least-once] [--batch 5000]
+ *     [--compression gzip]
+ *   node --cpu-prof --cpu-prof-dir=/tmp/prof dist/kbench/scripts/kafka-sink-bench.js   (after one run)
+ *
+ * The connector's code is the product build (dist/), loaded at run time.
  *
  * SLOTLINE_TEST_KAFKA_BROKERS reuses a running broker (test/harness/kafka.ts).
  */
+import { existsSync, symlinkSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { Batch, type Change } from '../src/sinks/batch.js';
-import { KafkaSink } from '../src/sinks/kafka.js';
-import { createLogger } from '../src/log.js';
+import type { Change } from '../src/sinks/batch.js';
 import { startCluster } from '../test/harness/cluster.js';
 import { startKafka } from '../test/harness/kafka.js';
+
+// The product build, as the connector runs it (dist/kbench/scripts/ -> dist/).
+const product = (path: string): Promise<unknown> =>
+  import(new URL(`../../${path}`, import.meta.url).href);
+const { Batch } = (await product('sinks/batch.js')) as typeof import('../src/sinks/batch.js');
+const { KafkaSink } = (await product('sinks/kafka.js')) as typeof import('../src/sinks/kafka.js');
+const { createLogger } = (await product('log.js')) as typeof import('../src/log.js');
+type Batch = import('../src/sinks/batch.js').Batch;
+
+// test/harness/kafka-classpath.ts finds the broker's pom beside itself: dist/kbench/test/kafka.
+const pomLink = fileURLToPath(new URL('../test/kafka', import.meta.url));
+if (!existsSync(pomLink))
+  symlinkSync(fileURLToPath(new URL('../../../test/kafka', import.meta.url)), pomLink);
 
 const arg = (name: string, def: string): string => {
   const i = process.argv.indexOf(name);
