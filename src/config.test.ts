@@ -236,6 +236,16 @@ describe('loadConfig: Kafka', () => {
     );
   });
 
+  it('SLOTLINE_KAFKA_COMPRESSION: none by default, gzip, and nothing else', () => {
+    expect(loadConfig(BASE).kafkaCompression).toBe('none');
+    expect(loadConfig({ ...BASE, SLOTLINE_KAFKA_COMPRESSION: 'gzip' }).kafkaCompression).toBe(
+      'gzip',
+    );
+    const err = fails({ ...BASE, SLOTLINE_KAFKA_COMPRESSION: 'snappy' }).message;
+    expect(err).toContain('SLOTLINE_KAFKA_COMPRESSION');
+    expect(err).toContain('none or gzip');
+  });
+
   it('parses SASL and TLS', () => {
     const c = loadConfig({
       ...BASE,

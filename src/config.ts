@@ -164,6 +164,14 @@ export const SETTINGS = {
     'Follow each pool delete with a tombstone (null value), for compacted pool topics. Trade deletes never get one: trades are keyed by pool, and a tombstone would erase the whole pool.',
     'false',
   ),
+  SLOTLINE_KAFKA_COMPRESSION: setting(
+    z.enum(['none', 'gzip'], {
+      message:
+        'must be none or gzip (snappy, lz4 and zstd need codec packages slotline does not ship)',
+    }),
+    "Compression of the record batches sent to Kafka. `gzip` (kafkajs' built-in codec) sends several times fewer bytes (the envelopes are JSON; hashes and ids compress least) for CPU in the connector and in the brokers, which decompress to validate: worth it when the network or the brokers' disks are the limit, not when CPU is.",
+    'none',
+  ),
   SLOTLINE_KAFKA_SSL: setting(bool, 'Connect to the brokers with TLS.', 'false'),
   SLOTLINE_KAFKA_SSL_CA_FILE: setting(
     z.string().min(1).optional(),
@@ -393,6 +401,7 @@ export interface Config {
   /** null: the brokers' default.replication.factor */
   kafkaReplicationFactor: number | null;
   kafkaTombstones: boolean;
+  kafkaCompression: 'none' | 'gzip';
   kafkaSsl: boolean;
   kafkaSslCaFile: string | null;
   kafkaSasl: KafkaSasl | null;
@@ -612,6 +621,7 @@ function toConfig(p: Parsed): Config {
     kafkaTopicPartitions: p.SLOTLINE_KAFKA_TOPIC_PARTITIONS,
     kafkaReplicationFactor: p.SLOTLINE_KAFKA_REPLICATION_FACTOR ?? null,
     kafkaTombstones: p.SLOTLINE_KAFKA_TOMBSTONES,
+    kafkaCompression: p.SLOTLINE_KAFKA_COMPRESSION,
     kafkaSsl: p.SLOTLINE_KAFKA_SSL,
     kafkaSslCaFile: p.SLOTLINE_KAFKA_SSL_CA_FILE ?? null,
     kafkaSasl:

@@ -39,6 +39,7 @@ function createKafkaSink(cfg: Config, log: Logger): KafkaSink | null {
     partitions: cfg.kafkaTopicPartitions,
     replicationFactor: cfg.kafkaReplicationFactor,
     tombstones: cfg.kafkaTombstones,
+    compression: cfg.kafkaCompression,
     ssl: cfg.kafkaSsl,
     sslCaFile: cfg.kafkaSslCaFile,
     sasl: cfg.kafkaSasl,

@@ -108,42 +108,197 @@ export class RecentTradePools {
   }
 }
 
-function tradeRow(t: Trade) {
+/*
+ * The envelopes are written as JSON text directly, not built as objects and
+ * then serialized: a catch-up makes one per change, and the objects were most
+ * of the envelope's cost (and garbage). The output is byte for byte what
+ * JSON.stringify gives for the same fields in the same order
+ * (kafka-envelope.test.ts holds that reference and compares).
+ */
+
+/**
+ * What JSON.stringify escapes in a string: quote, backslash, control
+ * characters, and lone surrogates (any surrogate here: then it decides).
+ */
+// eslint-disable-next-line no-control-regex -- control characters are what is looked for
+const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
+/** A JSON string literal, as JSON.stringify writes it; most values need no escape. */
+const str = (v: string): string => (NEEDS_ESCAPE.test(v) ? JSON.stringify(v) : '"' + v + '"');
+const strOrNull = (v: string | null): string => (v === null ? 'null' : str(v));
+/** A JSON number as JSON.stringify writes it (null when not finite). */
+const num = (v: number): string => (Number.isFinite(v) ? String(v) : 'null');
+const intOrNull = (v: string | null): string => (v === null ? 'null' : num(Number(v)));
+
+function tradeRowJson(t: Trade): string {
   // Original column names; chain_id and timestamp are validated int32 / unix seconds, exact as numbers.
-  return {
-    id: t.tradeId,
-    chain_id: Number(t.chainId),
-    price: t.price,
-    quantity: t.quantity,
-    timestamp: Number(t.time),
-    transaction_id: t.transactionId,
-    side: t.side,
-    pool_id: t.poolId,
-    symbol: t.symbol,
-    volume: tradeVolume(t),
-  };
+  return (
+    '{"id":' +
+    str(t.tradeId) +
+    ',"chain_id":' +
+    num(Number(t.chainId)) +
+    ',"price":' +
+    str(t.price) +
+    ',"quantity":' +
+    str(t.quantity) +
+    ',"timestamp":' +
+    num(Number(t.time)) +
+    ',"transaction_id":' +
+    strOrNull(t.transactionId) +
+    ',"side":' +
+    str(t.side) +
+    ',"pool_id":' +
+    str(t.poolId) +
+    ',"symbol":' +
+    strOrNull(t.symbol) +
+    ',"volume":' +
+    str(tradeVolume(t)) +
+    '}'
+  );
 }
 
-const int = (v: string | null): number | null => (v === null ? null : Number(v));
-
-function poolRow(p: Pool) {
-  return {
-    id: p.id,
-    chain_id: int(p.chainId),
-    coin: p.coin,
-    order_book: p.orderBook,
-    base_currency: p.baseCurrency,
-    quote_currency: p.quoteCurrency,
-    base_decimals: int(p.baseDecimals),
-    quote_decimals: int(p.quoteDecimals),
-    volume: p.volume,
-    volume_in_quote: p.volumeInQuote,
-    price: p.price,
-    timestamp: int(p.timestamp),
-  };
+function poolRowJson(p: Pool): string {
+  return (
+    '{"id":' +
+    str(p.id) +
+    ',"chain_id":' +
+    intOrNull(p.chainId) +
+    ',"coin":' +
+    strOrNull(p.coin) +
+    ',"order_book":' +
+    strOrNull(p.orderBook) +
+    ',"base_currency":' +
+    strOrNull(p.baseCurrency) +
+    ',"quote_currency":' +
+    strOrNull(p.quoteCurrency) +
+    ',"base_decimals":' +
+    intOrNull(p.baseDecimals) +
+    ',"quote_decimals":' +
+    intOrNull(p.quoteDecimals) +
+    ',"volume":' +
+    strOrNull(p.volume) +
+    ',"volume_in_quote":' +
+    strOrNull(p.volumeInQuote) +
+    ',"price":' +
+    strOrNull(p.price) +
+    ',"timestamp":' +
+    intOrNull(p.timestamp) +
+    '}'
+  );
 }
 
 const OPS = { insert: 'c', update: 'u', snapshot: 'r' } as const;
+
+/**
+ * What one change's records share, computed once per source transaction or
+ * LSN rather than per change: consecutive changes mostly share both.
+ */
+class Shared {
+  private lsn: bigint | null = null;
+  private lsnText = '';
+  private lsnJson = '';
+  private txCommit: bigint | null = null;
+  private txXid = 0;
+  private txMs = '';
+  private txId = '';
+  private sourceFor: EnvelopeOptions | null = null;
+  private sourceSchema = '';
+  /** `"source":{…,"name":…,"ts_ms":` and `,"db":…,"schema":…,"table":` */
+  private head = '';
+  private tail = '';
+  private readonly keys = { pool_id: new Map<string, string>(), id: new Map<string, string>() };
+
+  lsnHeader(lsn: bigint): string {
+    this.setLsn(lsn);
+    return this.lsnText;
+  }
+
+  /** The envelope's JSON. */
+  envelope(c: Change, o: EnvelopeOptions, nowMs: number, e: EnvelopeParts): string {
+    this.setLsn(c.lsn);
+    if (this.sourceFor !== o || this.sourceSchema !== o.schema) this.setSource(o);
+    let tsMs: string;
+    let txId: string;
+    if (c.tx) {
+      if (this.txCommit !== c.tx.commitTime || this.txXid !== c.tx.xid) {
+        this.txCommit = c.tx.commitTime;
+        this.txXid = c.tx.xid;
+        this.txMs = num(commitTimeMs(c.tx.commitTime));
+        this.txId = num(c.tx.xid);
+      }
+      tsMs = this.txMs;
+      txId = this.txId;
+    } else {
+      // Snapshot rows have no commit: Debezium stamps them with the time they were read.
+      tsMs = num(nowMs);
+      txId = 'null';
+    }
+    return (
+      '{"before":' +
+      e.before +
+      ',"after":' +
+      e.after +
+      this.head +
+      tsMs +
+      (e.op === 'r' ? ',"snapshot":"true"' : ',"snapshot":"false"') +
+      this.tail +
+      e.table +
+      ',"txId":' +
+      txId +
+      // An LSN is 64 bits; a JSON number is exact up to 2^53 (8 PiB of WAL).
+      ',"lsn":' +
+      this.lsnJson +
+      '},"op":"' +
+      e.op +
+      '","ts_ms":' +
+      num(nowMs) +
+      '}'
+    );
+  }
+
+  /** `{"<field>":<id>}`, remembered: the keys of a batch are few (pools). */
+  key(field: 'pool_id' | 'id', id: string): string {
+    const keys = this.keys[field];
+    let k = keys.get(id);
+    if (k === undefined) {
+      if (keys.size >= 10_000) keys.clear();
+      k = '{"' + field + '":' + str(id) + '}';
+      keys.set(id, k);
+    }
+    return k;
+  }
+
+  private setLsn(lsn: bigint): void {
+    if (this.lsn === lsn) return;
+    this.lsn = lsn;
+    this.lsnText = formatLsn(lsn);
+    this.lsnJson = num(Number(lsn));
+  }
+
+  private setSource(o: EnvelopeOptions): void {
+    this.sourceFor = o;
+    this.sourceSchema = o.schema;
+    this.head =
+      ',"source":{"version":' +
+      str(o.version) +
+      ',"connector":"slotline","name":' +
+      str(o.name) +
+      ',"ts_ms":';
+    this.tail = ',"db":' + str(o.db) + ',"schema":' + str(o.schema) + ',"table":';
+  }
+}
+
+interface EnvelopeParts {
+  /** JSON of the table name */
+  table: string;
+  op: DebeziumOp;
+  /** JSON of the row before / after */
+  before: string;
+  after: string;
+}
+
+const shared = new Shared();
+const TRADES_TABLE_JSON = str(TRADES_TABLE_NAME);
+const POOLS_TABLE_JSON = str(POOLS_TABLE_NAME);
 
 /**
  * The records of one change, in the order they must be written. Updates
@@ -156,31 +311,33 @@ export function changeRecords(
   recent: RecentTradePools,
   nowMs: number,
 ): KafkaRecord[] {
-  const headers: Record<string, string> = { [LSN_HEADER]: formatLsn(c.lsn) };
-  if (c.seq !== undefined) headers[SEQ_HEADER] = String(c.seq);
-  const envelope = (
-    table: string,
-    op: DebeziumOp,
-    before: object | null,
-    after: object | null,
-  ): string => envelopeJson(c, o, nowMs, { table, op, before, after });
+  const lsn = shared.lsnHeader(c.lsn);
+  const headers: Record<string, string> =
+    c.seq !== undefined
+      ? { [LSN_HEADER]: lsn, [SEQ_HEADER]: String(c.seq) }
+      : { [LSN_HEADER]: lsn };
+  const envelope = (table: string, op: DebeziumOp, before: string, after: string): string =>
+    shared.envelope(c, o, nowMs, { table, op, before, after });
 
   switch (c.kind) {
     case 'trade_upsert': {
       recent.remember(c.trade.tradeId, c.trade.poolId);
-      const value = envelope(TRADES_TABLE_NAME, OPS[c.op], null, tradeRow(c.trade));
-      return [{ topic: o.topics.trades, key: poolKey(c.trade.poolId), value, headers }];
+      const value = envelope(TRADES_TABLE_JSON, OPS[c.op], 'null', tradeRowJson(c.trade));
+      return [
+        { topic: o.topics.trades, key: shared.key('pool_id', c.trade.poolId), value, headers },
+      ];
     }
     case 'trade_delete': {
       const poolId = recent.poolOf(c.tradeId) ?? null;
       recent.forget(c.tradeId);
-      const value = envelope(TRADES_TABLE_NAME, 'd', { id: c.tradeId, pool_id: poolId }, null);
+      const before = '{"id":' + str(c.tradeId) + ',"pool_id":' + strOrNull(poolId) + '}';
+      const value = envelope(TRADES_TABLE_JSON, 'd', before, 'null');
       if (poolId !== null)
-        return [{ topic: o.topics.trades, key: poolKey(poolId), value, headers }];
+        return [{ topic: o.topics.trades, key: shared.key('pool_id', poolId), value, headers }];
       return [
         {
           topic: o.topics.trades,
-          key: JSON.stringify({ id: c.tradeId }),
+          key: '{"id":' + str(c.tradeId) + '}',
           value,
           headers,
           everyPartition: true,
@@ -188,12 +345,12 @@ export function changeRecords(
       ];
     }
     case 'pool_upsert': {
-      const value = envelope(POOLS_TABLE_NAME, OPS[c.op], null, poolRow(c.pool));
-      return [{ topic: o.topics.pools, key: idKey(c.pool.id), value, headers }];
+      const value = envelope(POOLS_TABLE_JSON, OPS[c.op], 'null', poolRowJson(c.pool));
+      return [{ topic: o.topics.pools, key: shared.key('id', c.pool.id), value, headers }];
     }
     case 'pool_delete': {
-      const key = idKey(c.poolId);
-      const value = envelope(POOLS_TABLE_NAME, 'd', { id: c.poolId }, null);
+      const key = shared.key('id', c.poolId);
+      const value = envelope(POOLS_TABLE_JSON, 'd', '{"id":' + str(c.poolId) + '}', 'null');
       const out: KafkaRecord[] = [{ topic: o.topics.pools, key, value, headers }];
       if (o.tombstones) out.push({ topic: o.topics.pools, key, value: null, headers });
       return out;
@@ -204,7 +361,7 @@ export function changeRecords(
         return {
           topic: t === 'trades' ? o.topics.trades : o.topics.pools,
           key: JSON.stringify({ table: `${o.schema}.${table}` }),
-          value: envelope(table, 't', null, null),
+          value: envelope(str(table), 't', 'null', 'null'),
           headers,
           everyPartition: true,
         };
@@ -216,43 +373,6 @@ export function changeRecords(
       throw new Error(`unhandled change ${JSON.stringify(never)}`);
     }
   }
-}
-
-/** A Debezium-shaped change event of one row, as JSON. */
-function envelopeJson(
-  c: Change,
-  o: EnvelopeOptions,
-  nowMs: number,
-  e: { table: string; op: DebeziumOp; before: object | null; after: object | null },
-): string {
-  return JSON.stringify({
-    before: e.before,
-    after: e.after,
-    source: {
-      version: o.version,
-      connector: 'slotline',
-      name: o.name,
-      // Snapshot rows have no commit: Debezium stamps them with the time they were read.
-      ts_ms: c.tx ? commitTimeMs(c.tx.commitTime) : nowMs,
-      snapshot: e.op === 'r' ? 'true' : 'false',
-      db: o.db,
-      schema: o.schema,
-      table: e.table,
-      txId: c.tx ? c.tx.xid : null,
-      // An LSN is 64 bits; a JSON number is exact up to 2^53 (8 PiB of WAL).
-      lsn: Number(c.lsn),
-    },
-    op: e.op,
-    ts_ms: nowMs,
-  });
-}
-
-function poolKey(poolId: string): string {
-  return JSON.stringify({ pool_id: poolId });
-}
-
-function idKey(id: string): string {
-  return JSON.stringify({ id });
 }
 
 /** What a record costs in a produce request, roughly: key, value, headers and per-record framing. */

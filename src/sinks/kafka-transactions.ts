@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { Kafka, Message, Partitioners, Producer } from 'kafkajs';
+import type { CompressionTypes, ICustomPartitioner, Kafka, Message, Producer } from 'kafkajs';
 import { formatLsn } from '../checkpoint/lsn.js';
 import { LeadershipLostError, SlotlineError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -16,13 +16,16 @@ export type Run = { topic: string; messages: Message[] }[];
 
 export interface KafkaTransactionsOptions {
   kafka: Kafka;
-  partitioner: (typeof Partitioners)['DefaultPartitioner'];
+  /** Java-compatible: kafkajs' DefaultPartitioner or the same with a memo (kafka-partitioner.ts). */
+  partitioner: ICustomPartitioner;
   /** SLOTLINE_KAFKA_TRANSACTIONAL_ID: the same on every replica of the connector. */
   transactionalId: string;
   /** SLOTLINE_KAFKA_TOPIC_PROGRESS: compacted, progress records in partition 0. */
   progressTopic: string;
   /** The key of this connector's progress records (the slot). */
   key: string;
+  /** kafkajs' codec of the record batches (SLOTLINE_KAFKA_COMPRESSION). */
+  compression: CompressionTypes;
   /** Written into each record: which replica wrote it. */
   holder: string;
   /** The topics exist (created when allowed); called before a producer connects. */
@@ -125,7 +128,8 @@ export class KafkaTransactions {
     try {
       const txn = await producer.transaction();
       try {
-        for (const run of all) await txn.sendBatch({ acks: -1, topicMessages: run });
+        for (const run of all)
+          await txn.sendBatch({ acks: -1, compression: this.o.compression, topicMessages: run });
         await txn.commit();
       } catch (err) {
         if (txn.isActive()) await txn.abort().catch(() => undefined);

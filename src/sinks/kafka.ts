@@ -1,7 +1,15 @@
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { hostname } from 'node:os';
-import type { Admin, ITopicConfig, Kafka, Message, Producer, SASLOptions } from 'kafkajs';
+import type {
+  Admin,
+  CompressionTypes,
+  ITopicConfig,
+  Kafka,
+  Message,
+  Producer,
+  SASLOptions,
+} from 'kafkajs';
 import pg from 'pg';
 import type { Lsn } from '../checkpoint/lsn.js';
 import { formatLsn } from '../checkpoint/lsn.js';
@@ -25,6 +33,7 @@ import {
   type KafkaRecord,
 } from './kafka-envelope.js';
 import { classifyKafkaError, kafkaLogger, needsNewProducer } from './kafka-errors.js';
+import { memoPartitioner } from './kafka-partitioner.js';
 import { alreadySent, type KafkaProgress, progressAfter, sameProgress } from './kafka-progress.js';
 import { KafkaTransactions, type Run } from './kafka-transactions.js';
 import type { Sink } from './sink.js';
@@ -56,6 +65,8 @@ export interface KafkaSinkOptions {
   transactionalId: string;
   /** SLOTLINE_KAFKA_TOMBSTONES (default false) */
   tombstones: boolean;
+  /** SLOTLINE_KAFKA_COMPRESSION (default none) */
+  compression?: 'none' | 'gzip';
   /** SLOTLINE_KAFKA_SSL, SLOTLINE_KAFKA_SSL_CA_FILE */
   ssl: boolean;
   sslCaFile: string | null;
@@ -203,10 +214,11 @@ export class KafkaSink implements Sink {
       const db = this.db;
       this.transactions = new KafkaTransactions({
         kafka: this.kafka,
-        partitioner: kafkajs.Partitioners.DefaultPartitioner,
+        partitioner: memoPartitioner(kafkajs.Partitioners.DefaultPartitioner),
         transactionalId: this.opts.transactionalId,
         progressTopic: this.opts.progressTopic,
         key: this.opts.slot,
+        compression: this.compression(),
         holder: `${hostname()}:${process.pid}`,
         prepareTopics: () => this.ensureTopics(),
         stillLeading: async () =>
@@ -323,7 +335,11 @@ export class KafkaSink implements Sink {
     }
     const producer = await this.connect();
     for (; p.sent < p.runs.length; p.sent++) {
-      await producer.sendBatch({ acks: -1, topicMessages: p.runs[p.sent] });
+      await producer.sendBatch({
+        acks: -1,
+        compression: this.compression(),
+        topicMessages: p.runs[p.sent],
+      });
     }
   }
 
@@ -370,6 +386,12 @@ export class KafkaSink implements Sink {
     });
   }
 
+  /** kafkajs' codec for SLOTLINE_KAFKA_COMPRESSION. */
+  private compression(): CompressionTypes {
+    const types = (this.kafkajs as KafkaJs).CompressionTypes;
+    return this.opts.compression === 'gzip' ? types.GZIP : types.None;
+  }
+
   /** The producer, connected, with the topics in place. */
   private async connect(): Promise<Producer> {
     if (this.producer) return this.producer;
@@ -382,7 +404,7 @@ export class KafkaSink implements Sink {
       maxInFlightRequests: 1,
       allowAutoTopicCreation: false,
       // Java's murmur2 partitioning: a key lands where a Java producer would put it.
-      createPartitioner: kafkajs.Partitioners.DefaultPartitioner,
+      createPartitioner: memoPartitioner(kafkajs.Partitioners.DefaultPartitioner),
       retry: KAFKAJS_RETRY,
     });
     try {

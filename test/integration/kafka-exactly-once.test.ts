@@ -162,8 +162,10 @@ describe('exactly-once into Kafka', () => {
         const afterFirst = await highWatermarks(trades);
 
         // The old leader starts a large transaction; once its first records are in the log
-        // (uncommitted), the new leader takes over.
-        const second = tradesBatch(50, 3000, 0x3000n);
+        // (uncommitted), the new leader takes over. Large enough (about 15 produce requests)
+        // that the takeover lands while it is still open: with 3,000 records (two requests)
+        // a quick writer sometimes committed first.
+        const second = tradesBatch(50, 20_000, 0x3000n);
         const writing = a.sink.write(second).then(
           () => 'committed' as const,
           (err: unknown) => err,
@@ -196,8 +198,8 @@ describe('exactly-once into Kafka', () => {
         // The new leader writes the same batch: now it is there, once.
         await b.sink.write(second);
         const after = await readTopic(kafka, trades);
-        expect(after).toHaveLength(3050);
-        expect(new Set(ids(after)).size).toBe(3050);
+        expect(after).toHaveLength(20_050);
+        expect(new Set(ids(after)).size).toBe(20_050);
         const progress = await readProgress(kafka, `${trades}.progress`, ctx.slot, {
           timeoutMs: 60_000,
         });
