@@ -23,7 +23,8 @@
  *
  * Environment: BENCH_TRADES, BENCH_FLOOR_TRADES, BENCH_RATES, BENCH_SECONDS; BENCH_SLOTLINE_X=v
  * sets SLOTLINE_X=v for every connector run (tuning experiments); BENCH_CLI runs another
- * build of the connector (default dist/cli.js).
+ * build of the connector (default dist/cli.js). The connector runs with the Deployment's
+ * NODE_OPTIONS (its V8 heap cap, deploy/base/deployment.yaml); BENCH_NODE_OPTIONS overrides it.
  *
  * Two throwaway PostgreSQL servers on this machine (test/harness/cluster.ts):
  * the Ponder source and the sink, as in production, so the walsender reads
@@ -197,6 +198,20 @@ function parseRates(raw: string): number[] {
 
 // ---- paths ------------------------------------------------------------------------------
 
+/**
+ * NODE_OPTIONS of the Deployment (deploy/base/deployment.yaml): V8's heap cap,
+ * without which the old generation grows into garbage-collection slack far
+ * above the live heap. BENCH_NODE_OPTIONS overrides it ('' for none).
+ */
+function deployedNodeOptions(root: string): string {
+  const fromEnv = process.env['BENCH_NODE_OPTIONS'];
+  if (fromEnv !== undefined) return fromEnv;
+  const yaml = readFileSync(join(root, 'deploy', 'base', 'deployment.yaml'), 'utf8');
+  const m = /- name: NODE_OPTIONS\s+value: (\S[^\n]*)/.exec(yaml);
+  if (!m?.[1]) throw new Error('deploy/base/deployment.yaml sets no NODE_OPTIONS');
+  return m[1].trim();
+}
+
 /** The repository: the nearest directory above this file holding package.json and src/cli.ts. */
 function repoRoot(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
@@ -211,6 +226,7 @@ function repoRoot(): string {
 const ROOT = repoRoot();
 /** The connector under test; BENCH_CLI points at another build (e.g. a prototype) for an A/B run. */
 const CLI = process.env['BENCH_CLI'] || join(ROOT, 'dist', 'cli.js');
+const DEPLOYED_NODE_OPTIONS = deployedNodeOptions(ROOT);
 const RESULTS = join(ROOT, 'bench', 'results');
 
 /**
@@ -396,8 +412,10 @@ class Bench {
     return env;
   }
 
+  /** The connector runs as deployed: with the Deployment's NODE_OPTIONS (its heap cap). */
   connector(env: Record<string, string>, args: string[], nodeArgs: string[] = []): Child {
-    return new Child(process.execPath, [...nodeArgs, CLI, ...args], cleanEnv(env), ROOT);
+    const withHeap = { NODE_OPTIONS: DEPLOYED_NODE_OPTIONS, ...env };
+    return new Child(process.execPath, [...nodeArgs, CLI, ...args], cleanEnv(withHeap), ROOT);
   }
 
   /** A CPU window over this scenario's processes: PostgreSQL backends by their role. */
