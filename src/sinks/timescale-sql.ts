@@ -82,6 +82,10 @@ function tradeStatements(schema: string, rawSchema: string, timescale: boolean) 
   return {
     /** Rows nothing else in the batch touched, streamed inserts: the hot path. */
     tradeInsert: tradeUpsert(false),
+    /** The hot path's rows as COPY text (timescale-copy.ts): no guard, the caller's checks are it. */
+    tradeCopy: `COPY ${trades} (${TRADE_COLUMNS}) FROM STDIN`,
+    /** Which of the ids $1 have a tombstone, of any version (timescale-copy.ts). */
+    tradeTombstoned: `SELECT d.trade_id AS i FROM ${tradeTombs} d WHERE d.trade_id = ANY ($1::text[])`,
     /**
      * Rows whose id the sink may hold at another time, or newer: applied unless
      * a located row of the id ($2: tradeLocate's rows) is newer.
