@@ -70,19 +70,27 @@ export function copyChunks(lines: readonly string[]): Buffer[] {
   return chunks;
 }
 
+/** What a CopyInQuery's message did: rows copied, and the rows any statement after it returned. */
+export interface CopyInResult {
+  copied: number;
+  rows: (string | null)[][];
+}
+
 /**
- * A `COPY … FROM STDIN` statement and its input. Submit it with
- * `client.query(copy)`, then await `done`, which resolves with the number of
- * rows copied once the server is ready for the next query, or rejects with
- * the server's error (the client stays usable: the transaction, if any, is
- * aborted as after any failed statement).
+ * A simple-protocol query message holding one `COPY … FROM STDIN` and its
+ * input; other statements may come before and after it in the same message
+ * (one round trip for all), and the rows they return are collected. Submit it
+ * with `client.query(copy)`, then await `done`, which resolves once the server
+ * is ready for the next query, or rejects with the server's first error (the
+ * client stays usable: the transaction, if any, is aborted as after any failed
+ * statement, and the message's later statements did not run).
  */
 export class CopyInQuery implements pg.Submittable {
-  readonly done: Promise<number>;
-  private resolve!: (rows: number) => void;
+  readonly done: Promise<CopyInResult>;
+  private resolve!: (r: CopyInResult) => void;
   private reject!: (err: Error) => void;
   private failed: Error | null = null;
-  private rows = 0;
+  private readonly result: CopyInResult = { copied: 0, rows: [] };
 
   constructor(
     private readonly text: string,
@@ -108,7 +116,7 @@ export class CopyInQuery implements pg.Submittable {
 
   handleCommandComplete(msg: { text?: string }): void {
     const n = /^COPY (\d+)/.exec(msg.text ?? '');
-    if (n) this.rows = Number(n[1]);
+    if (n) this.result.copied = Number(n[1]);
   }
 
   /**
@@ -123,17 +131,20 @@ export class CopyInQuery implements pg.Submittable {
 
   handleReadyForQuery(): void {
     if (this.failed) this.reject(this.failed);
-    else this.resolve(this.rows);
+    else this.resolve(this.result);
+  }
+
+  handleDataRow(msg: { fields: (string | null)[] }): void {
+    this.result.rows.push(msg.fields);
   }
 
   handleCopyData(): void {}
   handleRowDescription(): void {}
-  handleDataRow(): void {}
   handleEmptyQuery(): void {}
   handlePortalSuspended(): void {}
 }
 
-/** Runs `COPY … FROM STDIN` of `lines` on `client`; resolves with the rows copied. */
+/** Runs the message `text` (one COPY … FROM STDIN of `lines` among its statements) on `client`. */
 export function copyIn(client: pg.ClientBase, text: string, lines: readonly string[]) {
   const q = new CopyInQuery(text, copyChunks(lines));
   client.query(q);

@@ -23,13 +23,16 @@ export interface HotUpsert {
  * tradeInsert inserts a row unless its id has a newer tombstone, and where
  * the sink holds the same (id, time) it overwrites it if not newer. A plain
  * COPY inserts, and fails on any row the sink already holds at (id, time)
- * (the primary key; TimescaleDB checks it in compressed chunks too). So:
- *  1. rows whose id has any tombstone go to the upsert (one indexed read);
- *  2. the rest are copied inside a savepoint;
- *  3. if the copy fails for any reason (a replayed batch meets its own rows:
- *     unique_violation), the savepoint is rolled back and the same rows go
- *     to the upsert, which applies the rule row by row (or fails as it would
- *     have without the copy).
+ * (the primary key; TimescaleDB checks it in compressed chunks too). So, in
+ * one round trip: a savepoint, the COPY, and a read of which of the copied
+ * ids have a tombstone (of any version). Then:
+ *  - if the copy failed for any reason (a replayed batch meets its own rows:
+ *    unique_violation), the savepoint is rolled back and the same rows go to
+ *    the upsert, which applies the rule row by row (or fails as it would
+ *    have without the copy);
+ *  - if some ids have a tombstone, the savepoint is rolled back, those rows go
+ *    to the upsert and the others are copied again (the same way, once);
+ *  - else the rows are written, exactly as the upsert would have.
  * Rows the copy cannot spell as the upsert's casts would (see tradeCopyRow)
  * go to the upsert too. Returns how many rows were copied.
  */
@@ -39,8 +42,8 @@ export async function writeHotTrades(
   hot: readonly HotUpsert[],
 ): Promise<number> {
   const upsert: HotUpsert[] = [];
-  let copy: HotUpsert[] = [];
-  let lines: string[] = [];
+  const copy: HotUpsert[] = [];
+  const lines: string[] = [];
   for (const u of hot) {
     const line = tradeCopyRow(u);
     if (line === null) upsert.push(u);
@@ -49,43 +52,57 @@ export async function writeHotTrades(
       lines.push(line);
     }
   }
-  if (copy.length > 0) {
-    const ids = copy.map((u) => u.trade.tradeId);
-    const tombs = await client.query<{ i: string }>(sql.tradeTombstoned, [ids]);
-    if (tombs.rows.length > 0) {
-      const dead = new Set(tombs.rows.map((r) => r.i));
-      const keep: HotUpsert[] = [];
-      const keepLines: string[] = [];
-      copy.forEach((u, k) => {
-        if (dead.has(u.trade.tradeId)) upsert.push(u);
-        else {
-          keep.push(u);
-          keepLines.push(lines[k]!);
-        }
-      });
-      copy = keep;
-      lines = keepLines;
-    }
-  }
-  let copied = 0;
-  if (copy.length > 0) {
-    await client.query('SAVEPOINT slotline_copy');
-    try {
-      copied = await copyIn(client, sql.tradeCopy, lines);
-      await client.query('RELEASE SAVEPOINT slotline_copy');
-      hotPathCounts.copied += copied;
-    } catch (err) {
-      // A lost connection fails the rollback too: the write fails and is retried as any is.
-      await client.query('ROLLBACK TO SAVEPOINT slotline_copy').catch(() => {
-        throw err;
-      });
-      hotPathCounts.fallbacks++;
-      upsert.push(...copy);
-    }
-  }
+  const copied = copy.length > 0 ? await copyHot(client, sql, copy, lines, upsert, true) : 0;
   if (upsert.length > 0)
     await client.query(sql.tradeInsert, [JSON.stringify(upsert.map(tradeRow))]);
   return copied;
+}
+
+/** Copies `copy` (spelled as `lines`), or hands rows to `upsert` as writeHotTrades says. */
+async function copyHot(
+  client: pg.PoolClient,
+  sql: Statements,
+  copy: HotUpsert[],
+  lines: string[],
+  upsert: HotUpsert[],
+  again: boolean,
+): Promise<number> {
+  const ids = copy.map((u) => u.trade.tradeId);
+  const message = `SAVEPOINT slotline_copy; ${sql.tradeCopy}; ${sql.tradeTombstonedAmong(ids)}`;
+  let tombstoned: (string | null)[][];
+  let copied: number;
+  try {
+    ({ copied, rows: tombstoned } = await copyIn(client, message, lines));
+  } catch (err) {
+    // A lost connection fails the rollback too: the write fails and is retried as any is.
+    await client.query('ROLLBACK TO SAVEPOINT slotline_copy').catch(() => {
+      throw err;
+    });
+    hotPathCounts.fallbacks++;
+    upsert.push(...copy);
+    return 0;
+  }
+  if (tombstoned.length === 0) {
+    hotPathCounts.copied += copied;
+    return copied;
+  }
+  await client.query('ROLLBACK TO SAVEPOINT slotline_copy');
+  hotPathCounts.fallbacks++;
+  if (!again) {
+    upsert.push(...copy);
+    return 0;
+  }
+  const dead = new Set(tombstoned.map((r) => r[0]));
+  const keep: HotUpsert[] = [];
+  const keepLines: string[] = [];
+  copy.forEach((u, k) => {
+    if (dead.has(u.trade.tradeId)) upsert.push(u);
+    else {
+      keep.push(u);
+      keepLines.push(lines[k]!);
+    }
+  });
+  return keep.length > 0 ? copyHot(client, sql, keep, keepLines, upsert, false) : 0;
 }
 
 const DIGITS = /^\d+$/;

@@ -120,6 +120,7 @@ describe.skipIf(skip !== null)('the COPY path keeps the apply rule', () => {
   it('copies a run of new inserts exactly, hostile text and uint256 amounts included', async () => {
     const trades = Array.from({ length: 3000 }, (_, i) => trade(i));
     trades[7] = trade(7, { tradeId: 'a\\b\tc\nd\re\\N', symbol: null, poolId: '\\.' });
+    trades[9] = trade(9, { tradeId: `q'"{x,y}"\\'' NULL`, symbol: '\\"' });
     trades[8] = trade(8, {
       price: (2n ** 256n - 1n).toString(),
       quantity: (2n ** 255n).toString(),
@@ -169,11 +170,34 @@ describe.skipIf(skip !== null)('the COPY path keeps the apply rule', () => {
   });
 
   it('an insert whose id has a newer tombstone stays deleted; an older tombstone lets it in', async () => {
-    await sink.write(batchOf('0/200', [ins('0/200', 0, trade(1)), ins('0/200', 1, trade(2))]));
-    await sink.write(batchOf('0/300', [del('0/300', 0, 't-1'), del('0/300', 1, 't-2')]));
+    const odd = trade(4, { tradeId: `t-"{q'},\\` });
+    await sink.write(
+      batchOf('0/200', [
+        ins('0/200', 0, trade(1)),
+        ins('0/200', 1, trade(2)),
+        ins('0/200', 3, odd),
+      ]),
+    );
+    await sink.write(
+      batchOf('0/300', [
+        del('0/300', 0, 't-1'),
+        del('0/300', 1, 't-2'),
+        del('0/300', 3, odd.tradeId),
+      ]),
+    );
     expect(await sinkRows(ctx.sink)).toEqual([]);
     // A replay of the older inserts (one with a new id beside them) and a newer re-insert of t-2.
-    await sink.write(batchOf('0/200', [ins('0/200', 0, trade(1)), ins('0/200', 2, trade(3))]));
+    const before = counts();
+    await sink.write(
+      batchOf('0/200', [
+        ins('0/200', 0, trade(1)),
+        ins('0/200', 2, trade(3)),
+        ins('0/200', 3, odd),
+      ]),
+    );
+    // The copy saw the tombstones, rolled back, and copied the rest again.
+    expect(hotPathCounts.fallbacks - before.fallbacks).toBe(1);
+    expect(hotPathCounts.copied - before.copied).toBe(1);
     await sink.write(batchOf('0/400', [ins('0/400', 0, trade(2))]));
     expect(await sinkRows(ctx.sink)).toEqual([
       expected(trade(2), '0/400', 0),
