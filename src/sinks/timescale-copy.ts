@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { Trade } from '../trades/map.js';
-import { copyIn, copyTextRow } from './copy-in.js';
+import { copyIn, copyTextField } from './copy-in.js';
 import type { statements } from './timescale-sql.js';
 import { tradeRow } from './timescale-sql.js';
 import { type RowVersion, versionFields } from './version.js';
@@ -106,13 +106,17 @@ async function copyHot(
 }
 
 const DIGITS = /^\d+$/;
-/** Unpaired surrogates (the u flag pairs the rest) and NUL: text PostgreSQL refuses. */
+/** What a text field must be checked for: COPY's specials, NUL and unpaired surrogates. */
+const CHECK = /[\0\\\t\n\r\p{Cs}]/u;
+/** Text PostgreSQL refuses: NUL, unpaired surrogates (the u flag pairs the rest). */
 const UNSPEAKABLE = /[\0\p{Cs}]/u;
 /** Year 10000: toISOString's four-digit years end here. */
 const MAX_ISO_SECONDS = 253_402_300_800;
 
 let lastSeconds = '';
 let lastIso = '';
+let lastLsn = -1n;
+let lastLsnText = '';
 
 /** Unix seconds as timestamptz input, the instant to_timestamp(seconds) gives. */
 function isoTime(seconds: string): string | null {
@@ -125,7 +129,12 @@ function isoTime(seconds: string): string | null {
   return lastIso;
 }
 
-const speakable = (v: string | null) => v === null || !UNSPEAKABLE.test(v);
+/** A text value as a COPY field; null if PostgreSQL could not hold it. */
+function text(v: string | null): string | null {
+  if (v === null) return '\\N';
+  if (!CHECK.test(v)) return v;
+  return UNSPEAKABLE.test(v) ? null : copyTextField(v);
+}
 
 /**
  * A trade as one COPY text row of TRADE_COLUMNS, holding the values
@@ -138,29 +147,21 @@ export function tradeCopyRow(u: HotUpsert): string | null {
   const t = u.trade;
   const time = isoTime(t.time);
   if (time === null || !DIGITS.test(t.price) || !DIGITS.test(t.quantity)) return null;
-  if (
-    !speakable(t.tradeId) ||
-    !speakable(t.chainId) ||
-    !speakable(t.poolId) ||
-    !speakable(t.symbol) ||
-    !speakable(t.side) ||
-    !speakable(t.transactionId)
-  )
+  const id = text(t.tradeId);
+  const chain = text(t.chainId);
+  const pool = text(t.poolId);
+  const symbol = text(t.symbol);
+  const side = text(t.side);
+  const txId = text(t.transactionId);
+  if (id === null || chain === null || pool === null || symbol === null || side === null)
     return null;
-  const v = versionFields(u.version);
-  return copyTextRow([
-    t.tradeId,
-    time,
-    t.chainId,
-    t.poolId,
-    t.symbol,
-    t.side,
-    t.price,
-    t.quantity,
-    (BigInt(t.price) * BigInt(t.quantity)).toString(),
-    t.transactionId,
-    v.l,
-    String(v.g),
-    String(v.s),
-  ]);
+  if (txId === null) return null;
+  const v = u.version;
+  if (v.lsn !== lastLsn) {
+    lastLsnText = versionFields(v).l;
+    lastLsn = v.lsn;
+  }
+  const volume = (BigInt(t.price) * BigInt(t.quantity)).toString();
+  // Digits, an ISO time and an LSN (hex and '/') need no escaping.
+  return `${id}\t${time}\t${chain}\t${pool}\t${symbol}\t${side}\t${t.price}\t${t.quantity}\t${volume}\t${txId}\t${lastLsnText}\t${v.gen}\t${v.seq}\n`;
 }
