@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { LeadershipLostError } from '../errors.js';
+import { escapedLiteral } from '../sql.js';
 import { type Lsn, formatLsn, parseLsnOrNull } from './lsn.js';
 
 export type CheckpointState = 'pending_snapshot' | 'snapshotting' | 'streaming';
@@ -116,13 +117,40 @@ export async function advanceCheckpoint(
   lsn: Lsn,
   commitTimeMicros: bigint | null,
 ): Promise<void> {
-  await db.query(
-    `UPDATE slotline.checkpoints
-        SET lsn = $3::pg_lsn,
-            commit_time = COALESCE(timestamptz '2000-01-01 00:00:00+00' + $4::bigint * interval '1 microsecond', commit_time),
+  await db.query(ADVANCE('$1', '$2', '$3', '$4'), [
+    slot,
+    sink,
+    formatLsn(lsn),
+    commitTimeMicros === null ? null : commitTimeMicros.toString(),
+  ]);
+}
+
+const ADVANCE = (
+  slot: string,
+  sink: string,
+  lsn: string,
+  micros: string,
+) => `UPDATE slotline.checkpoints
+        SET lsn = ${lsn}::pg_lsn,
+            commit_time = COALESCE(timestamptz '2000-01-01 00:00:00+00' + ${micros}::bigint * interval '1 microsecond', commit_time),
             updated_at = now()
-      WHERE slot = $1 AND sink = $2 AND state = 'streaming' AND (lsn IS NULL OR lsn < $3::pg_lsn)`,
-    [slot, sink, formatLsn(lsn), commitTimeMicros === null ? null : commitTimeMicros.toString()],
+      WHERE slot = ${slot} AND sink = ${sink} AND state = 'streaming' AND (lsn IS NULL OR lsn < ${lsn}::pg_lsn)`;
+
+/**
+ * advanceCheckpoint's statement with its values inline, to share one
+ * simple-protocol message (one round trip) with the COMMIT after it.
+ */
+export function advanceCheckpointText(
+  slot: string,
+  sink: string,
+  lsn: Lsn,
+  commitTimeMicros: bigint | null,
+): string {
+  return ADVANCE(
+    escapedLiteral(slot),
+    escapedLiteral(sink),
+    `'${formatLsn(lsn)}'`,
+    commitTimeMicros === null ? 'NULL' : `'${commitTimeMicros.toString()}'`,
   );
 }
 
@@ -286,19 +314,41 @@ export async function lockEpoch(
   sink: string,
   epoch: string,
 ): Promise<{ generation: number; state: CheckpointState | null }> {
-  const { rows } = await db.query<{
-    epoch: string;
-    holder: string;
-    generation: number | null;
-    state: CheckpointState | null;
-  }>(
-    `SELECT l.epoch::text, l.holder, c.generation, c.state
+  const { rows } = await db.query<LockedEpoch>(LOCK_EPOCH('$1', '$2'), [slot, sink]);
+  return checkEpoch(rows, slot, epoch);
+}
+
+/** What lockEpoch's statement reads. */
+export interface LockedEpoch {
+  epoch: string;
+  holder: string;
+  generation: number | null;
+  state: CheckpointState | null;
+}
+
+const LOCK_EPOCH = (
+  slot: string,
+  sink: string,
+) => `SELECT l.epoch::text, l.holder, c.generation, c.state
        FROM slotline.leaders l
-       LEFT JOIN slotline.checkpoints c ON c.slot = l.slot AND c.sink = $2
-      WHERE l.slot = $1
-        FOR SHARE OF l`,
-    [slot, sink],
-  );
+       LEFT JOIN slotline.checkpoints c ON c.slot = l.slot AND c.sink = ${sink}
+      WHERE l.slot = ${slot}
+        FOR SHARE OF l`;
+
+/**
+ * lockEpoch's statement with its values inline, to share one simple-protocol
+ * message (one round trip) with the BEGIN before it; checkEpoch reads its rows.
+ */
+export function lockEpochText(slot: string, sink: string): string {
+  return LOCK_EPOCH(escapedLiteral(slot), escapedLiteral(sink));
+}
+
+/** lockEpoch's check of the rows its statement read. */
+export function checkEpoch(
+  rows: readonly LockedEpoch[],
+  slot: string,
+  epoch: string,
+): { generation: number; state: CheckpointState | null } {
   const r = rows[0];
   if (r?.epoch !== epoch) {
     throw new LeadershipLostError(

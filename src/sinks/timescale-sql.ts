@@ -1,4 +1,4 @@
-import { quoteLiteral } from '../sql.js';
+import { escapedLiteral, quoteLiteral } from '../sql.js';
 
 /**
  * The TimescaleDB sink's statements: one per kind of change, each over a JSON
@@ -16,6 +16,11 @@ import { quoteLiteral } from '../sql.js';
 import type { Pool, Trade } from '../trades/map.js';
 import type { DeadLetter } from './batch.js';
 import { type RowVersion, versionFields } from './version.js';
+
+/** Strings as the text of a PostgreSQL array of text (every element quoted). */
+export function textArray(values: readonly string[]): string {
+  return `{${values.map((v) => `"${v.replace(/[\\"]/g, '\\$&')}"`).join(',')}}`;
+}
 
 /** A table alias's version, as a row value: lexicographic comparison in SQL. */
 export const versionSql = (a: string) =>
@@ -82,6 +87,14 @@ function tradeStatements(schema: string, rawSchema: string, timescale: boolean) 
   return {
     /** Rows nothing else in the batch touched, streamed inserts: the hot path. */
     tradeInsert: tradeUpsert(false),
+    /** The hot path's rows as COPY text (timescale-copy.ts): no guard, the caller's checks are it. */
+    tradeCopy: `COPY ${trades} (${TRADE_COLUMNS}) FROM STDIN`,
+    /**
+     * Which of `ids` have a tombstone, of any version (timescale-copy.ts): the
+     * ids inline as literals, so it can share a simple-protocol message with a COPY.
+     */
+    tradeTombstonedAmong: (ids: readonly string[]) =>
+      `SELECT d.trade_id FROM ${tradeTombs} d WHERE d.trade_id = ANY (${escapedLiteral(textArray(ids))}::text[])`,
     /**
      * Rows whose id the sink may hold at another time, or newer: applied unless
      * a located row of the id ($2: tradeLocate's rows) is newer.

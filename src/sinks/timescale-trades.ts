@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import type { Segment } from './coalesce.js';
 import type { StaleSpan } from './ohlcv-refresh.js';
+import { writeHotTrades } from './timescale-copy.js';
 import { tradeRow, type statements } from './timescale-sql.js';
 import { versionFields } from './version.js';
 
@@ -38,8 +39,9 @@ export interface Removal {
  * locate the id's rows (a read), then remove the older ones by (id, time) —
  * set-based where their chunk is in the rowstore, one constant statement per
  * row where it is in the columnstore — then tombstone the deletes and upsert.
- * Streamed inserts take the hot path: one INSERT … ON CONFLICT, which
- * TimescaleDB checks against compressed batches through the bloom filter.
+ * Streamed inserts and snapshot rows take the hot path: a COPY when no row of
+ * theirs is in the sink yet, else one INSERT … ON CONFLICT, which TimescaleDB
+ * checks against compressed batches through the bloom filter (timescale-copy.ts).
  * Every trade time touched goes into `stale` (see ohlcv-refresh.ts).
  */
 export async function writeTrades(
@@ -81,7 +83,10 @@ export async function writeTrades(
     const newer = located.map(({ i, g, l, s }) => ({ i, g, l, s }));
     await client.query(sql.tradeUpsertChecked, [json(upsertRows(checked)), json(newer)]);
   }
-  if (hot.length > 0) await client.query(sql.tradeInsert, [json(upsertRows(hot))]);
+  if (hot.length > 0) {
+    for (const u of hot) stale.add(Number(u.trade.time));
+    await writeHotTrades(client, sql, hot);
+  }
 }
 
 /**

@@ -2,9 +2,12 @@ import pg from 'pg';
 import type { Lsn } from '../checkpoint/lsn.js';
 import {
   advanceCheckpoint,
+  advanceCheckpointText,
   beginGeneration,
+  checkEpoch,
   claimEpoch,
   lockEpoch,
+  lockEpochText,
   readCheckpoint,
   recordSourceIdentity,
   resetCheckpoint,
@@ -12,6 +15,7 @@ import {
   type Checkpoint,
   type ClaimedEpoch,
   type LeaderClaim,
+  type LockedEpoch,
   type SourceIdentity,
 } from '../checkpoint/store.js';
 import { supersedeLetters } from '../deadletters/supersede.js';
@@ -167,20 +171,37 @@ export class TimescaleSink implements Sink {
     return claimed;
   }
 
-  /** Runs `fn` in one sink transaction that holds this replica's epoch; passes the current generation. */
+  /**
+   * Runs `fn` in one sink transaction that holds this replica's epoch; passes
+   * the current generation. The BEGIN and the epoch lock go in one message,
+   * and statements `fn` pushes onto `tail` go with the COMMIT: a write costs
+   * the sink two round trips besides its own statements (under load, each
+   * round trip waits for both processes to be scheduled). A tail statement
+   * that fails skips the rest of its message, the COMMIT included.
+   */
   private async transaction<T>(
-    fn: (client: pg.PoolClient, gen: number, snapshotting: boolean, f: Features) => Promise<T>,
+    fn: (
+      client: pg.PoolClient,
+      gen: number,
+      snapshotting: boolean,
+      f: Features,
+      tail: string[],
+    ) => Promise<T>,
   ): Promise<T> {
     const epoch = this.epoch;
     if (epoch === null) throw new Error('TimescaleSink written before claimEpoch()');
     const client = await this.db().connect();
     let broken: Error | undefined;
     try {
-      await client.query(BEGIN_WRITE);
-      const at = await lockEpoch(client, this.opts.slot, this.name, epoch);
+      const begun = (await client.query(
+        `${BEGIN_WRITE}; ${lockEpochText(this.opts.slot, this.name)}`,
+      )) as unknown as pg.QueryResult[];
+      const locked = begun[begun.length - 1]!.rows as LockedEpoch[];
+      const at = checkEpoch(locked, this.opts.slot, epoch);
       const f = await this.detect(client);
-      const result = await fn(client, at.generation, at.state === 'snapshotting', f);
-      await client.query('COMMIT');
+      const tail: string[] = [];
+      const result = await fn(client, at.generation, at.state === 'snapshotting', f, tail);
+      await client.query([...tail, 'COMMIT'].join(';\n'));
       return result;
     } catch (err) {
       broken = err as Error;
@@ -196,7 +217,7 @@ export class TimescaleSink implements Sink {
 
   async write(batch: Batch): Promise<void> {
     let owed = false;
-    await this.transaction(async (client, gen, snapshotting, f) => {
+    await this.transaction(async (client, gen, snapshotting, f, tail) => {
       const stale = StaleSpan.now();
       for (const seg of coalesce(batch.changes, gen)) {
         // While a snapshot is copied nothing else writes, and every row the sink
@@ -209,7 +230,9 @@ export class TimescaleSink implements Sink {
       // A letter whose row a later change now settles is resolved in the same transaction.
       if (await this.lettersPending(client, batch))
         await supersedeLetters(client, this.opts.slot, batch.changes);
-      if (batch.checkpoint !== null) {
+      if (batch.checkpoint === null) return;
+      if (Date.now() - this.lastPurge >= (this.opts.purgeIntervalMs ?? 60_000)) {
+        this.lastPurge = Date.now();
         await advanceCheckpoint(
           client,
           this.opts.slot,
@@ -217,10 +240,11 @@ export class TimescaleSink implements Sink {
           batch.checkpoint,
           batch.commitTime,
         );
-        if (Date.now() - this.lastPurge >= (this.opts.purgeIntervalMs ?? 60_000)) {
-          this.lastPurge = Date.now();
-          for (const q of f.sql.purge) await client.query(q, [gen, this.opts.slot]);
-        }
+        for (const q of f.sql.purge) await client.query(q, [gen, this.opts.slot]);
+      } else {
+        tail.push(
+          advanceCheckpointText(this.opts.slot, this.name, batch.checkpoint, batch.commitTime),
+        );
       }
     });
     if (owed) this.refresher?.ask();
