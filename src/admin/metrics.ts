@@ -1,5 +1,5 @@
 import client from 'prom-client';
-import type { PgoutputMessage } from '../decode/pgoutput.js';
+import type { PgoutputMessage, Relation } from '../decode/pgoutput.js';
 
 /**
  * Every metric slotline exports, declared here with help text, in base units
@@ -208,37 +208,67 @@ export type Metrics = ReturnType<typeof createMetrics>;
 
 export const WAL_STATUSES = ['reserved', 'extended', 'unreserved', 'lost'] as const;
 
+const OPERATIONS = ['insert', 'update', 'delete'] as const;
+
 /**
  * Counts decoded row changes per transaction and adds them to the counter at
  * its commit, so the counter never includes a transaction that was cut off.
+ * Per message it only bumps a number of the change's relation (no label key
+ * is built per row: that was 3% of a catch-up's CPU); labels are made at the
+ * commit, once per relation and operation.
  */
 export class DecodeCounter {
-  private pending = new Map<string, number>();
+  /** Per relation (as decoded: a new Relation message is a new entry) its inserts, updates, deletes. */
+  private readonly pending = new Map<Relation, [number, number, number]>();
+  private lastRelation: Relation | null = null;
+  private lastCounts: [number, number, number] = [0, 0, 0];
 
   constructor(private readonly metrics: Metrics) {}
 
   onMessage(msg: PgoutputMessage): void {
     switch (msg.tag) {
       case 'insert':
-      case 'update':
-      case 'delete': {
-        const key = `${msg.relation.name}\u0000${msg.tag}`;
-        this.pending.set(key, (this.pending.get(key) ?? 0) + 1);
+        this.counts(msg.relation)[0] += 1;
         return;
-      }
+      case 'update':
+        this.counts(msg.relation)[1] += 1;
+        return;
+      case 'delete':
+        this.counts(msg.relation)[2] += 1;
+        return;
       case 'commit':
         this.metrics.transactions.inc();
-        for (const [key, n] of this.pending) {
-          const [table, operation] = key.split('\u0000') as [string, string];
-          this.metrics.eventsDecoded.inc({ table, operation }, n);
+        for (const [relation, counts] of this.pending) {
+          for (let i = 0; i < OPERATIONS.length; i++) {
+            const n = counts[i]!;
+            if (n > 0)
+              this.metrics.eventsDecoded.inc({ table: relation.name, operation: OPERATIONS[i] }, n);
+          }
         }
-        this.pending.clear();
+        this.clear();
         return;
       case 'begin':
-        this.pending.clear();
+        this.clear();
         return;
       default:
         return;
     }
+  }
+
+  private counts(relation: Relation): [number, number, number] {
+    if (relation === this.lastRelation) return this.lastCounts;
+    let counts = this.pending.get(relation);
+    if (counts === undefined) {
+      counts = [0, 0, 0];
+      this.pending.set(relation, counts);
+    }
+    this.lastRelation = relation;
+    this.lastCounts = counts;
+    return counts;
+  }
+
+  private clear(): void {
+    this.pending.clear();
+    this.lastRelation = null;
   }
 }

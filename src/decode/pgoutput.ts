@@ -266,7 +266,8 @@ export class PgoutputDecoder {
       );
     }
     const buf = this.buf;
-    const values: TupleValues = [];
+    // Sized once: pushing onto [] grows it to 17 slots at the first push.
+    const values: TupleValues = new Array<ColumnValue>(count);
     for (let i = 0; i < count; i++) {
       this.need(1);
       const kind = buf[this.pos++];
@@ -274,12 +275,12 @@ export class PgoutputDecoder {
         const length = this.uint32();
         this.need(length);
         // toString copies, so the value survives reuse of buf.
-        values.push(buf.toString('utf8', this.pos, this.pos + length));
+        values[i] = buf.toString('utf8', this.pos, this.pos + length);
         this.pos += length;
       } else if (kind === 0x6e /* n */) {
-        values.push(null);
+        values[i] = null;
       } else if (kind === 0x75 /* u */) {
-        values.push(UNCHANGED_TOAST);
+        values[i] = UNCHANGED_TOAST;
       } else if (kind === 0x62 /* b */) {
         throw new ProtocolError(
           `relation ${relation.oid} column ${relation.columns[i]!.name}: binary value, but the binary option is never requested`,

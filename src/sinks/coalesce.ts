@@ -34,7 +34,9 @@ export interface Segment {
   truncate: { tables: ('trades' | 'pools')[]; version: RowVersion } | null;
 }
 
-type TradeState = { kind: 'upsert'; row: TradeUpsertRow } | { kind: 'delete'; version: RowVersion };
+/** The segment's own entries serve as the state: no wrapper object per trade. */
+type TradeDelete = Segment['tradeDeletes'][number];
+type TradeState = TradeUpsertRow | TradeDelete;
 type PoolState =
   { kind: 'upsert'; pool: Pool; version: RowVersion } | { kind: 'delete'; version: RowVersion };
 
@@ -43,8 +45,7 @@ function supersedes(prev: { version: RowVersion } | undefined, next: RowVersion)
   return prev === undefined || compareVersions(next, prev.version) >= 0;
 }
 
-const versionOfState = (s: TradeState | undefined) =>
-  s === undefined ? undefined : s.kind === 'upsert' ? s.row : s;
+const isUpsert = (s: TradeState): s is TradeUpsertRow => 'trade' in s;
 
 /** `gen` is the sink's current source generation (for changes that carry none). */
 export function coalesce(changes: readonly Change[], gen = 0): Segment[] {
@@ -62,9 +63,9 @@ export function coalesce(changes: readonly Change[], gen = 0): Segment[] {
       deadLetters: [...letters.values()],
       truncate,
     };
-    for (const [tradeId, s] of trades) {
-      if (s.kind === 'upsert') seg.tradeUpserts.push(s.row);
-      else seg.tradeDeletes.push({ tradeId, version: s.version });
+    for (const s of trades.values()) {
+      if (isUpsert(s)) seg.tradeUpserts.push(s);
+      else seg.tradeDeletes.push(s);
     }
     for (const [poolId, s] of pools) {
       if (s.kind === 'upsert') seg.poolUpserts.push({ pool: s.pool, version: s.version });
@@ -81,17 +82,14 @@ export function coalesce(changes: readonly Change[], gen = 0): Segment[] {
     switch (c.kind) {
       case 'trade_upsert': {
         const prev = trades.get(c.trade.tradeId);
-        if (!supersedes(versionOfState(prev), version)) break;
+        if (!supersedes(prev, version)) break;
         const hot = prev === undefined && c.op === 'insert' && c.tx !== undefined;
-        trades.set(c.trade.tradeId, {
-          kind: 'upsert',
-          row: { trade: c.trade, version, replace: !hot },
-        });
+        trades.set(c.trade.tradeId, { trade: c.trade, version, replace: !hot });
         break;
       }
       case 'trade_delete':
-        if (supersedes(versionOfState(trades.get(c.tradeId)), version))
-          trades.set(c.tradeId, { kind: 'delete', version });
+        if (supersedes(trades.get(c.tradeId), version))
+          trades.set(c.tradeId, { tradeId: c.tradeId, version });
         break;
       case 'pool_upsert':
         if (supersedes(pools.get(c.pool.id), version))

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseCopyTextRow } from '../source/copy-text.js';
-import { copyChunks, copyTextField, copyTextRow } from './copy-in.js';
+import { copyChunks, CopyRows, copyTextField, copyTextRow } from './copy-in.js';
 import { tradeCopyRow } from './timescale-copy.js';
 
 const HOSTILE = [
@@ -56,6 +56,46 @@ describe('copyTextField', () => {
   });
 });
 
+describe('CopyRows', () => {
+  const spell = (v: string) => (v.includes('\0') ? null : copyTextField(v));
+
+  it('writes what copyTextRow spells, in chunks that end at row ends', () => {
+    const rows = new CopyRows();
+    const lines: string[] = [];
+    for (let i = 0; i < 1200; i++) {
+      const fields = [`id-${i}`, HOSTILE[i % HOSTILE.length]!, i % 7 === 0 ? null : 'x'.repeat(i)];
+      rows.begin();
+      for (const f of fields) expect(rows.text(f, spell)).toBe(true);
+      rows.raw(String(i));
+      rows.end();
+      lines.push(copyTextRow([...fields, String(i)]));
+    }
+    const chunks = rows.finish();
+    expect(chunks.length).toBeGreaterThan(1);
+    expect(Buffer.concat(chunks).toString('utf8')).toBe(lines.join(''));
+    for (const c of chunks) expect(c[c.length - 1]).toBe(0x0a);
+  });
+
+  it('drops a row whose value cannot be spelled, even after the buffer grew', () => {
+    const rows = new CopyRows();
+    rows.begin();
+    expect(rows.text('kept', spell)).toBe(true);
+    rows.end();
+    rows.begin();
+    expect(rows.text('y'.repeat(300_000), spell)).toBe(true);
+    expect(rows.text('a\0b', spell)).toBe(false);
+    rows.drop();
+    rows.begin();
+    expect(rows.text('€', spell)).toBe(true);
+    rows.end();
+    expect(Buffer.concat(rows.finish()).toString('utf8')).toBe('kept\n€\n');
+  });
+
+  it('gives no chunk for no rows', () => {
+    expect(new CopyRows().finish()).toEqual([]);
+  });
+});
+
 describe('tradeCopyRow', () => {
   const trade = {
     tradeId: 'tr\t1\\N',
@@ -88,6 +128,17 @@ describe('tradeCopyRow', () => {
       '2',
       '-1',
     ]);
+  });
+
+  it('spells each time as toISOString does, across minutes, days and years', () => {
+    const times = [1, 59, 60, 61, 86_399, 86_400, 951_782_400, 1_700_000_000, 253_402_300_799];
+    for (let i = 0; i < 500; i++) times.push(1_699_999_000 + i * 7);
+    for (const s of times) {
+      const line = tradeCopyRow({ trade: { ...trade, time: String(s) }, version });
+      expect(parseCopyTextRow(Buffer.from(line!, 'utf8'))[1]).toBe(
+        new Date(s * 1000).toISOString(),
+      );
+    }
   });
 
   it('leaves to the upsert what it cannot spell the same way', () => {

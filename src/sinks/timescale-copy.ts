@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { Trade } from '../trades/map.js';
-import { copyIn, copyTextField } from './copy-in.js';
+import { copyIn, CopyRows, copyTextField } from './copy-in.js';
 import type { statements } from './timescale-sql.js';
 import { tradeRow } from './timescale-sql.js';
 import { type RowVersion, versionFields } from './version.js';
@@ -43,27 +43,24 @@ export async function writeHotTrades(
 ): Promise<number> {
   const upsert: HotUpsert[] = [];
   const copy: HotUpsert[] = [];
-  const lines: string[] = [];
+  const rows = new CopyRows();
   for (const u of hot) {
-    const line = tradeCopyRow(u);
-    if (line === null) upsert.push(u);
-    else {
-      copy.push(u);
-      lines.push(line);
-    }
+    if (writeTradeCopyRow(u, rows)) copy.push(u);
+    else upsert.push(u);
   }
-  const copied = copy.length > 0 ? await copyHot(client, sql, copy, lines, upsert, true) : 0;
+  const copied =
+    copy.length > 0 ? await copyHot(client, sql, copy, rows.finish(), upsert, true) : 0;
   if (upsert.length > 0)
     await client.query(sql.tradeInsert, [JSON.stringify(upsert.map(tradeRow))]);
   return copied;
 }
 
-/** Copies `copy` (spelled as `lines`), or hands rows to `upsert` as writeHotTrades says. */
+/** Copies `copy` (spelled as `chunks`), or hands rows to `upsert` as writeHotTrades says. */
 async function copyHot(
   client: pg.PoolClient,
   sql: Statements,
   copy: HotUpsert[],
-  lines: string[],
+  chunks: Buffer[],
   upsert: HotUpsert[],
   again: boolean,
 ): Promise<number> {
@@ -72,7 +69,7 @@ async function copyHot(
   let tombstoned: (string | null)[][];
   let copied: number;
   try {
-    ({ copied, rows: tombstoned } = await copyIn(client, message, lines));
+    ({ copied, rows: tombstoned } = await copyIn(client, message, chunks));
   } catch (err) {
     // A lost connection fails the rollback too: the write fails and is retried as any is.
     await client.query('ROLLBACK TO SAVEPOINT slotline_copy').catch(() => {
@@ -94,15 +91,15 @@ async function copyHot(
   }
   const dead = new Set(tombstoned.map((r) => r[0]));
   const keep: HotUpsert[] = [];
-  const keepLines: string[] = [];
-  copy.forEach((u, k) => {
+  // Spelled again (it was spelled once, so it is again): rare, and the first
+  // spelling holds no per-row boundaries to pick the survivors from.
+  const keepRows = new CopyRows();
+  for (const u of copy) {
     if (dead.has(u.trade.tradeId)) upsert.push(u);
-    else {
-      keep.push(u);
-      keepLines.push(lines[k]!);
-    }
-  });
-  return keep.length > 0 ? copyHot(client, sql, keep, keepLines, upsert, false) : 0;
+    else if (writeTradeCopyRow(u, keepRows)) keep.push(u);
+    else upsert.push(u);
+  }
+  return keep.length > 0 ? copyHot(client, sql, keep, keepRows.finish(), upsert, false) : 0;
 }
 
 const DIGITS = /^\d+$/;
@@ -115,23 +112,35 @@ const MAX_ISO_SECONDS = 253_402_300_800;
 
 let lastSeconds = '';
 let lastIso = '';
+let lastMinute = -1;
+let minutePrefix = '';
 let lastLsn = -1n;
 let lastLsnText = '';
+/** The end of an ISO time after its minute: seconds, no fraction (unix seconds are whole). */
+const SECONDS = Array.from({ length: 60 }, (_, s) => `${String(s).padStart(2, '0')}.000Z`);
 
-/** Unix seconds as timestamptz input, the instant to_timestamp(seconds) gives. */
+/**
+ * Unix seconds as timestamptz input, the instant to_timestamp(seconds) gives:
+ * toISOString's spelling, its minute computed once per minute (a unix minute
+ * is always 60 seconds: no leap seconds).
+ */
 function isoTime(seconds: string): string | null {
   if (seconds === lastSeconds) return lastIso;
   if (!DIGITS.test(seconds)) return null;
   const n = Number(seconds);
   if (!(n > 0 && n < MAX_ISO_SECONDS)) return null;
+  const minute = Math.floor(n / 60);
+  if (minute !== lastMinute) {
+    minutePrefix = new Date(minute * 60_000).toISOString().slice(0, 17);
+    lastMinute = minute;
+  }
   lastSeconds = seconds;
-  lastIso = new Date(n * 1000).toISOString();
+  lastIso = minutePrefix + SECONDS[n - minute * 60]!;
   return lastIso;
 }
 
 /** A text value as a COPY field; null if PostgreSQL could not hold it. */
-function text(v: string | null): string | null {
-  if (v === null) return '\\N';
+function spell(v: string): string | null {
   if (!CHECK.test(v)) return v;
   return UNSPEAKABLE.test(v) ? null : copyTextField(v);
 }
@@ -144,24 +153,44 @@ function text(v: string | null): string | null {
  * (the mapper's checks make that rare): the upsert then writes it.
  */
 export function tradeCopyRow(u: HotUpsert): string | null {
+  const rows = new CopyRows();
+  if (!writeTradeCopyRow(u, rows)) return null;
+  return Buffer.concat(rows.finish()).toString('utf8');
+}
+
+/** tradeCopyRow, appended to `rows`; false (and nothing appended) where it gives null. */
+export function writeTradeCopyRow(u: HotUpsert, rows: CopyRows): boolean {
   const t = u.trade;
   const time = isoTime(t.time);
-  if (time === null || !DIGITS.test(t.price) || !DIGITS.test(t.quantity)) return null;
-  const id = text(t.tradeId);
-  const chain = text(t.chainId);
-  const pool = text(t.poolId);
-  const symbol = text(t.symbol);
-  const side = text(t.side);
-  const txId = text(t.transactionId);
-  if (id === null || chain === null || pool === null || symbol === null || side === null)
-    return null;
-  if (txId === null) return null;
+  if (time === null || !DIGITS.test(t.price) || !DIGITS.test(t.quantity)) return false;
   const v = u.version;
   if (v.lsn !== lastLsn) {
     lastLsnText = versionFields(v).l;
     lastLsn = v.lsn;
   }
-  const volume = (BigInt(t.price) * BigInt(t.quantity)).toString();
+  rows.begin();
   // Digits, an ISO time and an LSN (hex and '/') need no escaping.
-  return `${id}\t${time}\t${chain}\t${pool}\t${symbol}\t${side}\t${t.price}\t${t.quantity}\t${volume}\t${txId}\t${lastLsnText}\t${v.gen}\t${v.seq}\n`;
+  if (!rows.text(t.tradeId, spell)) return dropped(rows);
+  rows.raw(time);
+  if (
+    !rows.text(t.chainId, spell) ||
+    !rows.text(t.poolId, spell) ||
+    !rows.text(t.symbol, spell) ||
+    !rows.text(t.side, spell)
+  )
+    return dropped(rows);
+  rows.raw(t.price);
+  rows.raw(t.quantity);
+  rows.raw((BigInt(t.price) * BigInt(t.quantity)).toString());
+  if (!rows.text(t.transactionId, spell)) return dropped(rows);
+  rows.raw(lastLsnText);
+  rows.raw(String(v.gen));
+  rows.raw(String(v.seq));
+  rows.end();
+  return true;
+}
+
+function dropped(rows: CopyRows): false {
+  rows.drop();
+  return false;
 }

@@ -17,8 +17,13 @@ import type { Pool, Trade } from '../trades/map.js';
 import type { DeadLetter } from './batch.js';
 import { type RowVersion, versionFields } from './version.js';
 
+const QUOTED = /[\\"]/;
+
 /** Strings as the text of a PostgreSQL array of text (every element quoted). */
 export function textArray(values: readonly string[]): string {
+  // Ids rarely hold a quote or backslash: then one join, no string per element.
+  if (!values.some((v) => QUOTED.test(v)))
+    return values.length === 0 ? '{}' : `{"${values.join('","')}"}`;
   return `{${values.map((v) => `"${v.replace(/[\\"]/g, '\\$&')}"`).join(',')}}`;
 }
 

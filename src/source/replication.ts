@@ -4,7 +4,13 @@ import { classifyError, ConnectionError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { deadPeerSettings } from '../sql.js';
 import { connectionOf, CopyOutQuery, type PgConnection } from './copy-both.js';
-import { buildStandbyStatusUpdate, parseReplicationFrame, unixMsToPgMicros } from './wire.js';
+import {
+  buildStandbyStatusUpdate,
+  parseReplicationFrame,
+  unixMsToPgMicros,
+  XLOG_HEADER,
+  xlogDataStart,
+} from './wire.js';
 
 /** Messages decoded between two yields of the event loop (see yieldLoop). */
 const YIELD_EVERY = 500;
@@ -152,17 +158,20 @@ export class ReplicationStream {
     // After stop() we only wait for the server's goodbye: what still arrives
     // was not acknowledged and is streamed again on the next start.
     if (this.stopping) return;
-    const frame = parseReplicationFrame(chunk);
     this.lastMessageAt = Date.now();
-    if (frame.tag === 'xlog') {
-      this.received = maxLsn(this.received, frame.dataStart);
-      this.opts.onMessage(frame.dataStart, chunk, frame.payloadOffset);
+    const dataStart = xlogDataStart(chunk);
+    if (dataStart !== null) {
+      this.received = maxLsn(this.received, dataStart);
+      this.opts.onMessage(dataStart, chunk, XLOG_HEADER);
       if (++this.sinceYield >= YIELD_EVERY) this.yieldLoop();
-    } else {
-      this.received = maxLsn(this.received, frame.walEnd);
-      this.opts.onKeepalive(frame.walEnd);
-      if (frame.replyRequested) this.sendStatus(false);
+      return;
     }
+    // Not XLogData: a keepalive, or a malformed message that throws here.
+    const frame = parseReplicationFrame(chunk);
+    if (frame.tag !== 'keepalive') return;
+    this.received = maxLsn(this.received, frame.walEnd);
+    this.opts.onKeepalive(frame.walEnd);
+    if (frame.replyRequested) this.sendStatus(false);
   }
 
   /**

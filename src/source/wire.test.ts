@@ -7,6 +7,8 @@ import {
   parseReplicationFrame,
   pgMicrosToUnixMs,
   unixMsToPgMicros,
+  XLOG_HEADER,
+  xlogDataStart,
 } from './wire.js';
 
 describe('parseReplicationFrame', () => {
@@ -28,6 +30,14 @@ describe('parseReplicationFrame', () => {
       payloadOffset: 25,
     });
     expect(chunk[25]).toBe(0x42);
+    expect(xlogDataStart(chunk)).toBe(parseLsn('0/1550040'));
+    expect(XLOG_HEADER).toBe(25);
+  });
+
+  it('takes only XLogData as XLogData: keepalives and short frames go to the full parser', () => {
+    expect(xlogDataStart(Buffer.alloc(24, 'w'))).toBeNull();
+    expect(xlogDataStart(Buffer.alloc(18, 'k'))).toBeNull();
+    expect(xlogDataStart(Buffer.alloc(0))).toBeNull();
   });
 
   it('parses keepalives with and without a reply request', () => {

@@ -14,11 +14,21 @@ export type ReplicationFrame =
   | { tag: 'keepalive'; walEnd: Lsn; sendTime: bigint; replyRequested: boolean };
 
 // Byte1('w') Int64 dataStart, Int64 walEnd, Int64 sendTime, then the payload.
-const XLOG_HEADER = 25;
+export const XLOG_HEADER = 25;
 // Byte1('k') Int64 walEnd, Int64 sendTime, Byte1 replyRequested.
 const KEEPALIVE_LENGTH = 18;
 // Byte1('r') Int64 write, Int64 flush, Int64 apply, Int64 clock, Byte1 replyRequested.
 const STATUS_UPDATE_LENGTH = 34;
+
+/**
+ * The data start of an XLogData message, whose payload is chunk[XLOG_HEADER..];
+ * null for any other message (parse it with parseReplicationFrame). The
+ * stream's per-row path: no frame object, and only the one LSN it needs.
+ */
+export function xlogDataStart(chunk: Buffer): Lsn | null {
+  if (chunk[0] !== 0x77 /* w */ || chunk.length < XLOG_HEADER) return null;
+  return chunk.readBigUInt64BE(1);
+}
 
 /** Parses one CopyData payload from the server: 'w' (XLogData) or 'k' (keepalive). */
 export function parseReplicationFrame(chunk: Buffer): ReplicationFrame {

@@ -145,7 +145,9 @@ function at(values: TupleValues, i: number): ColumnValue {
   return i < 0 ? null : (values[i] ?? null);
 }
 
-function reject(code: RejectCode, reason: string): { ok: false; rejection: Rejection } {
+type Rejected = { ok: false; rejection: Rejection };
+
+function reject(code: RejectCode, reason: string): Rejected {
   return { ok: false, rejection: { code, reason } };
 }
 
@@ -155,10 +157,8 @@ function preview(v: string): string {
     : JSON.stringify(v);
 }
 
-function amount(
-  v: ColumnValue,
-  what: 'price' | 'quantity',
-): { ok: true; value: string } | { ok: false; rejection: Rejection } {
+/** The amount's digits (leading zeros stripped), or why it is refused: no wrapper per trade. */
+function amount(v: ColumnValue, what: 'price' | 'quantity'): string | Rejected {
   if (v === null) return reject(`null_${what}`, `${what} is NULL`);
   if (v === UNCHANGED_TOAST)
     return reject('unchanged_toast', `${what} was not sent (unchanged TOAST)`);
@@ -174,12 +174,16 @@ function amount(
       `${what} has ${digits.length} digits; at most ${MAX_AMOUNT_DIGITS} fit a uint256`,
     );
   }
-  return { ok: true, value: digits };
+  return digits;
 }
+
+const TRADE_KEYS = Object.keys(TRADE_COLUMNS) as (keyof TradeColumns)[];
 
 /** Whether a value the trade needs is absent from an update (TOAST). */
 function firstUnchanged(values: TupleValues, cols: TradeColumns): string | null {
-  for (const key of Object.keys(cols) as (keyof TradeColumns)[]) {
+  // Inserts never hold one: one scan without allocating, then the columns in contract order.
+  if (!values.includes(UNCHANGED_TOAST)) return null;
+  for (const key of TRADE_KEYS) {
     if (at(values, cols[key]) === UNCHANGED_TOAST) return TRADE_COLUMNS[key];
   }
   return null;
@@ -215,9 +219,9 @@ export function mapTrade(
   }
 
   const price = amount(at(v, cols.price), 'price');
-  if (!price.ok) return price;
+  if (typeof price !== 'string') return price;
   const quantity = amount(at(v, cols.quantity), 'quantity');
-  if (!quantity.ok) return quantity;
+  if (typeof quantity !== 'string') return quantity;
 
   const ts = at(v, cols.timestamp) as string | null;
   if (ts === null) return reject('missing_timestamp', 'timestamp is NULL');
@@ -232,7 +236,11 @@ export function mapTrade(
   }
 
   const side = at(v, cols.side) as string | null;
-  if (side === null || side.length > MAX_SIDE_LENGTH || !SIDES.has(side.toLowerCase())) {
+  if (
+    side !== 'buy' &&
+    side !== 'sell' &&
+    (side === null || side.length > MAX_SIDE_LENGTH || !SIDES.has(side.toLowerCase()))
+  ) {
     return reject(
       'invalid_side',
       `side ${side === null ? 'is NULL' : preview(side)} is not buy or sell`,
@@ -249,13 +257,14 @@ export function mapTrade(
     ok: true,
     value: {
       tradeId: id,
-      time: String(seconds),
+      // The text itself when it is already what String(seconds) gives (no leading zero).
+      time: ts.charCodeAt(0) === 0x30 ? String(seconds) : ts,
       chainId,
       poolId,
       symbol,
       side,
-      price: price.value,
-      quantity: quantity.value,
+      price,
+      quantity,
       transactionId: at(v, cols.transactionId) as string | null,
     },
   };

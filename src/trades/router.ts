@@ -388,30 +388,40 @@ export class ChangeRouter {
     commitTime: bigint | null,
     bytes: number,
   ): void {
-    const m = this.mapSized(target, values, bytes);
-    if (m.ok) this.push({ kind: 'trade_upsert', lsn, op, trade: m.value }, m.bytes);
-    else this.deadLetter(target, op, values, lsn, commitTime, m.rejection, bytes);
+    const m = mapTrade(values, target.cols, this.symbolOf);
+    if (!m.ok) {
+      this.deadLetter(target, op, values, lsn, commitTime, m.rejection, bytes);
+      return;
+    }
+    const trade = m.value;
+    const size = this.tradeBytes(trade, bytes);
+    if (typeof size !== 'number') {
+      this.deadLetter(target, op, values, lsn, commitTime, size, bytes);
+      return;
+    }
+    const tx = this.tx;
+    if (tx === null || op === 'snapshot') {
+      this.push({ kind: 'trade_upsert', lsn, op, trade }, size);
+      return;
+    }
+    // The hot path: the change made whole at once (as push() would complete it).
+    this.stats.changes += 1;
+    this.queue.push({ kind: 'trade_upsert', lsn, op, trade, tx: tx.source, seq: tx.seq++ }, size);
   }
 
-  /** mapTrade, then what the trade becomes with its symbol, held to maxRowBytes. */
-  private mapSized(
-    target: Extract<Target, { kind: 'trades' }>,
-    values: TupleValues,
-    messageBytes: number,
-  ): { ok: true; value: Trade; bytes: number } | { ok: false; rejection: Rejection } {
-    const m = mapTrade(values, target.cols, this.symbolOf);
-    if (!m.ok) return m;
-    const symbolBytes = this.pools.symbolBytes(m.value.poolId);
+  /**
+   * What a mapped trade becomes with its symbol, or the rejection when that
+   * is over maxRowBytes. A number or a Rejection, so no wrapper per trade.
+   */
+  private tradeBytes(trade: Trade, messageBytes: number): number | Rejection {
+    const symbolBytes = this.pools.symbolBytes(trade.poolId);
     const bytes = changeBytes(messageBytes, symbolBytes);
-    if (bytes <= this.maxRowBytes) return { ok: true, value: m.value, bytes };
-    return {
-      ok: false,
-      rejection: tooLarge(
-        bytes,
-        this.maxRowBytes,
-        `its pool's symbol is ${symbolBytes} bytes, copied into every trade`,
-      ),
-    };
+    if (bytes <= this.maxRowBytes) return bytes;
+    return tooLarge(
+      bytes,
+      this.maxRowBytes,
+      `its pool's symbol is ${symbolBytes} bytes, copied into every trade`,
+    );
   }
 
   private routePool(
@@ -475,9 +485,11 @@ export class ChangeRouter {
     };
     if (target.kind === 'unmapped') return rejected(target.rejection);
     if (target.kind === 'trades') {
-      const m = this.mapSized(target, values, rawBytes);
+      const m = mapTrade(values, target.cols, this.symbolOf);
       if (!m.ok) return rejected(m.rejection);
-      this.push({ kind: 'trade_upsert', lsn, op: 'update', trade: m.value }, m.bytes);
+      const size = this.tradeBytes(m.value, rawBytes);
+      if (typeof size !== 'number') return rejected(size);
+      this.push({ kind: 'trade_upsert', lsn, op: 'update', trade: m.value }, size);
       return null;
     }
     const p = mapPool(values, target.cols);
