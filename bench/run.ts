@@ -564,21 +564,36 @@ class Bench {
 
   /** pg_recvlogical twice, each on its own slot made before the backlog: the better run counts. */
   async ceiling(): Promise<void> {
-    const N = this.backlog.trades;
     const runs: { seconds: number; cpu: CpuReport }[] = [];
     for (const slot of RECV_SLOTS) runs.push(await this.recvlogical(slot));
+    this.bestCeiling(
+      RECV,
+      'ceiling: pg_recvlogical',
+      runs,
+      (rates) =>
+        `server decode rate, best of two runs (${rates} trades/s); ` +
+        `${(this.backlog.walBytes / 2 ** 20).toFixed(0)} MiB of WAL`,
+    );
+  }
+
+  /** A ceiling's row: the better of its timed runs, the notes giving every run's rate. */
+  bestCeiling(
+    scenario: string,
+    cpuLabel: string,
+    runs: { seconds: number; cpu: CpuReport }[],
+    notes: (rates: string) => string,
+  ): void {
+    const N = this.backlog.trades;
     const best = runs.reduce((a, b) => (b.seconds < a.seconds ? b : a));
-    this.cpu.push({ scenario: 'ceiling: pg_recvlogical', report: best.cpu });
+    this.cpu.push({ scenario: cpuLabel, report: best.cpu });
     this.rows.push({
-      scenario: RECV,
+      scenario,
       trades: N,
       seconds: best.seconds,
       rate: N / best.seconds,
       ratio: '',
       rssMiB: null,
-      notes:
-        `server decode rate, best of two runs (${runs.map((r) => fmt(N / r.seconds)).join(' and ')} trades/s); ` +
-        `${(this.backlog.walBytes / 2 ** 20).toFixed(0)} MiB of WAL`,
+      notes: notes(runs.map((r) => fmt(N / r.seconds)).join(' and ')),
       cpu: best.cpu,
     });
   }
@@ -755,7 +770,6 @@ class Bench {
    * continuous aggregates as the connector's sink). Only the load is timed.
    */
   async bareCopy(): Promise<void> {
-    const N = this.backlog.trades;
     const psql = join(pgPaths().binDir, 'psql');
     const dir = await mkdtemp(join(tmpdir(), 'slotline-bench-copy-'));
     const file = join(dir, 'trades.copy');
@@ -810,20 +824,13 @@ class Bench {
         const seconds = (performance.now() - t0) / 1000;
         runs.push({ seconds, cpu: await w.finish() });
       }
-      const best = runs.reduce((a, b) => (b.seconds < a.seconds ? b : a));
-      this.cpu.push({ scenario: 'ceiling: bare COPY', report: best.cpu });
-      this.rows.push({
-        scenario: COPY,
-        trades: N,
-        seconds: best.seconds,
-        rate: N / best.seconds,
-        ratio: '',
-        rssMiB: null,
-        notes:
-          `psql \\copy of the mapped rows into an empty analytics_trades, best of two runs ` +
-          `(${runs.map((r) => fmt(N / r.seconds)).join(' and ')} trades/s)`,
-        cpu: best.cpu,
-      });
+      this.bestCeiling(
+        COPY,
+        'ceiling: bare COPY',
+        runs,
+        (rates) =>
+          `psql \\copy of the mapped rows into an empty analytics_trades, best of two runs (${rates} trades/s)`,
+      );
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import type { PgConnection } from '../source/copy-both.js';
+import { type PgConnection, SubmittedQuery } from '../source/copy-both.js';
 
 /**
  * `COPY … FROM STDIN` in text format, driven through pg's Submittable hook
@@ -210,63 +210,35 @@ export interface CopyInResult {
  * client stays usable: the transaction, if any, is aborted as after any failed
  * statement, and the message's later statements did not run).
  */
-export class CopyInQuery implements pg.Submittable {
-  readonly done: Promise<CopyInResult>;
-  private resolve!: (r: CopyInResult) => void;
-  private reject!: (err: Error) => void;
-  private failed: Error | null = null;
+export class CopyInQuery extends SubmittedQuery<CopyInResult> {
   private readonly result: CopyInResult = { copied: 0, rows: [] };
 
   constructor(
-    private readonly text: string,
+    text: string,
     private readonly chunks: readonly Buffer[],
   ) {
-    this.done = new Promise((res, rej) => {
-      this.resolve = res;
-      this.reject = rej;
-    });
-    this.done.catch(() => undefined);
+    super(text);
   }
 
-  submit(connection: unknown): void {
-    (connection as PgConnection).query(this.text);
+  protected outcome(): CopyInResult {
+    return this.result;
   }
 
-  handleCopyInResponse(connection: unknown): void {
+  override handleCopyInResponse(connection: unknown): void {
     const c = connection as PgConnection;
     // After an error the server ignores the CopyData and CopyDone still in flight.
     for (const chunk of this.chunks) c.sendCopyFromChunk(chunk);
     c.endCopyFrom();
   }
 
-  handleCommandComplete(msg: { text?: string }): void {
+  override handleCommandComplete(msg: { text?: string }): void {
     const n = /^COPY (\d+)/.exec(msg.text ?? '');
     if (n) this.result.copied = Number(n[1]);
   }
 
-  /**
-   * A server error (ReadyForQuery follows) or a lost connection (nothing
-   * follows): either way the copy failed; pg holds the next query back until
-   * the server is ready for it.
-   */
-  handleError(err: Error): void {
-    this.failed ??= err;
-    this.reject(err);
-  }
-
-  handleReadyForQuery(): void {
-    if (this.failed) this.reject(this.failed);
-    else this.resolve(this.result);
-  }
-
-  handleDataRow(msg: { fields: (string | null)[] }): void {
+  override handleDataRow(msg: { fields: (string | null)[] }): void {
     this.result.rows.push(msg.fields);
   }
-
-  handleCopyData(): void {}
-  handleRowDescription(): void {}
-  handleEmptyQuery(): void {}
-  handlePortalSuspended(): void {}
 }
 
 /** Runs the message `text` (one COPY … FROM STDIN of `chunks` among its statements) on `client`. */
