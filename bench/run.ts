@@ -227,6 +227,11 @@ const ROOT = repoRoot();
 /** The connector under test; BENCH_CLI points at another build (e.g. a prototype) for an A/B run. */
 const CLI = process.env['BENCH_CLI'] || join(ROOT, 'dist', 'cli.js');
 const DEPLOYED_NODE_OPTIONS = deployedNodeOptions(ROOT);
+
+/** A JVM of Debezium's runs: Kafka's stock heap and collector, our classpath, `main` with `args`. */
+function javaChild(classpath: string, main: string, args: string[]): Child {
+  return new Child('java', [...JVM_OPTS, '-cp', classpath, main, ...args], cleanEnv({}), ROOT);
+}
 const RESULTS = join(ROOT, 'bench', 'results');
 
 /**
@@ -1034,20 +1039,11 @@ class Bench {
     );
     say(`${DBZ_EMBEDDED}: draining ${fmt(N)} trades`);
     const t0 = performance.now();
-    const child = new Child(
-      'java',
-      [
-        ...JVM_OPTS,
-        '-cp',
-        classpath,
-        'dev.slotline.bench.EmbeddedNoop',
-        props,
-        String(N),
-        `${slot}.public.order_book_trades`,
-      ],
-      cleanEnv({}),
-      ROOT,
-    );
+    const child = javaChild(classpath, 'dev.slotline.bench.EmbeddedNoop', [
+      props,
+      String(N),
+      `${slot}.public.order_book_trades`,
+    ]);
     try {
       const events: EngineEvent[] = [];
       const waiters: (() => void)[] = [];
@@ -1143,19 +1139,10 @@ class Bench {
       );
       say(`${label}: draining ${fmt(N)} trades`);
       const t0 = performance.now();
-      const proc = new Child(
-        'java',
-        [
-          ...JVM_OPTS,
-          '-cp',
-          classpath,
-          'org.apache.kafka.connect.cli.ConnectStandalone',
-          worker,
-          connector,
-        ],
-        cleanEnv({}),
-        ROOT,
-      );
+      const proc = javaChild(classpath, 'org.apache.kafka.connect.cli.ConnectStandalone', [
+        worker,
+        connector,
+      ]);
       child = proc;
       let started = 0;
       proc.onText((line) => {
