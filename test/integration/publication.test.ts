@@ -28,25 +28,34 @@ describe('publication watch', () => {
     const opts = { schema: 'public', publication: ctx.publication };
     expect(await checkPublication(ctx.source, opts)).toBeNull();
 
-    // Ponder-style redeploy: the old table moves away, a new one takes its name.
-    await ctx.source.query('ALTER TABLE order_book_trades RENAME TO order_book_trades_old');
-    await ctx.source.query(
-      'ALTER TABLE order_book_trades_old RENAME CONSTRAINT order_book_trades_pkey TO obt_old_pkey',
-    );
-    await ctx.source.query(
-      'CREATE TABLE order_book_trades (LIKE order_book_trades_old INCLUDING ALL)',
-    );
-    const problem = await checkPublication(ctx.source, opts);
-    expect(problem).toMatchObject({
-      code: 'publication_incomplete',
-      tables: ['public.order_book_trades'],
-      repaired: false,
-    });
-    expect(problem?.message).toMatch(/ALTER PUBLICATION .* ADD TABLE public\.order_book_trades/);
+    // Ponder-style redeploy: the old table moves away, a new one takes its name. All in one
+    // transaction, checks included: the running connector's own watch repairs the publication
+    // every 10 s, and must not see the recreated table before these checks have (it did once,
+    // on a loaded machine, between the CREATE and the first check).
+    const tx = await ctx.source.connect();
+    try {
+      await tx.query('BEGIN');
+      await tx.query('ALTER TABLE order_book_trades RENAME TO order_book_trades_old');
+      await tx.query(
+        'ALTER TABLE order_book_trades_old RENAME CONSTRAINT order_book_trades_pkey TO obt_old_pkey',
+      );
+      await tx.query('CREATE TABLE order_book_trades (LIKE order_book_trades_old INCLUDING ALL)');
+      const problem = await checkPublication(tx, opts);
+      expect(problem).toMatchObject({
+        code: 'publication_incomplete',
+        tables: ['public.order_book_trades'],
+        repaired: false,
+      });
+      expect(problem?.message).toMatch(/ALTER PUBLICATION .* ADD TABLE public\.order_book_trades/);
 
-    const repaired = await checkPublication(ctx.source, { ...opts, repair: true });
-    expect(repaired).toMatchObject({ code: 'publication_incomplete', repaired: true });
-    expect(repaired?.message).toMatch(/slotline backfill/);
+      const repaired = await checkPublication(tx, { ...opts, repair: true });
+      expect(repaired).toMatchObject({ code: 'publication_incomplete', repaired: true });
+      expect(repaired?.message).toMatch(/slotline backfill/);
+      expect(await checkPublication(tx, opts)).toBeNull();
+      await tx.query('COMMIT');
+    } finally {
+      tx.release();
+    }
     expect(await checkPublication(ctx.source, opts)).toBeNull();
 
     await insertTrades(ctx.source, 'public', [makeTrade(0, pool), makeTrade(1, pool)]);
