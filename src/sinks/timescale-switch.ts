@@ -214,21 +214,15 @@ export class SinkSwitch {
   }
 }
 
-/** What makes a row different between deployments (not its version, nor volume, which follows). */
-const TRADE_DATA = ['chain_id', 'pool_id', 'symbol', 'side', 'price', 'quantity', 'transaction_id'];
-const POOL_DATA = [
-  'chain_id',
-  'coin',
-  'order_book',
-  'base_currency',
-  'quote_currency',
-  'base_decimals',
-  'quote_decimals',
-  'volume',
-  'volume_in_quote',
-  'price',
-  'timestamp',
-];
+/** The columns of a column list (TRADE_COLUMNS, POOL_COLUMNS), less `skip` and the version. */
+const dataColumns = (list: string, skip: string[]) =>
+  list
+    .split(',')
+    .map((c) => c.trim())
+    .filter((c) => !skip.includes(c) && !c.startsWith('source_'));
+/** What makes a row different between deployments (not its key, its version, nor volume, which follows). */
+const TRADE_DATA = dataColumns(TRADE_COLUMNS, ['trade_id', 'time', 'volume']);
+const POOL_DATA = dataColumns(POOL_COLUMNS, ['id']);
 
 const distinct = (a: string, b: string, cols: string[]) =>
   `(${cols.map((x) => `${a}.${x}`).join(', ')}) IS DISTINCT FROM (${cols.map((x) => `${b}.${x}`).join(', ')})`;
