@@ -24,7 +24,6 @@ export function deadPeerSettings(timeoutMs: number): string[] {
   ];
 }
 
-/** Quotes a string as an SQL literal (standard_conforming_strings, the default since 9.1). */
 /**
  * A string as an escape-string literal: the same value whatever the session's
  * standard_conforming_strings. (A NUL cannot be spelled; text cannot hold one.)
@@ -33,6 +32,7 @@ export function escapedLiteral(value: string): string {
   return `E'${value.replace(/\\/g, '\\\\').replace(/'/g, "''")}'`;
 }
 
+/** Quotes a string as an SQL literal (standard_conforming_strings, the default since 9.1). */
 export function quoteLiteral(value: string): string {
   return `'${value.replace(/'/g, "''")}'`;
 }
