@@ -45,6 +45,15 @@ import pg from 'pg';
 import { formatLsn, parseLsn } from '../src/checkpoint/lsn.js';
 import { pgPaths, startCluster, type Cluster } from '../test/harness/cluster.js';
 import type { KafkaBroker } from '../test/harness/kafka.js';
+import {
+  cpuAllows,
+  cpuPerTrade,
+  PATH_ROLES,
+  targetBudget,
+  total,
+  type TargetBudget,
+  type Window,
+} from './budget.js';
 import { Child, cleanEnv } from './child.js';
 import {
   CONNECT_TASK_STARTED,
@@ -1432,6 +1441,98 @@ class Bench {
     return [head, sep, ...lines].join('\n');
   }
 
+  /** The CPU of a scenario's timed window, by its row's name. */
+  private window(scenario: string): Window | null {
+    const label: Record<string, string> = {
+      [RECV]: 'ceiling: pg_recvlogical',
+      [COPY]: 'ceiling: bare COPY',
+      [SNAPSHOT]: 'initial snapshot',
+      [DBZ_EMBEDDED]: 'Debezium embedded',
+      [DBZ_CONNECT.defaults]: 'Debezium → Kafka, defaults',
+      [DBZ_CONNECT.tuned]: 'Debezium → Kafka, tuned',
+    };
+    const row = this.rows.find((r) => r.scenario === scenario);
+    const cpu = this.cpu.find((c) => c.scenario === (label[scenario] ?? scenario))?.report;
+    return row && row.rate !== null && cpu ? { trades: row.trades, cpu } : null;
+  }
+
+  /** µs of CPU per trade by process, for every scenario on a trade's path. */
+  costTable(): string {
+    const scenarios = [RECV, COPY, CATCHUP, KAFKA_EOS, KAFKA_ALO, SNAPSHOT, DBZ_EMBEDDED]
+      .concat([DBZ_CONNECT.defaults, DBZ_CONNECT.tuned])
+      .map((s) => ({ s, w: this.window(s) }))
+      .filter((x): x is { s: string; w: Window } => x.w !== null);
+    if (scenarios.length === 0) return '';
+    const roles = PATH_ROLES.filter((r) => scenarios.some(({ w }) => w.cpu.roles[r] !== undefined));
+    const lines = scenarios.map(({ s, w }) => {
+      const c = cpuPerTrade(w);
+      const sum = total(c);
+      const rate = this.rows.find((r) => r.scenario === s)?.rate ?? 0;
+      const allows = cpuAllows(sum, w.cpu.cores);
+      return (
+        `| ${s} | ${roles.map((r) => (c[r] === undefined ? '' : c[r].toFixed(1))).join(' | ')} | ` +
+        `${sum.toFixed(1)} | ${fmt(allows)} | ${(rate / allows).toFixed(2)} |`
+      );
+    });
+    return [
+      `| scenario | ${roles.join(' | ')} | total µs | all cores allow (trades/s) | rate ÷ that |`,
+      `| --- | ${roles.map(() => '---:').join(' | ')} | ---: | ---: | ---: |`,
+      ...lines,
+    ].join('\n');
+  }
+
+  /** Each throughput target's CPU budget against the servers' own cost and slotline's (budget.ts). */
+  budgetTable(): string {
+    const rate = (s: string) => this.rows.find((r) => r.scenario === s)?.rate ?? null;
+    const cost = (s: string) => {
+      const w = this.window(s);
+      return w ? cpuPerTrade(w) : null;
+    };
+    const recv = cost(RECV);
+    const copy = cost(COPY);
+    const cores = this.cpu[0]?.report.cores ?? 2;
+    if (!recv || !copy || recv.walsender === undefined || copy['pg-sink'] === undefined) return '';
+    const stream = [
+      { what: 'walsender decoding', micros: recv.walsender },
+      { what: 'pg_recvlogical receiving', micros: recv.client ?? 0 },
+      { what: 'sink server, bare COPY', micros: copy['pg-sink'] },
+    ];
+    const out: TargetBudget[] = [];
+    const add = (target: string, needs: number | null, parts: typeof stream, path: string) => {
+      const now = cost(path);
+      if (needs === null || !now) return;
+      out.push(targetBudget({ target, needs, cores, floorParts: parts, now: total(now) }));
+    };
+    const recvRate = rate(RECV);
+    const copyRate = rate(COPY);
+    const tuned = rate(DBZ_CONNECT.tuned);
+    add('catch-up ≥ 0.6× pg_recvlogical', recvRate && 0.6 * recvRate, stream, CATCHUP);
+    add('catch-up ≥ 0.8× bare COPY', copyRate && 0.8 * copyRate, stream, CATCHUP);
+    const broker = cost(DBZ_CONNECT.tuned)?.kafka;
+    if (broker !== undefined) {
+      const parts = [...stream, { what: 'Kafka broker (under tuned Debezium)', micros: broker }];
+      add('Kafka (exactly-once) ≥ 2× tuned Debezium', tuned && 2 * tuned, parts, KAFKA_EOS);
+      add('Kafka (at-least-once) ≥ 2× tuned Debezium', tuned && 2 * tuned, parts, KAFKA_ALO);
+    }
+    const read = cost(SNAPSHOT)?.['pg-snapshot'];
+    const snap = [
+      { what: 'source server, COPY out', micros: read ?? 0 },
+      { what: 'sink server, bare COPY', micros: copy['pg-sink'] },
+    ];
+    add('initial snapshot ≥ 0.8× bare COPY', copyRate && 0.8 * copyRate, snap, SNAPSHOT);
+    if (out.length === 0) return '';
+    return [
+      `| target | needs trades/s | leaves µs/trade on ${cores} cores | servers' own work µs/trade | slotline now µs/trade | verdict |`,
+      '| --- | ---: | ---: | ---: | ---: | --- |',
+      ...out.map(
+        (b) =>
+          `| ${b.target} | ${fmt(b.needs)} | ${b.budget.toFixed(1)} | ${b.floor.toFixed(1)} (` +
+          `${b.floorParts.map((p) => `${p.what} ${p.micros.toFixed(1)}`).join(' + ')}) | ` +
+          `${b.now.toFixed(1)} | ${b.verdict} |`,
+      ),
+    ].join('\n');
+  }
+
   machine(): string {
     const m = machineInfo();
     const v = this.versions;
@@ -1486,6 +1587,22 @@ async function main(): Promise<number> {
     b.cpuTable(),
     '',
   );
+  const costs = b.costTable();
+  if (costs)
+    out.push(
+      'CPU per trade (µs of CPU each process spent per trade in the window above; "all cores allow" = cores × 10⁶ ÷ total, the rate no overlap of the work could pass; "rate ÷ that" = how much of it the run reached):',
+      '',
+      costs,
+      '',
+    );
+  const budget = b.budgetTable();
+  if (budget)
+    out.push(
+      "CPU budget of each throughput target (bench/budget.ts): the rate it needs leaves cores × 10⁶ ÷ rate µs of CPU per trade for everything; the servers' own work is the part no connector can avoid, measured where nothing else ran; out of reach = that part alone exceeds the budget:",
+      '',
+      budget,
+      '',
+    );
   out.push(b.machine());
   out.push(
     `Backlog: ${fmt(b.backlog.trades)} trades in ${fmt(o.txRows)}-row transactions, written in ` +
