@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseCopyTextRow } from '../source/copy-text.js';
 import { copyChunks, CopyRows, copyTextField, copyTextRow } from './copy-in.js';
-import { tradeCopyRow } from './timescale-copy.js';
+import { blockedIds, tradeCopyRow } from './timescale-copy.js';
 
 const HOSTILE = [
   '',
@@ -91,6 +91,24 @@ describe('CopyRows', () => {
     expect(Buffer.concat(rows.finish()).toString('utf8')).toBe('kept\n€\n');
   });
 
+  it('hands the same chunks to emit as it would keep, each a view valid during the call', () => {
+    const kept = new CopyRows();
+    const emitted: Buffer[] = [];
+    const streamed = new CopyRows((view) => emitted.push(Buffer.from(view)));
+    for (let i = 0; i < 3000; i++) {
+      for (const rows of [kept, streamed]) {
+        rows.begin();
+        rows.text(`row-${i}-${HOSTILE[i % HOSTILE.length]!.slice(0, 5000)}`, spell);
+        rows.raw(String(i));
+        rows.end();
+      }
+    }
+    expect(streamed.finish()).toEqual([]);
+    const chunks = kept.finish();
+    expect(emitted.length).toBeGreaterThan(1);
+    expect(emitted).toEqual(chunks);
+  });
+
   it('gives no chunk for no rows', () => {
     expect(new CopyRows().finish()).toEqual([]);
   });
@@ -153,5 +171,36 @@ describe('tradeCopyRow', () => {
     expect(no({ tradeId: 'a\0b' })).toBeNull();
     expect(no({ symbol: 'x\ud800y' })).toBeNull();
     expect(no({ symbol: '🦊' })).not.toBeNull();
+  });
+});
+
+describe('blockedIds', () => {
+  const row = (id: string, gen: number, lsn: bigint, seq: number) => ({
+    trade: {
+      tradeId: id,
+      time: '1700000000',
+      chainId: '1',
+      poolId: 'p',
+      symbol: null,
+      side: 'buy',
+      price: '1',
+      quantity: '1',
+      transactionId: '0x1',
+    },
+    version: { gen, lsn, seq },
+  });
+  const copy = [row('a', 1, 0x200n, 0), row('b', 1, 0x200n, 1), row('c', 2, 0x100n, -1)];
+
+  it('keeps out exactly the rows whose tombstone is newer, as tradeInsert would', () => {
+    const tombstones = [
+      ['a', '1', '0/300', '0'], // newer LSN: blocks a
+      ['b', '1', '0/200', '1'], // the same version: tradeInsert writes b
+      ['c', '1', 'FF/0', '9'], // an older generation, whatever its LSN: writes c
+      ['x', '9', '0/1', '0'], // not copied
+    ];
+    expect([...blockedIds(copy, tombstones)]).toEqual(['a']);
+    expect([...blockedIds(copy, [['b', '1', '0/200', '2']])]).toEqual(['b']);
+    expect([...blockedIds(copy, [['c', '2', '0/100', '0']])]).toEqual(['c']);
+    expect(blockedIds(copy, []).size).toBe(0);
   });
 });

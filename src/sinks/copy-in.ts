@@ -4,9 +4,9 @@ import { type PgConnection, SubmittedQuery } from '../source/copy-both.js';
 /**
  * `COPY … FROM STDIN` in text format, driven through pg's Submittable hook
  * (pg has no copy-in API of its own; see source/copy-both.ts for the copy-out
- * side). The rows are encoded before the query is submitted, so the whole
- * input is sent at once when the server answers CopyInResponse: its size is
- * bounded by the batch that holds the rows.
+ * side). The input is sent when the server answers CopyInResponse: chunks
+ * encoded before, or rows spelled then, each chunk written to the socket as
+ * soon as it is cut, so the server inserts one while the next is spelled.
  */
 
 /** How large each CopyData message is (the server reads it in one piece). */
@@ -77,9 +77,15 @@ export function copyChunks(lines: readonly string[]): Buffer[] {
  * bench/micro-decode.ts: about 1.3 KB of a trade's 3.3 KB, cons strings and
  * their flattened copy), and they lived long enough to be copied by the GC.
  * A row is begun, given its fields, then ended or dropped.
+ *
+ * With `emit`, each chunk is handed over as it is cut instead of kept: a view
+ * of the reused buffer, valid only during the call (pg's serializer copies it
+ * into the CopyData message), so finish() then returns nothing.
  */
 export class CopyRows {
   private readonly chunks: Buffer[] = [];
+  constructor(private readonly emit: ((chunk: Buffer) => void) | null = null) {}
+
   private buf = Buffer.allocUnsafe(2 * CHUNK_BYTES);
   private pos = 0;
   private rowStart = 0;
@@ -179,7 +185,7 @@ export class CopyRows {
   private reserve(n: number): void {
     if (this.pos + n <= this.buf.length) return;
     const row = this.buf.subarray(this.rowStart, this.pos);
-    if (this.rowStart > 0) this.chunks.push(Buffer.from(this.buf.subarray(0, this.rowStart)));
+    if (this.rowStart > 0) this.out(this.buf.subarray(0, this.rowStart));
     const next = Buffer.allocUnsafe(Math.max(2 * CHUNK_BYTES, 2 * (row.length + n)));
     row.copy(next, 0);
     this.buf = next;
@@ -187,11 +193,17 @@ export class CopyRows {
     this.rowStart = 0;
   }
 
-  /** Copies the ended rows out as a chunk (exactly sized) and reuses the buffer. */
+  /** Hands the ended rows over as a chunk and reuses the buffer. */
   private cut(): void {
-    this.chunks.push(Buffer.from(this.buf.subarray(0, this.pos)));
+    this.out(this.buf.subarray(0, this.pos));
     this.pos = 0;
     this.rowStart = 0;
+  }
+
+  /** A chunk to `emit`, or kept as an exactly sized copy. */
+  private out(view: Buffer): void {
+    if (this.emit) this.emit(view);
+    else this.chunks.push(Buffer.from(view));
   }
 }
 
@@ -215,7 +227,7 @@ export class CopyInQuery extends SubmittedQuery<CopyInResult> {
 
   constructor(
     text: string,
-    private readonly chunks: readonly Buffer[],
+    private readonly input: CopyInput,
   ) {
     super(text);
   }
@@ -227,7 +239,19 @@ export class CopyInQuery extends SubmittedQuery<CopyInResult> {
   override handleCopyInResponse(connection: unknown): void {
     const c = connection as PgConnection;
     // After an error the server ignores the CopyData and CopyDone still in flight.
-    for (const chunk of this.chunks) c.sendCopyFromChunk(chunk);
+    const send = (chunk: Buffer) => c.sendCopyFromChunk(chunk);
+    if (typeof this.input !== 'function') {
+      for (const chunk of this.input) send(chunk);
+    } else {
+      try {
+        this.input(send);
+      } catch (err) {
+        // The server ends the COPY with an error; `done` reports this one.
+        this.fail(err as Error);
+        c.sendCopyFail(`slotline: ${(err as Error).message}`);
+        return;
+      }
+    }
     c.endCopyFrom();
   }
 
@@ -241,9 +265,16 @@ export class CopyInQuery extends SubmittedQuery<CopyInResult> {
   }
 }
 
-/** Runs the message `text` (one COPY … FROM STDIN of `chunks` among its statements) on `client`. */
-export function copyIn(client: pg.ClientBase, text: string, chunks: readonly Buffer[]) {
-  const q = new CopyInQuery(text, chunks);
+/**
+ * A COPY's input: its chunks, or a function that spells them and sends each
+ * with `send` (called once the server is ready for them; what it throws fails
+ * the COPY).
+ */
+export type CopyInput = readonly Buffer[] | ((send: (chunk: Buffer) => void) => void);
+
+/** Runs the message `text` (one COPY … FROM STDIN of `input` among its statements) on `client`. */
+export function copyIn(client: pg.ClientBase, text: string, input: CopyInput) {
+  const q = new CopyInQuery(text, input);
   client.query(q);
   return q.done;
 }

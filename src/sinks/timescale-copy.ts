@@ -1,9 +1,10 @@
 import type pg from 'pg';
+import { parseLsn } from '../checkpoint/lsn.js';
 import type { Trade } from '../trades/map.js';
 import { copyIn, CopyRows, copyTextField } from './copy-in.js';
 import type { statements } from './timescale-sql.js';
 import { tradeRow } from './timescale-sql.js';
-import { type RowVersion, versionFields } from './version.js';
+import { compareVersions, type RowVersion, versionFields } from './version.js';
 
 type Statements = ReturnType<typeof statements>;
 
@@ -24,13 +25,17 @@ export interface HotUpsert {
  * the sink holds the same (id, time) it overwrites it if not newer. A plain
  * COPY inserts, and fails on any row the sink already holds at (id, time)
  * (the primary key; TimescaleDB checks it in compressed chunks too). So, in
- * one round trip: a savepoint, the COPY, and a read of which of the copied
- * ids have a tombstone (of any version). Then:
+ * one round trip: a savepoint, the COPY (its rows spelled while the server
+ * inserts those sent before), and a read of the tombstones newer than the
+ * oldest row (none while streaming forward, so the read costs nothing per
+ * row, unlike a lookup of every copied id; a replay meets the later stream's, and past
+ * copyTuning.newerTombstonesMax of them the copied ids' own are read). Then:
  *  - if the copy failed for any reason (a replayed batch meets its own rows:
  *    unique_violation), the savepoint is rolled back and the same rows go to
  *    the upsert, which applies the rule row by row (or fails as it would
  *    have without the copy);
- *  - if some ids have a tombstone, the savepoint is rolled back, those rows go
+ *  - if a copied row's id has a tombstone newer than the row (the one case
+ *    where tradeInsert skips it), the savepoint is rolled back, those rows go
  *    to the upsert and the others are copied again (the same way, once);
  *  - else the rows are written, exactly as the upsert would have.
  * Rows the copy cannot spell as the upsert's casts would (see tradeCopyRow)
@@ -42,44 +47,67 @@ export async function writeHotTrades(
   hot: readonly HotUpsert[],
 ): Promise<number> {
   const upsert: HotUpsert[] = [];
-  const copy: HotUpsert[] = [];
-  const rows = new CopyRows();
-  for (const u of hot) {
-    if (writeTradeCopyRow(u, rows)) copy.push(u);
-    else upsert.push(u);
-  }
-  const copied =
-    copy.length > 0 ? await copyHot(client, sql, copy, rows.finish(), upsert, true) : 0;
+  const copied = hot.length > 0 ? await copyHot(client, sql, hot, upsert, true) : 0;
   if (upsert.length > 0)
     await client.query(sql.tradeInsert, [JSON.stringify(upsert.map(tradeRow))]);
   return copied;
 }
 
-/** Copies `copy` (spelled as `chunks`), or hands rows to `upsert` as writeHotTrades says. */
+/**
+ * Most tombstones newer than a copy's oldest row read in its message; beyond
+ * that (a long replay over many deletes) the copied ids' own are read instead.
+ * A setting for tests.
+ */
+export const copyTuning = { newerTombstonesMax: 1000 };
+
+/**
+ * Copies what of `rows` it can spell, or hands rows to `upsert` as
+ * writeHotTrades says. The rows are spelled once the server is ready for them,
+ * each chunk sent as soon as it is cut: the server inserts while the rest is
+ * spelled. So the tombstone read, part of the message sent before, is bounded
+ * by the oldest version of all `rows` (a superset of what the copied ones need).
+ */
 async function copyHot(
   client: pg.PoolClient,
   sql: Statements,
-  copy: HotUpsert[],
-  chunks: Buffer[],
+  rows: readonly HotUpsert[],
   upsert: HotUpsert[],
   again: boolean,
 ): Promise<number> {
-  const ids = copy.map((u) => u.trade.tradeId);
-  const message = `SAVEPOINT slotline_copy; ${sql.tradeCopy}; ${sql.tradeTombstonedAmong(ids)}`;
-  let tombstoned: (string | null)[][];
+  let oldest = rows[0]!.version;
+  for (const u of rows) if (compareVersions(u.version, oldest) < 0) oldest = u.version;
+  const max = copyTuning.newerTombstonesMax;
+  const message = `SAVEPOINT slotline_copy; ${sql.tradeCopy}; ${sql.tradeTombstonesNewer(oldest, max + 1)}`;
+  const copy: HotUpsert[] = [];
+  const unspelled: HotUpsert[] = [];
+  let newer: (string | null)[][];
   let copied: number;
   try {
-    ({ copied, rows: tombstoned } = await copyIn(client, message, chunks));
+    ({ copied, rows: newer } = await copyIn(client, message, (send) => {
+      const out = new CopyRows(send);
+      for (const u of rows) {
+        if (writeTradeCopyRow(u, out)) copy.push(u);
+        else unspelled.push(u);
+      }
+      out.finish();
+    }));
   } catch (err) {
     // A lost connection fails the rollback too: the write fails and is retried as any is.
     await client.query('ROLLBACK TO SAVEPOINT slotline_copy').catch(() => {
       throw err;
     });
     hotPathCounts.fallbacks++;
-    upsert.push(...copy);
+    upsert.push(...rows);
     return 0;
   }
-  if (tombstoned.length === 0) {
+  upsert.push(...unspelled);
+  if (newer.length > max && copy.length > 0) {
+    const ids = copy.map((u) => u.trade.tradeId);
+    newer = (await client.query<string[]>({ text: sql.tradeTombstonesOf(ids), rowMode: 'array' }))
+      .rows;
+  }
+  const blocked = blockedIds(copy, newer);
+  if (blocked.size === 0) {
     hotPathCounts.copied += copied;
     return copied;
   }
@@ -89,17 +117,33 @@ async function copyHot(
     upsert.push(...copy);
     return 0;
   }
-  const dead = new Set(tombstoned.map((r) => r[0]));
-  const keep: HotUpsert[] = [];
-  // Spelled again (it was spelled once, so it is again): rare, and the first
-  // spelling holds no per-row boundaries to pick the survivors from.
-  const keepRows = new CopyRows();
-  for (const u of copy) {
-    if (dead.has(u.trade.tradeId)) upsert.push(u);
-    else if (writeTradeCopyRow(u, keepRows)) keep.push(u);
-    else upsert.push(u);
+  const keep = copy.filter((u) => !blocked.has(u.trade.tradeId));
+  for (const u of copy) if (blocked.has(u.trade.tradeId)) upsert.push(u);
+  // Spelled again (rare): the survivors, copied the same way, once more.
+  return keep.length > 0 ? copyHot(client, sql, keep, upsert, false) : 0;
+}
+
+/**
+ * The ids of `copy` that a tombstone among `tombstones` (rows of id,
+ * generation, LSN, seq) keeps out: one strictly newer than the row, the
+ * condition under which tradeInsert would skip it.
+ */
+export function blockedIds(
+  copy: readonly HotUpsert[],
+  tombstones: readonly (string | null)[][],
+): Set<string> {
+  const blocked = new Set<string>();
+  if (tombstones.length === 0) return blocked;
+  const newest = new Map<string, RowVersion>();
+  for (const [id, gen, lsn, seq] of tombstones) {
+    if (id === null || id === undefined) continue;
+    newest.set(id, { gen: Number(gen), lsn: parseLsn(lsn as string), seq: Number(seq) });
   }
-  return keep.length > 0 ? copyHot(client, sql, keep, keepRows.finish(), upsert, false) : 0;
+  for (const u of copy) {
+    const t = newest.get(u.trade.tradeId);
+    if (t && compareVersions(t, u.version) > 0) blocked.add(u.trade.tradeId);
+  }
+  return blocked;
 }
 
 const DIGITS = /^\d+$/;

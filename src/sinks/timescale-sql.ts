@@ -1,3 +1,4 @@
+import { formatLsn } from '../checkpoint/lsn.js';
 import { escapedLiteral, quoteLiteral } from '../sql.js';
 
 /**
@@ -94,12 +95,7 @@ function tradeStatements(schema: string, rawSchema: string, timescale: boolean) 
     tradeInsert: tradeUpsert(false),
     /** The hot path's rows as COPY text (timescale-copy.ts): no guard, the caller's checks are it. */
     tradeCopy: `COPY ${trades} (${TRADE_COLUMNS}) FROM STDIN`,
-    /**
-     * Which of `ids` have a tombstone, of any version (timescale-copy.ts): the
-     * ids inline as literals, so it can share a simple-protocol message with a COPY.
-     */
-    tradeTombstonedAmong: (ids: readonly string[]) =>
-      `SELECT d.trade_id FROM ${tradeTombs} d WHERE d.trade_id = ANY (${escapedLiteral(textArray(ids))}::text[])`,
+    ...copyTombstoneReads(tradeTombs),
     /**
      * Rows whose id the sink may hold at another time, or newer: applied unless
      * a located row of the id ($2: tradeLocate's rows) is newer.
@@ -147,6 +143,28 @@ function tradeStatements(schema: string, rawSchema: string, timescale: boolean) 
       SELECT r.i, r.g, r.l::pg_lsn, r.s FROM json_to_recordset($1::json) AS r(i text, g integer, l text, s integer)
       ${tombstoneConflict('trade_id')}`,
     tradeTruncate: keyedTruncate(trades, tradeTombs, 'trade_id'),
+  };
+}
+
+/** The COPY path's reads of tombstones (timescale-copy.ts): rows of id, generation, LSN, seq. */
+function copyTombstoneReads(tradeTombs: string) {
+  const cols = 'd.trade_id, d.source_generation, d.source_lsn::text, d.source_seq';
+  return {
+    /**
+     * The tombstones newer than `since` (timescale-copy.ts), at most `limit` of
+     * them: the only ones that can keep out a row at least as new as `since`
+     * (tradeInsert skips a row only for a strictly newer tombstone). While
+     * streaming forward there are none; a replay meets the later stream's.
+     * Constants inline, so it can share a simple-protocol message with a COPY;
+     * the version index makes it a range scan whatever the table's size.
+     */
+    tradeTombstonesNewer: (since: RowVersion, limit: number) =>
+      `SELECT ${cols} FROM ${tradeTombs} d
+        WHERE ${v('d')} > (${since.gen}, '${formatLsn(since.lsn)}'::pg_lsn, ${since.seq}) LIMIT ${limit}`,
+    /** The tombstones of `ids`, in the columns of tradeTombstonesNewer: where that one hits its limit. */
+    tradeTombstonesOf: (ids: readonly string[]) =>
+      `SELECT ${cols} FROM ${tradeTombs} d
+        WHERE d.trade_id = ANY (${escapedLiteral(textArray(ids))}::text[])`,
   };
 }
 

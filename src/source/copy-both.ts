@@ -10,6 +10,7 @@ export interface PgConnection {
   stream: NodeJS.ReadableStream & { pause(): void; resume(): void; destroyed?: boolean };
   sendCopyFromChunk(chunk: Buffer): void;
   endCopyFrom(): void;
+  sendCopyFail(message: string): void;
   query(text: string): void;
   once(event: 'replicationStart', listener: () => void): void;
   removeListener(event: string, listener: (...args: unknown[]) => void): void;

@@ -8,7 +8,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parseLsn } from '../../src/checkpoint/lsn.js';
 import { createLogger } from '../../src/log.js';
 import { Batch, type Change } from '../../src/sinks/batch.js';
-import { hotPathCounts } from '../../src/sinks/timescale-copy.js';
+import { copyIn } from '../../src/sinks/copy-in.js';
+import { copyTuning, hotPathCounts } from '../../src/sinks/timescale-copy.js';
 import { TimescaleSink } from '../../src/sinks/timescale.js';
 import type { Trade } from '../../src/trades/map.js';
 import { runCommand } from '../harness/connector.js';
@@ -89,6 +90,7 @@ const expected = (t: Trade, lsn: string, seq: number): Row => ({
 });
 
 const skip = timescaleSkip('COPY path tests');
+const DEFAULT_NEWER_TOMBSTONES = copyTuning.newerTombstonesMax;
 
 describe.skipIf(skip !== null)('the COPY path keeps the apply rule', () => {
   let ctx: TestContext;
@@ -111,6 +113,7 @@ describe.skipIf(skip !== null)('the COPY path keeps the apply rule', () => {
     await sink.completeSnapshot(parseLsn('0/100'), { sweep: false });
   });
   afterEach(async () => {
+    copyTuning.newerTombstonesMax = DEFAULT_NEWER_TOMBSTONES;
     await sink?.close();
     await ctx?.[Symbol.asyncDispose]();
   });
@@ -169,40 +172,71 @@ describe.skipIf(skip !== null)('the COPY path keeps the apply rule', () => {
     expect((await sink.checkpoint())?.lsn).toBe(parseLsn('0/300'));
   });
 
-  it('an insert whose id has a newer tombstone stays deleted; an older tombstone lets it in', async () => {
-    const odd = trade(4, { tradeId: `t-"{q'},\\` });
-    await sink.write(
-      batchOf('0/200', [
-        ins('0/200', 0, trade(1)),
-        ins('0/200', 1, trade(2)),
-        ins('0/200', 3, odd),
-      ]),
-    );
-    await sink.write(
-      batchOf('0/300', [
-        del('0/300', 0, 't-1'),
-        del('0/300', 1, 't-2'),
-        del('0/300', 3, odd.tradeId),
-      ]),
-    );
-    expect(await sinkRows(ctx.sink)).toEqual([]);
-    // A replay of the older inserts (one with a new id beside them) and a newer re-insert of t-2.
-    const before = counts();
-    await sink.write(
-      batchOf('0/200', [
-        ins('0/200', 0, trade(1)),
-        ins('0/200', 2, trade(3)),
-        ins('0/200', 3, odd),
-      ]),
-    );
-    // The copy saw the tombstones, rolled back, and copied the rest again.
-    expect(hotPathCounts.fallbacks - before.fallbacks).toBe(1);
-    expect(hotPathCounts.copied - before.copied).toBe(1);
-    await sink.write(batchOf('0/400', [ins('0/400', 0, trade(2))]));
-    expect(await sinkRows(ctx.sink)).toEqual([
-      expected(trade(2), '0/400', 0),
-      expected(trade(3), '0/200', 2),
-    ]);
+  // 1000: the newer tombstones are read beside the copy; 0: past the limit, the copied ids' own.
+  it.each([1000, 0])(
+    'an insert whose id has a newer tombstone stays deleted; an older tombstone lets it in (newer-tombstone limit %i)',
+    async (limit) => {
+      copyTuning.newerTombstonesMax = limit;
+      const odd = trade(4, { tradeId: `t-"{q'},\\` });
+      await sink.write(
+        batchOf('0/200', [
+          ins('0/200', 0, trade(1)),
+          ins('0/200', 1, trade(2)),
+          ins('0/200', 3, odd),
+        ]),
+      );
+      await sink.write(
+        batchOf('0/300', [
+          del('0/300', 0, 't-1'),
+          del('0/300', 1, 't-2'),
+          del('0/300', 3, odd.tradeId),
+        ]),
+      );
+      expect(await sinkRows(ctx.sink)).toEqual([]);
+      // A replay of the older inserts (one with a new id beside them) and a newer re-insert of t-2.
+      let before = counts();
+      await sink.write(
+        batchOf('0/200', [
+          ins('0/200', 0, trade(1)),
+          ins('0/200', 2, trade(3)),
+          ins('0/200', 3, odd),
+        ]),
+      );
+      // The copy saw the newer tombstones, rolled back, and copied the rest again.
+      expect(hotPathCounts.fallbacks - before.fallbacks).toBe(1);
+      expect(hotPathCounts.copied - before.copied).toBe(1);
+      // t-2's tombstone (0/300) is older than this insert: tradeInsert would write it, so the copy does.
+      before = counts();
+      await sink.write(batchOf('0/400', [ins('0/400', 0, trade(2))]));
+      expect(hotPathCounts.fallbacks - before.fallbacks).toBe(0);
+      expect(hotPathCounts.copied - before.copied).toBe(1);
+      expect(await sinkRows(ctx.sink)).toEqual([
+        expected(trade(2), '0/400', 0),
+        expected(trade(3), '0/200', 2),
+      ]);
+    },
+  );
+
+  it('an input that throws fails its COPY with that error and leaves the connection usable', async () => {
+    const client = await ctx.sink.connect();
+    try {
+      await client.query('BEGIN');
+      const copy = copyIn(
+        client,
+        `SAVEPOINT s; COPY analytics_trades_tombstones (trade_id, source_generation, source_lsn, source_seq) FROM STDIN`,
+        (send) => {
+          send(Buffer.from('t-9\t1\t0/1\t0\n'));
+          throw new Error('spelling broke');
+        },
+      );
+      await expect(copy).rejects.toThrow('spelling broke');
+      await client.query('ROLLBACK TO SAVEPOINT s');
+      const n = await client.query('SELECT count(*)::int AS n FROM analytics_trades_tombstones');
+      expect(n.rows[0].n).toBe(0);
+      await client.query('ROLLBACK');
+    } finally {
+      client.release();
+    }
   });
 
   it('a mixed batch: inserts, an update, a delete and a re-insert apply as the upserts would', async () => {
