@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { refreshWindows, StaleSpan } from './ohlcv-refresh.js';
+import { recordRefreshText, refreshWindows, StaleSpan } from './ohlcv-refresh.js';
 
 const H = 3600;
 
@@ -64,5 +64,17 @@ describe('refreshWindows', () => {
       { from: null, to: null },
     ];
     expect(refreshWindows(spans, H, 99.5 * H)).toEqual([{ from: null, to: 100 * H }]);
+  });
+});
+
+describe('recordRefreshText', () => {
+  it('spells the span inline, an open end as NULL, the slot quoted', () => {
+    expect(recordRefreshText("it's", { from: 1700000000, to: 1700003600.5 })).toMatch(
+      /VALUES \(E'it''s', to_timestamp\(1700000000::float8\), to_timestamp\(1700003600\.5::float8\)\)$/,
+    );
+    expect(recordRefreshText('s', { from: null, to: null })).toMatch(
+      /VALUES \(E's', NULL, NULL\)$/,
+    );
+    expect(() => recordRefreshText('s', { from: NaN, to: 1 })).toThrow(/not finite/);
   });
 });

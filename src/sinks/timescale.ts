@@ -25,7 +25,12 @@ import type { Batch } from './batch.js';
 import { coalesce, type Segment } from './coalesce.js';
 import type { CompleteSnapshotOptions, Sink } from './sink.js';
 import { deadPeerSettings, quoteIdent } from '../sql.js';
-import { hasOhlcvAggregates, OhlcvRefresher, recordRefresh, StaleSpan } from './ohlcv-refresh.js';
+import {
+  hasOhlcvAggregates,
+  OhlcvRefresher,
+  recordRefreshText,
+  StaleSpan,
+} from './ohlcv-refresh.js';
 import { letterRow, poolRow, statements } from './timescale-sql.js';
 import { SinkSwitch, switchStatements, type SwitchSql } from './timescale-switch.js';
 import { writeTrades } from './timescale-trades.js';
@@ -226,7 +231,7 @@ export class TimescaleSink implements Sink {
         if (snapshotting) for (const u of seg.tradeUpserts) u.replace = false;
         await this.writeSegment(client, f.sql, seg, stale);
       }
-      owed = await this.owe(client, f, stale);
+      owed = this.owe(f, stale, tail);
       // A letter whose row a later change now settles is resolved in the same transaction.
       if (await this.lettersPending(client, batch))
         await supersedeLetters(client, this.opts.slot, batch.changes);
@@ -251,13 +256,14 @@ export class TimescaleSink implements Sink {
   }
 
   /**
-   * Records, in the write's transaction, the span of old trade time it changed,
-   * which the aggregates' policies will not re-read. Returns whether it did.
+   * Records, in the write's transaction (the message that commits it), the
+   * span of old trade time it changed, which the aggregates' policies will not
+   * re-read. Returns whether it did.
    */
-  private async owe(client: pg.PoolClient, f: Features, stale: StaleSpan): Promise<boolean> {
+  private owe(f: Features, stale: StaleSpan, tail: string[]): boolean {
     const span = f.aggregates ? stale.span() : null;
     if (span === null) return false;
-    await recordRefresh(client, this.opts.slot, span);
+    tail.push(recordRefreshText(this.opts.slot, span));
     return true;
   }
 
@@ -333,13 +339,13 @@ export class TimescaleSink implements Sink {
    */
   async completeSnapshot(lsn: Lsn, opts: CompleteSnapshotOptions = {}): Promise<void> {
     let owed = false;
-    await this.transaction(async (client, gen, _snapshotting, f) => {
+    await this.transaction(async (client, gen, _snapshotting, f, tail) => {
       if (opts.sweep !== false) {
         const stale = StaleSpan.now();
         const swept = await client.query(f.sql.sweep.trades, [gen]);
         if ((swept.rowCount ?? 0) > 0) stale.addAll();
         await client.query(f.sql.sweep.pools, [gen]);
-        owed = await this.owe(client, f, stale);
+        owed = this.owe(f, stale, tail);
       }
       for (const q of f.sql.purge) await client.query(q, [gen, this.opts.slot]);
       await setCheckpointState(client, this.opts.slot, this.name, 'streaming', lsn, lsn);
