@@ -1,5 +1,6 @@
 import client from 'prom-client';
 import type { PgoutputMessage, Relation } from '../decode/pgoutput.js';
+import { hotPathCounts } from '../sinks/timescale-copy.js';
 
 /**
  * Every metric slotline exports, declared here with help text, in base units
@@ -11,6 +12,12 @@ export function createMetrics(opts: { version: string; defaultMetrics?: boolean 
   if (opts.defaultMetrics !== false)
     client.collectDefaultMetrics({ register: registry, prefix: 'slotline_' });
   const r = [registry];
+  // The COPY counters follow the sink's totals (sinks/timescale-copy.ts), read at each scrape.
+  const seen = {
+    copied: hotPathCounts.copied,
+    conflicts: hotPathCounts.conflicts,
+    tombstones: hotPathCounts.tombstones,
+  };
 
   const m = {
     registry,
@@ -166,6 +173,27 @@ export function createMetrics(opts: { version: string; defaultMetrics?: boolean 
       help: 'Errors by kind (the error code: connection, slot_in_use, auth_failed, pg_<sqlstate>, …) and where they happened.',
       labelNames: ['kind', 'where'],
       registers: r,
+    }),
+    copyRows: new client.Counter({
+      name: 'slotline_sink_copy_rows_total',
+      help: 'Trades the TimescaleDB sink wrote by COPY (new inserts and snapshot rows), in writes that committed; the other rows went by the guarded upsert.',
+      registers: r,
+      collect() {
+        this.inc(hotPathCounts.copied - seen.copied);
+        seen.copied = hotPathCounts.copied;
+      },
+    }),
+    copyFallbacks: new client.Counter({
+      name: 'slotline_sink_copy_fallbacks_total',
+      help: 'COPYs rolled back to the guarded upsert, in writes that committed, by reason: conflict (the sink already held a row: a replay after a restart or an LSN reset) or tombstone (a copied id had a newer tombstone).',
+      labelNames: ['reason'],
+      registers: r,
+      collect() {
+        this.inc({ reason: 'conflict' }, hotPathCounts.conflicts - seen.conflicts);
+        this.inc({ reason: 'tombstone' }, hotPathCounts.tombstones - seen.tombstones);
+        seen.conflicts = hotPathCounts.conflicts;
+        seen.tombstones = hotPathCounts.tombstones;
+      },
     }),
     backfillRows: new client.Counter({
       name: 'slotline_backfill_rows_total',

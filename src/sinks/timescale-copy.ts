@@ -8,8 +8,30 @@ import { compareVersions, type RowVersion, versionFields } from './version.js';
 
 type Statements = ReturnType<typeof statements>;
 
-/** Rows this process wrote by COPY, and copies that fell back to the upsert (for tests and profiles). */
-export const hotPathCounts = { copied: 0, fallbacks: 0 };
+/** What COPYs did in one write: rows copied, and copies rolled back to the upsert, by why. */
+export interface CopyCounts {
+  copied: number;
+  /** The COPY failed: the sink held a row at (id, time) (a replay), or another error. */
+  conflicts: number;
+  /** A copied row's id had a newer tombstone. */
+  tombstones: number;
+}
+
+export const newCopyCounts = (): CopyCounts => ({ copied: 0, conflicts: 0, tombstones: 0 });
+
+/**
+ * This process's totals over committed writes (the sink adds a write's counts
+ * once it commits): read by /metrics, tests and profiles. `fallbacks` is
+ * conflicts plus tombstones.
+ */
+export const hotPathCounts = { copied: 0, fallbacks: 0, conflicts: 0, tombstones: 0 };
+
+export function addCopyCounts(c: CopyCounts): void {
+  hotPathCounts.copied += c.copied;
+  hotPathCounts.conflicts += c.conflicts;
+  hotPathCounts.tombstones += c.tombstones;
+  hotPathCounts.fallbacks += c.conflicts + c.tombstones;
+}
 
 /** A streamed insert or a snapshot row: nothing else in its segment touches its id. */
 export interface HotUpsert {
@@ -45,9 +67,10 @@ export async function writeHotTrades(
   client: pg.PoolClient,
   sql: Statements,
   hot: readonly HotUpsert[],
+  counts: CopyCounts = newCopyCounts(),
 ): Promise<number> {
   const upsert: HotUpsert[] = [];
-  const copied = hot.length > 0 ? await copyHot(client, sql, hot, upsert, true) : 0;
+  const copied = hot.length > 0 ? await copyHot(client, sql, hot, upsert, counts, true) : 0;
   if (upsert.length > 0)
     await client.query(sql.tradeInsert, [JSON.stringify(upsert.map(tradeRow))]);
   return copied;
@@ -72,6 +95,7 @@ async function copyHot(
   sql: Statements,
   rows: readonly HotUpsert[],
   upsert: HotUpsert[],
+  counts: CopyCounts,
   again: boolean,
 ): Promise<number> {
   let oldest = rows[0]!.version;
@@ -96,7 +120,7 @@ async function copyHot(
     await client.query('ROLLBACK TO SAVEPOINT slotline_copy').catch(() => {
       throw err;
     });
-    hotPathCounts.fallbacks++;
+    counts.conflicts++;
     upsert.push(...rows);
     return 0;
   }
@@ -108,11 +132,11 @@ async function copyHot(
   }
   const blocked = blockedIds(copy, newer);
   if (blocked.size === 0) {
-    hotPathCounts.copied += copied;
+    counts.copied += copied;
     return copied;
   }
   await client.query('ROLLBACK TO SAVEPOINT slotline_copy');
-  hotPathCounts.fallbacks++;
+  counts.tombstones++;
   if (!again) {
     upsert.push(...copy);
     return 0;
@@ -120,7 +144,7 @@ async function copyHot(
   const keep = copy.filter((u) => !blocked.has(u.trade.tradeId));
   for (const u of copy) if (blocked.has(u.trade.tradeId)) upsert.push(u);
   // Spelled again (rare): the survivors, copied the same way, once more.
-  return keep.length > 0 ? copyHot(client, sql, keep, upsert, false) : 0;
+  return keep.length > 0 ? copyHot(client, sql, keep, upsert, counts, false) : 0;
 }
 
 /**

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { Segment } from './coalesce.js';
 import type { StaleSpan } from './ohlcv-refresh.js';
-import { writeHotTrades } from './timescale-copy.js';
+import { type CopyCounts, writeHotTrades } from './timescale-copy.js';
 import { tradeRow, type statements } from './timescale-sql.js';
 import { versionFields } from './version.js';
 
@@ -42,13 +42,15 @@ export interface Removal {
  * Streamed inserts and snapshot rows take the hot path: a COPY when no row of
  * theirs is in the sink yet, else one INSERT … ON CONFLICT, which TimescaleDB
  * checks against compressed batches through the bloom filter (timescale-copy.ts).
- * Every trade time touched goes into `stale` (see ohlcv-refresh.ts).
+ * Every trade time touched goes into `stale` (see ohlcv-refresh.ts), what the
+ * COPYs did into `counts`.
  */
 export async function writeTrades(
   client: pg.PoolClient,
   sql: Statements,
   seg: Segment,
   stale: StaleSpan,
+  counts: CopyCounts,
 ): Promise<void> {
   const json = (rows: unknown[]) => JSON.stringify(rows);
   const checked = seg.tradeUpserts.filter((u) => u.replace);
@@ -85,7 +87,7 @@ export async function writeTrades(
   }
   if (hot.length > 0) {
     for (const u of hot) stale.add(Number(u.trade.time));
-    await writeHotTrades(client, sql, hot);
+    await writeHotTrades(client, sql, hot, counts);
   }
 }
 

@@ -33,6 +33,7 @@ import {
 } from './ohlcv-refresh.js';
 import { letterRow, poolRow, statements } from './timescale-sql.js';
 import { SinkSwitch, switchStatements, type SwitchSql } from './timescale-switch.js';
+import { addCopyCounts, type CopyCounts, newCopyCounts } from './timescale-copy.js';
 import { writeTrades } from './timescale-trades.js';
 import { versionFields } from './version.js';
 
@@ -222,14 +223,17 @@ export class TimescaleSink implements Sink {
 
   async write(batch: Batch): Promise<void> {
     let owed = false;
+    let counts = newCopyCounts();
     await this.transaction(async (client, gen, snapshotting, f, tail) => {
+      // A retried write counts afresh: only the attempt that commits is added below.
+      counts = newCopyCounts();
       const stale = StaleSpan.now();
       for (const seg of coalesce(batch.changes, gen)) {
         // While a snapshot is copied nothing else writes, and every row the sink
         // holds is of an older generation (the sweep removes those not rewritten):
         // no row of the id can be newer, so the per-id check is skipped.
         if (snapshotting) for (const u of seg.tradeUpserts) u.replace = false;
-        await this.writeSegment(client, f.sql, seg, stale);
+        await this.writeSegment(client, f.sql, seg, stale, counts);
       }
       owed = this.owe(f, stale, tail);
       // A letter whose row a later change now settles is resolved in the same transaction.
@@ -252,6 +256,7 @@ export class TimescaleSink implements Sink {
         );
       }
     });
+    addCopyCounts(counts);
     if (owed) this.refresher?.ask();
   }
 
@@ -292,6 +297,7 @@ export class TimescaleSink implements Sink {
     sql: Features['sql'],
     seg: Segment,
     stale: StaleSpan,
+    counts: CopyCounts,
   ): Promise<void> {
     const json = (rows: unknown[]) => [JSON.stringify(rows)];
     if (seg.poolUpserts.length > 0) {
@@ -303,7 +309,7 @@ export class TimescaleSink implements Sink {
         json(seg.poolDeletes.map((d) => ({ i: d.poolId, ...versionFields(d.version) }))),
       );
     }
-    await writeTrades(client, sql, seg, stale);
+    await writeTrades(client, sql, seg, stale, counts);
     if (seg.deadLetters.length > 0) {
       await client.query(sql.deadLetters, [
         JSON.stringify(seg.deadLetters.map(letterRow)),

@@ -221,11 +221,15 @@ describe('LSN reset', () => {
     });
     expect(refused.status).toBe(409);
     // The confirmed flush itself: the 300 trades are streamed and applied again.
-    const written = Number(
-      /slotline_sink_rows_written_total\{sink="timescale"\} (\d+)/.exec(
-        (await call(port, 'GET', '/metrics')).text,
-      )?.[1],
-    );
+    const metric = (text: string, series: string) =>
+      Number(new RegExp(`^${series.replace(/[{}]/g, '\\$&')} (\\d+)$`, 'm').exec(text)?.[1]);
+    const first = (await call(port, 'GET', '/metrics')).text;
+    const written = metric(first, 'slotline_sink_rows_written_total{sink="timescale"}');
+    // The 300 went in by COPY; the replay meets them on the primary key, so its COPY rolls back.
+    expect(metric(first, 'slotline_sink_copy_rows_total')).toBeGreaterThanOrEqual(300);
+    const conflicts = metric(first, 'slotline_sink_copy_fallbacks_total{reason="conflict"}');
+    const tombstones = metric(first, 'slotline_sink_copy_fallbacks_total{reason="tombstone"}');
+    expect(tombstones).toBe(0);
     const ok = await call(port, 'POST', '/admin/lsn-reset', {
       token: TOKEN,
       json: { lsn: held.confirmedFlush },
@@ -242,6 +246,13 @@ describe('LSN reset', () => {
       { timeoutMs: 20_000, what: 'the replayed rows to be written again' },
     );
     expect(await sinkTrades(ctx.sink)).toEqual(content);
+    const after = (await call(port, 'GET', '/metrics')).text;
+    expect(metric(after, 'slotline_sink_copy_fallbacks_total{reason="conflict"}')).toBeGreaterThan(
+      conflicts,
+    );
+    expect(metric(after, 'slotline_sink_copy_fallbacks_total{reason="tombstone"}')).toBe(
+      tombstones,
+    );
     expect((await c.stop()).code, c.output()).toBe(0);
   });
 
