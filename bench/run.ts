@@ -1415,18 +1415,10 @@ class Bench {
   }
 
   cpuTable(): string {
-    const cols = [
-      'connector',
-      'client',
-      'walsender',
-      'pg-sink',
-      'pg-snapshot',
-      'kafka',
-      'pg-autovacuum',
-      'pg-tsdb-jobs',
-      'pg-other',
-      'bench',
-    ].filter((k) => this.cpu.some((c) => c.report.roles[k] !== undefined));
+    // The path's processes first (budget.ts), then what runs beside them.
+    const cols = [...PATH_ROLES, 'pg-autovacuum', 'pg-tsdb-jobs', 'pg-other', 'bench'].filter((k) =>
+      this.cpu.some((c) => c.report.roles[k] !== undefined),
+    );
     const head = `| scenario | ${cols.join(' | ')} | machine busy | not ours |`;
     const sep = `| --- | ${cols.map(() => '---:').join(' | ')} | ---: | ---: |`;
     const lines = this.cpu.map(({ scenario, report }) => {
