@@ -197,12 +197,28 @@ describe('exactly-once into Kafka', () => {
 
         // The new leader writes the same batch: now it is there, once.
         await b.sink.write(second);
-        const after = await readTopic(kafka, trades);
+        // EndTxn returns before the brokers have written the commit markers, and until they
+        // have, a read_committed reader stops at the transaction's start (its last stable
+        // offset): read again until the transaction shows, then count.
+        let after: Received[] = [];
+        await waitFor(async () => (after = await readTopic(kafka, trades)).length >= 20_050, {
+          timeoutMs: 60_000,
+          intervalMs: 200,
+          what: "the new leader's transaction to be readable (its commit markers written)",
+        });
         expect(after).toHaveLength(20_050);
         expect(new Set(ids(after)).size).toBe(20_050);
-        const progress = await readProgress(kafka, `${trades}.progress`, ctx.slot, {
-          timeoutMs: 60_000,
-        });
+        // The progress record's partition gets its marker the same way.
+        let progress: Awaited<ReturnType<typeof readProgress>> = null;
+        await waitFor(
+          async () => {
+            progress = await readProgress(kafka, `${trades}.progress`, ctx.slot, {
+              timeoutMs: 60_000,
+            });
+            return progress?.lsn === second.checkpoint;
+          },
+          { timeoutMs: 60_000, intervalMs: 200, what: "the new leader's progress record" },
+        );
         expect(progress).toEqual({ lsn: second.checkpoint, partial: null });
         console.info(
           `fence: the old leader's transaction aborted with ${aborted} records written, invisible to read_committed; ` +
