@@ -49,14 +49,12 @@ export function total(costs: Partial<Record<PathRole, number>>): number {
   return Object.values(costs).reduce((a, b) => a + b, 0);
 }
 
-/** The most trades/s `cores` carry at `micros` µs of CPU per trade. */
-export function cpuAllows(micros: number, cores: number): number {
-  return (cores * 1e6) / micros;
-}
-
-/** The µs of CPU per trade that `rate` trades/s leaves on `cores`. */
-export function budgetAt(rate: number, cores: number): number {
-  return (cores * 1e6) / rate;
+/**
+ * cores × 10⁶ ÷ x, read both ways: at x µs of CPU per trade, the most trades/s
+ * `cores` carry; at x trades/s, the µs of CPU per trade they leave.
+ */
+export function perCores(x: number, cores: number): number {
+  return (cores * 1e6) / x;
 }
 
 export interface TargetBudget {
@@ -81,7 +79,7 @@ export function targetBudget(t: {
   floorParts: { what: string; micros: number }[];
   now: number;
 }): TargetBudget {
-  const budget = budgetAt(t.needs, t.cores);
+  const budget = perCores(t.needs, t.cores);
   const floor = t.floorParts.reduce((a, p) => a + p.micros, 0);
   const verdict =
     floor > budget ? 'out of reach' : t.now <= budget ? 'CPU allows it' : 'needs less CPU';

@@ -46,9 +46,9 @@ import { formatLsn, parseLsn } from '../src/checkpoint/lsn.js';
 import { pgPaths, startCluster, type Cluster } from '../test/harness/cluster.js';
 import type { KafkaBroker } from '../test/harness/kafka.js';
 import {
-  cpuAllows,
   cpuPerTrade,
   PATH_ROLES,
+  perCores,
   targetBudget,
   total,
   type TargetBudget,
@@ -743,39 +743,45 @@ class Bench {
       const r = await c.query<{ l: string }>('SELECT pg_current_wal_lsn()::text AS l');
       return r.rows[0]?.l ?? '0/0';
     });
-    const deadline = performance.now() + 300_000;
-    await withClient(this.url(sinkDb), async (c) => {
-      for (;;) {
-        const r = await c.query<{ ok: boolean }>(
-          `SELECT coalesce(bool_and(lsn >= $2::pg_lsn), false) AS ok FROM slotline.checkpoints
-            WHERE slot = $1 AND sink = $3`,
-          [slot, target, SINK_CHECKPOINT],
-        );
-        if (r.rows[0]?.ok) return;
-        if (!child.alive) throw new Error(`the connector exited:\n${child.output()}`);
-        if (performance.now() > deadline) throw new Error(`${slot} did not catch up to ${target}`);
-        await sleep(50);
-      }
+    await this.pollSink(sinkDb, child, `${slot} to catch up to ${target}`, async (c) => {
+      const r = await c.query<{ ok: boolean }>(
+        `SELECT coalesce(bool_and(lsn >= $2::pg_lsn), false) AS ok FROM slotline.checkpoints
+          WHERE slot = $1 AND sink = $3`,
+        [slot, target, SINK_CHECKPOINT],
+      );
+      return r.rows[0]?.ok === true;
     });
   }
 
   /** Waits until the connector owes no OHLCV refresh for `slot` (none recorded); returns how long. */
   async waitRefreshed(slot: string, sinkDb: string, child: Child): Promise<number> {
     const started = performance.now();
-    const deadline = started + 300_000;
-    await withClient(this.url(sinkDb), async (c) => {
-      for (;;) {
-        const r = await c.query<{ n: number }>(
-          'SELECT count(*)::int AS n FROM slotline.ohlcv_refresh WHERE slot = $1',
-          [slot],
-        );
-        if (r.rows[0]?.n === 0) return;
-        if (!child.alive) throw new Error(`the connector exited:\n${child.output()}`);
-        if (performance.now() > deadline) throw new Error(`${slot}: OHLCV refresh still owed`);
-        await sleep(100);
-      }
+    await this.pollSink(sinkDb, child, `${slot}'s owed OHLCV refresh`, async (c) => {
+      const r = await c.query<{ n: number }>(
+        'SELECT count(*)::int AS n FROM slotline.ohlcv_refresh WHERE slot = $1',
+        [slot],
+      );
+      return r.rows[0]?.n === 0;
     });
     return performance.now() - started;
+  }
+
+  /** Asks the sink `done` every 50 ms until it says so, for at most 5 minutes, while the connector lives. */
+  private async pollSink(
+    sinkDb: string,
+    child: Child,
+    what: string,
+    done: (c: pg.Client) => Promise<boolean>,
+  ): Promise<void> {
+    const deadline = performance.now() + 300_000;
+    await withClient(this.url(sinkDb), async (c) => {
+      for (;;) {
+        if (await done(c)) return;
+        if (!child.alive) throw new Error(`the connector exited:\n${child.output()}`);
+        if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+        await sleep(50);
+      }
+    });
   }
 
   async topicMessages(topic: string): Promise<number> {
@@ -1458,19 +1464,12 @@ class Bench {
     return [head, sep, ...lines].join('\n');
   }
 
-  /** The CPU of a scenario's timed window, by its row's name. */
-  private window(scenario: string): Window | null {
-    const label: Record<string, string> = {
-      [RECV]: 'ceiling: pg_recvlogical',
-      [COPY]: 'ceiling: bare COPY',
-      [SNAPSHOT]: 'initial snapshot',
-      [DBZ_EMBEDDED]: 'Debezium embedded',
-      [DBZ_CONNECT.defaults]: 'Debezium → Kafka, defaults',
-      [DBZ_CONNECT.tuned]: 'Debezium → Kafka, tuned',
-    };
+  /** A scenario's timed window (its row carries the CPU of it) and its rate. */
+  private window(scenario: string): (Window & { rate: number }) | null {
     const row = this.rows.find((r) => r.scenario === scenario);
-    const cpu = this.cpu.find((c) => c.scenario === (label[scenario] ?? scenario))?.report;
-    return row && row.rate !== null && cpu ? { trades: row.trades, cpu } : null;
+    return row?.rate != null && row.cpu
+      ? { trades: row.trades, cpu: row.cpu, rate: row.rate }
+      : null;
   }
 
   /** µs of CPU per trade by process, for every scenario on a trade's path. */
@@ -1478,17 +1477,16 @@ class Bench {
     const scenarios = [RECV, COPY, CATCHUP, KAFKA_EOS, KAFKA_ALO, SNAPSHOT, DBZ_EMBEDDED]
       .concat([DBZ_CONNECT.defaults, DBZ_CONNECT.tuned])
       .map((s) => ({ s, w: this.window(s) }))
-      .filter((x): x is { s: string; w: Window } => x.w !== null);
+      .filter((x): x is { s: string; w: Window & { rate: number } } => x.w !== null);
     if (scenarios.length === 0) return '';
     const roles = PATH_ROLES.filter((r) => scenarios.some(({ w }) => w.cpu.roles[r] !== undefined));
     const lines = scenarios.map(({ s, w }) => {
       const c = cpuPerTrade(w);
       const sum = total(c);
-      const rate = this.rows.find((r) => r.scenario === s)?.rate ?? 0;
-      const allows = cpuAllows(sum, w.cpu.cores);
+      const allows = perCores(sum, w.cpu.cores);
       return (
         `| ${s} | ${roles.map((r) => (c[r] === undefined ? '' : c[r].toFixed(1))).join(' | ')} | ` +
-        `${sum.toFixed(1)} | ${fmt(allows)} | ${(rate / allows).toFixed(2)} |`
+        `${sum.toFixed(1)} | ${fmt(allows)} | ${(w.rate / allows).toFixed(2)} |`
       );
     });
     return [

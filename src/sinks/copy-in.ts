@@ -4,9 +4,9 @@ import { type PgConnection, SubmittedQuery } from '../source/copy-both.js';
 /**
  * `COPY … FROM STDIN` in text format, driven through pg's Submittable hook
  * (pg has no copy-in API of its own; see source/copy-both.ts for the copy-out
- * side). The input is sent when the server answers CopyInResponse: chunks
- * encoded before, or rows spelled then, each chunk written to the socket as
- * soon as it is cut, so the server inserts one while the next is spelled.
+ * side). The rows are spelled when the server answers CopyInResponse, each
+ * chunk written to the socket as soon as it is cut, so the server inserts one
+ * while the next is spelled.
  */
 
 /** How large each CopyData message is (the server reads it in one piece). */
@@ -239,18 +239,13 @@ export class CopyInQuery extends SubmittedQuery<CopyInResult> {
   override handleCopyInResponse(connection: unknown): void {
     const c = connection as PgConnection;
     // After an error the server ignores the CopyData and CopyDone still in flight.
-    const send = (chunk: Buffer) => c.sendCopyFromChunk(chunk);
-    if (typeof this.input !== 'function') {
-      for (const chunk of this.input) send(chunk);
-    } else {
-      try {
-        this.input(send);
-      } catch (err) {
-        // The server ends the COPY with an error; `done` reports this one.
-        this.fail(err as Error);
-        c.sendCopyFail(`slotline: ${(err as Error).message}`);
-        return;
-      }
+    try {
+      this.input((chunk) => c.sendCopyFromChunk(chunk));
+    } catch (err) {
+      // The server ends the COPY with an error; `done` reports this one.
+      this.fail(err as Error);
+      c.sendCopyFail(`slotline: ${(err as Error).message}`);
+      return;
     }
     c.endCopyFrom();
   }
@@ -266,11 +261,10 @@ export class CopyInQuery extends SubmittedQuery<CopyInResult> {
 }
 
 /**
- * A COPY's input: its chunks, or a function that spells them and sends each
- * with `send` (called once the server is ready for them; what it throws fails
- * the COPY).
+ * A COPY's input: a function that spells its chunks and sends each with `send`
+ * (called once the server is ready for them; what it throws fails the COPY).
  */
-export type CopyInput = readonly Buffer[] | ((send: (chunk: Buffer) => void) => void);
+export type CopyInput = (send: (chunk: Buffer) => void) => void;
 
 /** Runs the message `text` (one COPY … FROM STDIN of `input` among its statements) on `client`. */
 export function copyIn(client: pg.ClientBase, text: string, input: CopyInput) {

@@ -21,16 +21,20 @@ export const newCopyCounts = (): CopyCounts => ({ copied: 0, conflicts: 0, tombs
 
 /**
  * This process's totals over committed writes (the sink adds a write's counts
- * once it commits): read by /metrics, tests and profiles. `fallbacks` is
- * conflicts plus tombstones.
+ * once it commits): read by /metrics, tests and profiles.
  */
-export const hotPathCounts = { copied: 0, fallbacks: 0, conflicts: 0, tombstones: 0 };
+export const hotPathCounts = {
+  ...newCopyCounts(),
+  /** Copies rolled back, for either reason. */
+  get fallbacks(): number {
+    return this.conflicts + this.tombstones;
+  },
+};
 
 export function addCopyCounts(c: CopyCounts): void {
   hotPathCounts.copied += c.copied;
   hotPathCounts.conflicts += c.conflicts;
   hotPathCounts.tombstones += c.tombstones;
-  hotPathCounts.fallbacks += c.conflicts + c.tombstones;
 }
 
 /** A streamed insert or a snapshot row: nothing else in its segment touches its id. */
@@ -141,8 +145,8 @@ async function copyHot(
     upsert.push(...copy);
     return 0;
   }
-  const keep = copy.filter((u) => !blocked.has(u.trade.tradeId));
-  for (const u of copy) if (blocked.has(u.trade.tradeId)) upsert.push(u);
+  const keep: HotUpsert[] = [];
+  for (const u of copy) (blocked.has(u.trade.tradeId) ? upsert : keep).push(u);
   // Spelled again (rare): the survivors, copied the same way, once more.
   return keep.length > 0 ? copyHot(client, sql, keep, upsert, counts, false) : 0;
 }

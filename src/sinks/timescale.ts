@@ -223,10 +223,9 @@ export class TimescaleSink implements Sink {
 
   async write(batch: Batch): Promise<void> {
     let owed = false;
-    let counts = newCopyCounts();
+    // Added to the totals only once the write commits (a failed write is retried whole).
+    const counts = newCopyCounts();
     await this.transaction(async (client, gen, snapshotting, f, tail) => {
-      // A retried write counts afresh: only the attempt that commits is added below.
-      counts = newCopyCounts();
       const stale = StaleSpan.now();
       for (const seg of coalesce(batch.changes, gen)) {
         // While a snapshot is copied nothing else writes, and every row the sink

@@ -1,6 +1,6 @@
 /** The benchmark's CPU budget (bench/budget.ts): per-trade costs and each target's verdict. */
 import { describe, expect, it } from 'vitest';
-import { cpuAllows, cpuPerTrade, targetBudget, total } from '../../bench/budget.js';
+import { cpuPerTrade, perCores, targetBudget, total } from '../../bench/budget.js';
 import type { CpuReport } from '../../bench/proc.js';
 
 const report = (seconds: number, roles: Record<string, number>): CpuReport => ({
@@ -22,7 +22,7 @@ describe('the CPU budget', () => {
     expect(c).toEqual({ connector: 50, 'pg-sink': 100 });
     expect(total(c)).toBe(150);
     // 150 µs per trade on 2 cores: at most 13,333 trades/s.
-    expect(Math.round(cpuAllows(150, 2))).toBe(13_333);
+    expect(Math.round(perCores(150, 2))).toBe(13_333);
   });
 
   it('calls a target out of reach when the servers alone need more than it leaves', () => {
