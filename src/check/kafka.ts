@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import type { SASLOptions } from 'kafkajs';
 import type { Config } from '../config.js';
 import { SlotlineError } from '../errors.js';
+import { loadKafkajs } from '../sinks/kafka-client.js';
 import { classifyKafkaError } from '../sinks/kafka-errors.js';
 import { failed, ok, type CheckResult } from './result.js';
 
@@ -9,11 +10,12 @@ const BROKERS = 'SLOTLINE_KAFKA_BROKERS';
 
 /**
  * The brokers answer with the configured TLS and SASL settings, and the topics
- * exist or may be created. Reads only (lists topics); kafkajs loads only here.
+ * exist or may be created. Reads only (lists topics). kafkajs loads through
+ * kafka-client.ts, as the sink loads it (the first load decides its modules).
  */
 export async function checkKafka(cfg: Config): Promise<CheckResult[]> {
   const brokers = cfg.kafkaBrokers ?? [];
-  const { Kafka, logLevel } = await import('kafkajs');
+  const { Kafka, logLevel } = (await loadKafkajs()).kafkajs;
   let admin: ReturnType<InstanceType<typeof Kafka>['admin']> | null = null;
   try {
     const ca = cfg.kafkaSslCaFile === null ? null : await readFile(cfg.kafkaSslCaFile, 'utf8');

@@ -32,6 +32,7 @@ import {
   type EnvelopeOptions,
   type KafkaRecord,
 } from './kafka-envelope.js';
+import { loadKafkajs, VERIFIED_KAFKAJS } from './kafka-client.js';
 import { classifyKafkaError, kafkaLogger, needsNewProducer } from './kafka-errors.js';
 import { memoPartitioner } from './kafka-partitioner.js';
 import { alreadySent, type KafkaProgress, progressAfter, sameProgress } from './kafka-progress.js';
@@ -130,7 +131,8 @@ const VERSION = (createRequire(import.meta.url)('../../package.json') as { versi
  * stored checkpoint, and carry the same `slotline.lsn`/`slotline.seq` headers.
  *
  * Either way the slot is never acknowledged past what Kafka holds. kafkajs is
- * loaded in open(), so a connector without SLOTLINE_KAFKA_BROKERS never loads it.
+ * loaded in open() (kafka-client.ts), so a connector without
+ * SLOTLINE_KAFKA_BROKERS never loads it.
  */
 export class KafkaSink implements Sink {
   readonly name = KAFKA_SINK;
@@ -188,8 +190,13 @@ export class KafkaSink implements Sink {
         );
       }
     }
-    const kafkajs = await import('kafkajs');
+    const { kafkajs, fastPaths } = await loadKafkajs();
     this.kafkajs = kafkajs;
+    if (!fastPaths.produceEncoding || !fastPaths.grouping)
+      this.log.warn(
+        { kafkajs: fastPaths.kafkajs, verified: VERIFIED_KAFKAJS },
+        "kafkajs' own produce encoding and grouping in use (slower): this version's internals were not verified against slotline's",
+      );
     const secrets = this.opts.sasl ? [this.opts.sasl.password] : [];
     this.kafka = new kafkajs.Kafka({
       clientId: this.opts.clientId,
