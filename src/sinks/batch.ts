@@ -78,4 +78,27 @@ export class Batch {
   get empty(): boolean {
     return this.changes.length === 0 && this.checkpoint === null;
   }
+
+  /**
+   * Consecutive sealed batches as one: their changes in order, the checkpoint
+   * and commit time of the last that has one. Writing it is writing them one
+   * after another, in one sink transaction.
+   */
+  static merged(run: readonly Batch[]): Batch {
+    const first = run[0];
+    if (!first) throw new Error('Batch.merged of no batch');
+    if (run.length === 1) return first;
+    const m = new Batch(first.seq);
+    for (const b of run) {
+      for (const c of b.changes) m.changes.push(c);
+      m.bytes += b.bytes;
+      if (b.checkpoint !== null && (m.checkpoint === null || b.checkpoint > m.checkpoint))
+        m.checkpoint = b.checkpoint;
+      if (b.commitTime !== null) m.commitTime = b.commitTime;
+      m.commits += b.commits;
+    }
+    m.committedRows = m.changes.length;
+    m.committedBytes = m.bytes;
+    return m;
+  }
 }

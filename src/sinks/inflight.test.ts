@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { Batch, Change } from './batch.js';
+import { Batch, type Change } from './batch.js';
 import { InflightQueue, type InflightOptions } from './inflight.js';
 
 const NEVER = new AbortController().signal;
@@ -128,6 +128,70 @@ describe('InflightQueue', () => {
     expect(q.rows).toBe(0);
     expect(q.bytes).toBe(0);
     expect(q.idle).toBe(true);
+  });
+
+  it('a sink behind takes the sealed batches waiting after its next one, up to batchMaxRows in all, and merges them', () => {
+    const q = queue({ batchMaxRows: 5 }, ['timescale', 'kafka']);
+    // Three transactions, each sealed as its own batch by a sink that keeps up.
+    for (const [ids, lsn] of [
+      [[0, 1], 10n],
+      [[2, 3], 20n],
+      [[4, 5], 30n],
+    ] as const) {
+      for (const id of ids) q.push(del(id, lsn - 1n), 1);
+      q.commit(lsn, lsn * 100n, true);
+      const b = q.peek('timescale')!;
+      q.release('timescale', b);
+    }
+    const first = q.peek('kafka')!;
+    const more = q.following('kafka', first);
+    // 2 + 2 rows fit in 5; the third batch would make 6.
+    expect(more.map((b) => b.seq)).toEqual([first.seq + 1]);
+    expect(q.following('timescale', first)).toEqual([]);
+
+    const merged = Batch.merged([first, ...more]);
+    expect(merged.changes.map((c) => (c.kind === 'trade_delete' ? c.tradeId : ''))).toEqual([
+      '0',
+      '1',
+      '2',
+      '3',
+    ]);
+    expect([merged.checkpoint, merged.commitTime, merged.commits, merged.bytes]).toEqual([
+      20n,
+      2000n,
+      2,
+      4,
+    ]);
+    expect(Batch.merged([first])).toBe(first);
+    for (const b of [first, ...more]) q.release('kafka', b);
+    expect(q.rows).toBe(2);
+    const last = q.peek('kafka')!;
+    expect(last.checkpoint).toBe(30n);
+    expect(q.following('kafka', last)).toEqual([]);
+  });
+
+  it('a merged run keeps the last checkpoint when it ends inside a transaction', () => {
+    // Batches seal at 2 rows (half of maxRows); a run may hold 3.
+    const q = queue({ batchMaxRows: 3, maxRows: 4 }, ['timescale', 'kafka']);
+    q.push(del(0, 9n), 1);
+    q.commit(10n, 1n, true);
+    // A transaction of 4 rows spans two sealed batches; its commit is still to come.
+    for (let i = 1; i <= 4; i++) q.push(del(i, 19n), 1);
+    const batches: Batch[] = [];
+    for (let b = q.peek('timescale'); b; b = q.peek('timescale')) {
+      batches.push(b);
+      q.release('timescale', b);
+    }
+    expect(batches.map((b) => [b.rows, b.checkpoint])).toEqual([
+      [1, 10n],
+      [2, null],
+      [2, null],
+    ]);
+    const first = q.peek('kafka')!;
+    const merged = Batch.merged([first, ...q.following('kafka', first)]);
+    expect(merged.rows).toBe(3);
+    // The checkpoint moves only at commits: the half transaction adds rows, not a checkpoint.
+    expect(merged.checkpoint).toBe(10n);
   });
 
   it('full at maxRows; drained() resolves once back under half', async () => {

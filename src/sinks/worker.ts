@@ -3,7 +3,7 @@ import type { Lsn } from '../checkpoint/lsn.js';
 import { classifyError, type SlotlineError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { type BackoffOptions, retry } from '../retry.js';
-import type { Batch } from './batch.js';
+import { Batch } from './batch.js';
 import type { InflightQueue } from './inflight.js';
 import type { Sink } from './sink.js';
 import { TIMESCALE_SINK } from './timescale.js';
@@ -20,7 +20,8 @@ export interface SinkWorkerOptions {
 }
 
 /**
- * Feeds one sink from the in-flight queue, batch by batch and in order. A
+ * Feeds one sink from the in-flight queue, batch by batch and in order (the
+ * batches already waiting merged into one write, up to SLOTLINE_BATCH_MAX_ROWS). A
  * failed write is retried with backoff (the batch stays queued, the queue
  * fills, the stream pauses, the slot is not acknowledged meanwhile); an error
  * that is not retriable ends the worker and, with it, the connector.
@@ -32,8 +33,11 @@ export async function runSinkWorker(
 ): Promise<void> {
   let failing = false;
   for (;;) {
-    const batch = await queue.next(sink.name, opts.signal);
-    if (!batch) return;
+    const next = await queue.next(sink.name, opts.signal);
+    if (!next) return;
+    // What else is sealed and waiting goes in the same write, up to a batch's bound.
+    const run = [next, ...queue.following(sink.name, next)];
+    const batch = Batch.merged(run);
     const started = Date.now();
     const ok = await retry(
       () => sink.write(batch),
@@ -57,7 +61,7 @@ export async function runSinkWorker(
       failing = false;
       opts.log.info('writes succeed again');
     }
-    queue.release(sink.name, batch);
+    for (const b of run) queue.release(sink.name, b);
     record(opts.metrics, sink.name, batch, (Date.now() - started) / 1000);
     opts.log.debug(
       { rows: batch.rows, commits: batch.commits, ms: Date.now() - started },
