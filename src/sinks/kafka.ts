@@ -192,7 +192,12 @@ export class KafkaSink implements Sink {
     }
     const { kafkajs, fastPaths } = await loadKafkajs();
     this.kafkajs = kafkajs;
-    if (!fastPaths.produceEncoding || !fastPaths.grouping)
+    if (fastPaths.produceEncoding && fastPaths.grouping)
+      this.log.info(
+        { kafkajs: fastPaths.kafkajs },
+        "kafkajs loaded with slotline's produce request encoding and grouping",
+      );
+    else
       this.log.warn(
         { kafkajs: fastPaths.kafkajs, verified: VERIFIED_KAFKAJS },
         "kafkajs' own produce encoding and grouping in use (slower): this version's internals were not verified against slotline's",

@@ -202,7 +202,8 @@ describe.skipIf(skipped)('Kafka sink', () => {
       'public',
       Array.from({ length: 200 }, (_, k) => makeTrade(k, pools[k % 4]!, { uint256: k % 10 === 0 })),
     );
-    await using c = startConnector(kafkaEnv(ctx));
+    // At info: the test reads which produce encoding kafkajs was loaded with.
+    await using c = startConnector({ ...kafkaEnv(ctx), SLOTLINE_LOG_LEVEL: 'info' });
     // The snapshot is done once the Kafka sink streams; what follows is streamed.
     await waitFor(async () => (await kafkaCheckpoint(ctx).catch(() => null)) !== null, {
       timeoutMs: 30_000,
@@ -239,6 +240,8 @@ describe.skipIf(skipped)('Kafka sink', () => {
     const { unique, duplicates } = dedupeAndCheckOrder(messages);
     expect(duplicates).toEqual([]);
     await expectKafkaEqualsSource(ctx, pools, unique);
+    // Written by slotline's own produce encoding (kafka-produce.ts), which the broker accepted.
+    expect(c.output()).toContain("kafkajs loaded with slotline's produce request encoding");
     expect(messages.filter((m) => m.value.op === 'r')).toHaveLength(200);
     expect(messages.filter((m) => m.value.op === 'c')).toHaveLength(1800);
     const big = messages.filter((m) => String(m.value.after?.id).startsWith('big-'));
