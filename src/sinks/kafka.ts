@@ -199,8 +199,8 @@ export class KafkaSink implements Sink {
       );
     else
       this.log.warn(
-        { kafkajs: fastPaths.kafkajs, verified: VERIFIED_KAFKAJS },
-        "kafkajs' own produce encoding and grouping in use (slower): this version's internals were not verified against slotline's",
+        { ...fastPaths, verified: VERIFIED_KAFKAJS },
+        "kafkajs runs its own produce encoding or grouping (slower): its version is not one slotline's replacements were verified against, or it was loaded before them",
       );
     const secrets = this.opts.sasl ? [this.opts.sasl.password] : [];
     this.kafka = new kafkajs.Kafka({
