@@ -82,10 +82,12 @@ export function installFastPaths(): KafkaFastPaths {
     encoding.exports = fast;
   }
 
-  // Bound by sendMessages.js when it loads: replaceable only before.
-  let grouping = false;
-  if (require.cache[require.resolve(SEND_MESSAGES)] === undefined) {
-    const groupPath = require.resolve(GROUP_MESSAGES);
+  // Bound by sendMessages.js when it loads: replaceable only before (or replaced already,
+  // by another instance of this module in the same process).
+  const groupPath = require.resolve(GROUP_MESSAGES);
+  const loaded = require.cache[groupPath]?.exports as { stock?: unknown } | undefined;
+  let grouping = loaded?.stock !== undefined;
+  if (!grouping && require.cache[require.resolve(SEND_MESSAGES)] === undefined) {
     const stockGroup: unknown = require(groupPath);
     const group = require.cache[groupPath];
     if (group) {

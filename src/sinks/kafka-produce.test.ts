@@ -193,6 +193,7 @@ describe('kafkajs with the fast paths', () => {
   it('encodes produce requests of every version kafkajs negotiates (3 to 7) with kafka-produce.ts', async () => {
     const { fastPaths } = await loadKafkajs();
     expect(fastPaths.produceEncoding).toBe(true);
+    expect(fastPaths.grouping).toBe(true);
     expect(installFastPaths()).toBe(fastPaths);
     const produce = require('kafkajs/src/protocol/requests/produce/index.js') as {
       protocol: (v: { version: number }) => (a: ProduceArgs) => {
