@@ -1,20 +1,25 @@
 /**
  * Microbenchmark of the produce request encoding, without a broker: the
- * connector's own records (kafka-envelope.ts, trades of five pools in
- * 1,000-row source transactions) grouped over six partitions as kafkajs
- * groups them, then encoded as one produce request per 2,000 records, by
- * kafkajs' own encoder and by kafka-produce.ts. Checks both give the same
- * bytes, then prints µs of process CPU per record for each. Not part of the
- * test suite:
+ * connector's own records (kafka-envelope.ts) of the benchmark's trades
+ * (bench/workload.ts: five pools, 1,000-row source transactions), grouped
+ * over six partitions as kafkajs groups them, then encoded as one produce
+ * request per 2,000 records, by kafkajs' own encoder and by kafka-produce.ts.
+ * Checks both give the same bytes, then prints µs of process CPU per record
+ * for each. Not part of the test suite:
  *
  *   npm run build && tsc -p bench/tsconfig.json && \
  *     node dist/bench/bench/micro-kafka-encode.js [--records 2000] [--rounds 300]
  */
 import { createRequire } from 'node:module';
 import type { Change } from '../src/sinks/batch.js';
-import { changeRecords, RecentTradePools } from '../src/sinks/kafka-envelope.js';
+import {
+  changeRecords,
+  type EnvelopeOptions,
+  RecentTradePools,
+} from '../src/sinks/kafka-envelope.js';
 import { encodeProduceRequest, type ProduceArgs } from '../src/sinks/kafka-produce.js';
 import { positiveMurmur2 } from '../src/sinks/kafka-partitioner.js';
+import { POOLS, tradeId } from './workload.js';
 
 const arg = (name: string, def: number): number => {
   const i = process.argv.indexOf(name);
@@ -31,26 +36,38 @@ const loaded = createRequire(import.meta.url)(
 ) as RequestFn;
 const kafkajsRequest = loaded.stock ?? loaded;
 
+const OPTIONS: EnvelopeOptions = {
+  topics: { trades: 'ponder.order_book_trades', pools: 'ponder.pools' },
+  version: '0.1.0',
+  name: 'slotline',
+  db: 'ponder',
+  schema: 'public',
+  tombstones: false,
+};
+const UNIT = 10_000_000_000_000_000n;
+
+/** Trades `from…` as the connector maps the ones workload.ts's INSERT_TRADES writes. */
 function changes(from: number): Change[] {
   const out: Change[] = [];
-  for (let i = from; i < from + RECORDS; i++) {
-    const lsn = 0x16_0000_0000n + BigInt(Math.floor(i / 1000)) * 0x10000n;
+  for (let g = from; g < from + RECORDS; g++) {
+    const pool = POOLS[g % 5]!;
+    const tx = Math.floor(g / 1000);
     out.push({
       kind: 'trade_upsert',
       op: 'insert',
-      lsn,
-      seq: i % 1000,
-      tx: { xid: 1000 + Math.floor(i / 1000), commitTime: 786_000_000_000_000n + BigInt(i) },
+      lsn: 0x16_0000_0000n + BigInt(tx) * 0x10000n,
+      seq: g % 1000,
+      tx: { xid: 1000 + tx, commitTime: 786_000_000_000_000n + BigInt(g) },
       trade: {
-        tradeId: `0x${i.toString(16).padStart(64, '0')}-${i % 7}`,
-        time: String(1_700_000_000 + i),
+        tradeId: tradeId(g),
+        time: String(1_700_000_000 + Math.floor(g / 3)),
         chainId: '31337',
-        poolId: `0x${(i % 5).toString(16).padStart(40, 'a')}`,
-        symbol: 'WETH/USDC',
-        side: i % 2 === 0 ? 'buy' : 'sell',
-        price: String(1_234_567_890_000_000_000n + BigInt(i)),
-        quantity: String(987_654_321_000_000n * BigInt(1 + (i % 9))),
-        transactionId: `0x${(i * 31).toString(16).padStart(64, '0')}`,
+        poolId: pool.order_book!,
+        symbol: pool.coin,
+        side: g % 2 === 0 ? 'buy' : 'sell',
+        price: (BigInt(pool.price!) + BigInt(g % 97) * UNIT).toString(),
+        quantity: (BigInt((g % 50) + 1) * UNIT).toString(),
+        transactionId: `0x${g.toString(16).padStart(64, 'a')}`,
       },
     });
   }
@@ -60,21 +77,13 @@ function changes(from: number): Change[] {
 /** One produce request's arguments: the records of `from…` grouped by key as kafkajs would. */
 function request(from: number): ProduceArgs {
   const recent = new RecentTradePools();
-  const options = {
-    topics: { trades: 'ponder.order_book_trades', pools: 'ponder.pools' },
-    version: '0.1.0',
-    name: 'slotline',
-    db: 'ponder',
-    schema: 'public',
-    tombstones: false,
-  };
   const partitions = Array.from({ length: PARTITIONS }, (_, partition) => ({
     partition,
     firstSequence: 0,
     messages: [] as { key: string; value: string | null; headers: Record<string, string> }[],
   }));
   for (const c of changes(from)) {
-    for (const r of changeRecords(c, options, recent, 1_764_000_000_000)) {
+    for (const r of changeRecords(c, OPTIONS, recent, 1_764_000_000_000)) {
       const p = positiveMurmur2(Buffer.from(r.key)) % PARTITIONS;
       partitions[p]!.messages.push({ key: r.key, value: r.value, headers: r.headers });
     }
@@ -85,7 +94,7 @@ function request(from: number): ProduceArgs {
     transactionalId: 'slotline.slotline.ponder.order_book_trades',
     producerId: 4321,
     producerEpoch: 2,
-    topicData: [{ topic: options.topics.trades, partitions }],
+    topicData: [{ topic: OPTIONS.topics.trades, partitions }],
   };
 }
 

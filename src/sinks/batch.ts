@@ -81,8 +81,9 @@ export class Batch {
 
   /**
    * Consecutive sealed batches as one: their changes in order, the checkpoint
-   * and commit time of the last that has one. Writing it is writing them one
-   * after another, in one sink transaction.
+   * and commit time of the last that has one (checkpoints rise with the
+   * stream). Writing it is writing them one after another, in one sink
+   * transaction.
    */
   static merged(run: readonly Batch[]): Batch {
     const first = run[0];
@@ -92,8 +93,7 @@ export class Batch {
     for (const b of run) {
       for (const c of b.changes) m.changes.push(c);
       m.bytes += b.bytes;
-      if (b.checkpoint !== null && (m.checkpoint === null || b.checkpoint > m.checkpoint))
-        m.checkpoint = b.checkpoint;
+      if (b.checkpoint !== null) m.checkpoint = b.checkpoint;
       if (b.commitTime !== null) m.commitTime = b.commitTime;
       m.commits += b.commits;
     }
