@@ -6,12 +6,12 @@
  * turned into a Buffer and each 64-bit varint through BigInt-backed Longs;
  * then it copies a partition's batch four times on its way into the request,
  * and computes its CRC32C byte by byte. For records of the sink's shape that
- * is 21–24 µs of CPU per record, and most of the connector's garbage with
+ * is 17–24 µs of CPU per record, and most of the connector's garbage with
  * Kafka enabled (docs/performance.md).
  *
  * encodeProduceRequest writes the same bytes (kafka-produce.test.ts compares
  * them with kafkajs' own encoder) into one buffer of the exact size, sizes
- * first, then bytes, the CRC32C eight bytes at a time: 1.8–2.8 µs per record
+ * first, then bytes, the CRC32C eight bytes at a time: 1.7–2.8 µs per record
  * (bench/micro-kafka-encode.ts measures both).
  * It covers what the sink sends: no compression, no per-message timestamps,
  * keys, values and header values that are strings, Buffers or null. For
