@@ -207,10 +207,14 @@ export class CopyRows {
   }
 }
 
-/** What a CopyInQuery's message did: rows copied, and the rows any statement after it returned. */
+/** What a CopyInQuery's message did. */
 export interface CopyInResult {
+  /** Rows copied. */
   copied: number;
+  /** The rows the statements after the COPY returned. */
   rows: (string | null)[][];
+  /** The rows of each statement before the COPY that completed, in order, one entry per statement. */
+  before: (string | null)[][][];
 }
 
 /**
@@ -223,7 +227,9 @@ export interface CopyInResult {
  * statement, and the message's later statements did not run).
  */
 export class CopyInQuery extends SubmittedQuery<CopyInResult> {
-  private readonly result: CopyInResult = { copied: 0, rows: [] };
+  private readonly result: CopyInResult = { copied: 0, rows: [], before: [] };
+  private copySeen = false;
+  private statementRows: (string | null)[][] = [];
 
   constructor(
     text: string,
@@ -233,6 +239,11 @@ export class CopyInQuery extends SubmittedQuery<CopyInResult> {
   }
 
   protected outcome(): CopyInResult {
+    return this.result;
+  }
+
+  /** What the message did so far: after a failure, the statements before it that completed. */
+  get soFar(): Readonly<CopyInResult> {
     return this.result;
   }
 
@@ -252,11 +263,17 @@ export class CopyInQuery extends SubmittedQuery<CopyInResult> {
 
   override handleCommandComplete(msg: { text?: string }): void {
     const n = /^COPY (\d+)/.exec(msg.text ?? '');
-    if (n) this.result.copied = Number(n[1]);
+    if (n) {
+      this.result.copied = Number(n[1]);
+      this.copySeen = true;
+    } else if (!this.copySeen) {
+      this.result.before.push(this.statementRows);
+      this.statementRows = [];
+    }
   }
 
   override handleDataRow(msg: { fields: (string | null)[] }): void {
-    this.result.rows.push(msg.fields);
+    (this.copySeen ? this.result.rows : this.statementRows).push(msg.fields);
   }
 }
 

@@ -1,7 +1,8 @@
 import type pg from 'pg';
 import { parseLsn } from '../checkpoint/lsn.js';
 import type { Trade } from '../trades/map.js';
-import { copyIn, CopyRows, copyTextField } from './copy-in.js';
+import { CopyInQuery, CopyRows, copyTextField } from './copy-in.js';
+import type { FoldedOpening } from './timescale-opening.js';
 import type { statements } from './timescale-sql.js';
 import { tradeRow } from './timescale-sql.js';
 import { compareVersions, type RowVersion, versionFields } from './version.js';
@@ -72,9 +73,14 @@ export async function writeHotTrades(
   sql: Statements,
   hot: readonly HotUpsert[],
   counts: CopyCounts = newCopyCounts(),
+  opening: FoldedOpening | null = null,
 ): Promise<number> {
   const upsert: HotUpsert[] = [];
-  const copied = hot.length > 0 ? await copyHot(client, sql, hot, upsert, counts, true) : 0;
+  if (hot.length === 0) {
+    await opening?.alone(client);
+    return 0;
+  }
+  const copied = await copyHot(client, sql, hot, upsert, counts, true, opening);
   if (upsert.length > 0)
     await client.query(sql.tradeInsert, [JSON.stringify(upsert.map(tradeRow))]);
   return copied;
@@ -89,7 +95,8 @@ export const copyTuning = { newerTombstonesMax: 1000 };
 
 /**
  * Copies what of `rows` it can spell, or hands rows to `upsert` as
- * writeHotTrades says. The rows are spelled once the server is ready for them,
+ * writeHotTrades says. An `opening` heads the message and is settled as soon
+ * as its results are back, whatever the COPY did. The rows are spelled once the server is ready for them,
  * each chunk sent as soon as it is cut: the server inserts while the rest is
  * spelled. So the tombstone read, part of the message sent before, is bounded
  * by the oldest version of all `rows` (a superset of what the copied ones need).
@@ -101,25 +108,36 @@ async function copyHot(
   upsert: HotUpsert[],
   counts: CopyCounts,
   again: boolean,
+  opening: FoldedOpening | null = null,
 ): Promise<number> {
   let oldest = rows[0]!.version;
   for (const u of rows) if (compareVersions(u.version, oldest) < 0) oldest = u.version;
   const max = copyTuning.newerTombstonesMax;
-  const message = `SAVEPOINT slotline_copy; ${sql.tradeCopy}; ${sql.tradeTombstonesNewer(oldest, max + 1)}`;
+  const head = opening === null ? '' : `${opening.text}; `;
+  const message = `${head}SAVEPOINT slotline_copy; ${sql.tradeCopy}; ${sql.tradeTombstonesNewer(oldest, max + 1)}`;
   const copy: HotUpsert[] = [];
   const unspelled: HotUpsert[] = [];
-  let newer: (string | null)[][];
-  let copied: number;
+  const q = new CopyInQuery(message, (send) => {
+    const out = new CopyRows(send);
+    for (const u of rows) {
+      if (writeTradeCopyRow(u, out)) copy.push(u);
+      else unspelled.push(u);
+    }
+    out.finish();
+  });
+  void client.query(q);
+  let failure: Error | null = null;
   try {
-    ({ copied, rows: newer } = await copyIn(client, message, (send) => {
-      const out = new CopyRows(send);
-      for (const u of rows) {
-        if (writeTradeCopyRow(u, out)) copy.push(u);
-        else unspelled.push(u);
-      }
-      out.finish();
-    }));
+    await q.done;
   } catch (err) {
+    failure = err as Error;
+  }
+  // Before anything else: nothing may follow an opening its lock did not vouch for.
+  opening?.settle(q.soFar.before, failure);
+  const copied = q.soFar.copied;
+  let newer = q.soFar.rows;
+  if (failure !== null) {
+    const err = failure;
     // A lost connection fails the rollback too: the write fails and is retried as any is.
     await client.query('ROLLBACK TO SAVEPOINT slotline_copy').catch(() => {
       throw err;

@@ -33,7 +33,13 @@ import {
 } from './ohlcv-refresh.js';
 import { letterRow, poolRow, statements } from './timescale-sql.js';
 import { SinkSwitch, switchStatements, type SwitchSql } from './timescale-switch.js';
-import { addCopyCounts, type CopyCounts, newCopyCounts } from './timescale-copy.js';
+import {
+  addCopyCounts,
+  type CopyCounts,
+  type HotUpsert,
+  newCopyCounts,
+  writeHotTrades,
+} from './timescale-copy.js';
 import { writeTrades } from './timescale-trades.js';
 import { versionFields } from './version.js';
 
@@ -61,23 +67,39 @@ interface Features {
   aggregates: boolean;
 }
 
-/**
- * Every sink transaction starts so. A change that reaches compressed chunks
- * makes TimescaleDB decompress the batches it touches into the chunk, and it
- * refuses a statement that decompresses more than this setting (100,000 rows
- * by default): a backfill chunk of 5,000 old trades can touch 5,000 batches of
- * up to 1,000 rows. Refused, the write would fail the same way on every retry
- * and pin the slot. Unlimited is safe here: the statements name their rows by
- * constants, so only batches that hold a changed row are decompressed; they
- * are decompressed one batch at a time (memory stays per batch) into the
- * chunk's heap, and what grows is that transaction's disk and WAL, which the
- * columnstore policy compresses again later. Without TimescaleDB the name is
- * an inert custom setting.
- */
-export const BEGIN_WRITE =
-  'BEGIN; SET LOCAL timescaledb.max_tuples_decompressed_per_dml_transaction = 0';
+import { BEGIN_WRITE, type EpochAt, FoldedOpening, StaleOpening } from './timescale-opening.js';
+
+export { BEGIN_WRITE };
 
 export const TIMESCALE_SINK = 'timescale';
+
+/** What runs inside a sink transaction (see TimescaleSink.transaction). */
+type TransactionBody<T> = (
+  client: pg.PoolClient,
+  gen: number,
+  snapshotting: boolean,
+  f: Features,
+  tail: string[],
+  opening: FoldedOpening | null,
+) => Promise<T>;
+
+/**
+ * The hot trades of a batch that is nothing else (one segment of streamed
+ * inserts or snapshot rows, the usual batch), or null.
+ */
+function onlyHotTrades(segments: readonly Segment[]): HotUpsert[] | null {
+  if (segments.length !== 1) return null;
+  const seg = segments[0]!;
+  const only =
+    seg.tradeUpserts.length > 0 &&
+    seg.tradeDeletes.length === 0 &&
+    seg.poolUpserts.length === 0 &&
+    seg.poolDeletes.length === 0 &&
+    seg.deadLetters.length === 0 &&
+    seg.truncate === null &&
+    seg.tradeUpserts.every((u) => !u.replace);
+  return only ? seg.tradeUpserts : null;
+}
 
 /**
  * Writes batches into TimescaleDB (or plain PostgreSQL): one transaction per
@@ -95,6 +117,8 @@ export class TimescaleSink implements Sink {
   private refresher: OhlcvRefresher | null = null;
   /** This replica's leader epoch in the sink; null until claimEpoch(). */
   private epoch: string | null = null;
+  /** What the last committed write's epoch lock read: the next write assumes it (FoldedOpening). */
+  private opened: EpochAt | null = null;
   private lastPurge = Date.now();
   private pendingLetters = true;
   private lettersCheckedAt = 0;
@@ -160,6 +184,7 @@ export class TimescaleSink implements Sink {
    * then on a replica that led before fails every write with leadership_lost.
    */
   async claimEpoch(claim: LeaderClaim): Promise<ClaimedEpoch> {
+    this.opened = null;
     const claimed = await claimEpoch(this.db(), this.opts.slot, claim);
     this.epoch = claimed.epoch;
     this.opts.log.info({ epoch: this.epoch }, 'leader epoch claimed in the sink');
@@ -180,59 +205,91 @@ export class TimescaleSink implements Sink {
   /**
    * Runs `fn` in one sink transaction that holds this replica's epoch; passes
    * the current generation. The BEGIN and the epoch lock go in one message,
-   * and statements `fn` pushes onto `tail` go with the COMMIT: a write costs
-   * the sink two round trips besides its own statements (under load, each
-   * round trip waits for both processes to be scheduled). A tail statement
-   * that fails skips the rest of its message, the COMMIT included.
+   * and statements `fn` pushes onto `tail` go with the COMMIT: a transaction
+   * costs the sink two round trips besides its own statements (under load,
+   * each round trip waits for both processes to be scheduled). A tail
+   * statement that fails skips the rest of its message, the COMMIT included.
+   *
+   * A write (`fold`) after a write saves one more: it assumes the generation
+   * and state the last one read, and `fn` is handed the opening to send at the
+   * head of its first message (see FoldedOpening); if the lock then reads
+   * another generation or state, the transaction is rolled back and `fn` runs
+   * again the plain way.
    */
-  private async transaction<T>(
-    fn: (
-      client: pg.PoolClient,
-      gen: number,
-      snapshotting: boolean,
-      f: Features,
-      tail: string[],
-    ) => Promise<T>,
-  ): Promise<T> {
+  private async transaction<T>(fn: TransactionBody<T>, fold = false): Promise<T> {
+    try {
+      return await this.attempt(fn, fold);
+    } catch (err) {
+      if (!(err instanceof StaleOpening)) throw err;
+      this.opts.log.debug({ at: err.at }, 'sink generation or state changed: write run again');
+      return this.attempt(fn, false);
+    }
+  }
+
+  private async attempt<T>(fn: TransactionBody<T>, fold: boolean): Promise<T> {
     const epoch = this.epoch;
     if (epoch === null) throw new Error('TimescaleSink written before claimEpoch()');
+    const assumed = fold && this.features !== null ? this.opened : null;
+    // Only a write that commits vouches for the next one's assumption.
+    this.opened = null;
     const client = await this.db().connect();
     let broken: Error | undefined;
     try {
-      const begun = (await client.query(
-        `${BEGIN_WRITE}; ${lockEpochText(this.opts.slot, this.name)}`,
-      )) as unknown as pg.QueryResult[];
-      const locked = begun[begun.length - 1]!.rows as LockedEpoch[];
-      const at = checkEpoch(locked, this.opts.slot, epoch);
+      let at: EpochAt;
+      let opening: FoldedOpening | null = null;
+      if (assumed !== null) {
+        at = assumed;
+        opening = new FoldedOpening(assumed, this.opts.slot, this.name, epoch);
+      } else {
+        const begun = (await client.query(
+          `${BEGIN_WRITE}; ${lockEpochText(this.opts.slot, this.name)}`,
+        )) as unknown as pg.QueryResult[];
+        at = checkEpoch(begun[begun.length - 1]!.rows as LockedEpoch[], this.opts.slot, epoch);
+      }
       const f = await this.detect(client);
       const tail: string[] = [];
-      const result = await fn(client, at.generation, at.state === 'snapshotting', f, tail);
+      const result = await fn(client, at.generation, at.state === 'snapshotting', f, tail, opening);
+      // Never commit what no epoch lock checked.
+      if (opening !== null && opening.settled === null)
+        throw new Error('a folded opening was never sent: the write is rolled back');
       await client.query([...tail, 'COMMIT'].join(';\n'));
+      if (fold) this.opened = at;
       return result;
     } catch (err) {
       broken = err as Error;
       await client.query('ROLLBACK').catch(() => undefined);
       throw err;
     } finally {
-      // A client whose transaction failed for a connection reason is discarded.
-      client.release(
-        broken !== undefined && classifyError(broken, 'sink').retriable ? broken : undefined,
-      );
+      // A client whose transaction failed for a connection reason is discarded (after a
+      // stale opening too: its message may have failed for one, and the case is rare).
+      const discard =
+        broken !== undefined &&
+        (broken instanceof StaleOpening || classifyError(broken, 'sink').retriable);
+      client.release(discard ? broken : undefined);
     }
   }
 
   async write(batch: Batch): Promise<void> {
     let owed = false;
     // Added to the totals only once the write commits (a failed write is retried whole).
-    const counts = newCopyCounts();
-    await this.transaction(async (client, gen, snapshotting, f, tail) => {
+    let counts = newCopyCounts();
+    const body: TransactionBody<void> = async (client, gen, snapshotting, f, tail, opening) => {
+      counts = newCopyCounts();
       const stale = StaleSpan.now();
-      for (const seg of coalesce(batch.changes, gen)) {
-        // While a snapshot is copied nothing else writes, and every row the sink
-        // holds is of an older generation (the sweep removes those not rewritten):
-        // no row of the id can be newer, so the per-id check is skipped.
-        if (snapshotting) for (const u of seg.tradeUpserts) u.replace = false;
-        await this.writeSegment(client, f.sql, seg, stale, counts);
+      const segments = coalesce(batch.changes, gen);
+      // While a snapshot is copied nothing else writes, and every row the sink
+      // holds is of an older generation (the sweep removes those not rewritten):
+      // no row of the id can be newer, so the per-id check is skipped.
+      if (snapshotting)
+        for (const seg of segments) for (const u of seg.tradeUpserts) u.replace = false;
+      const hot = opening !== null ? onlyHotTrades(segments) : null;
+      if (hot !== null) {
+        // The usual streamed batch: the COPY's message opens the transaction.
+        for (const u of hot) stale.add(Number(u.trade.time));
+        await writeHotTrades(client, f.sql, hot, counts, opening);
+      } else {
+        await opening?.alone(client);
+        for (const seg of segments) await this.writeSegment(client, f.sql, seg, stale, counts);
       }
       owed = this.owe(f, stale, tail);
       // A letter whose row a later change now settles is resolved in the same transaction.
@@ -254,7 +311,8 @@ export class TimescaleSink implements Sink {
           advanceCheckpointText(this.opts.slot, this.name, batch.checkpoint, batch.commitTime),
         );
       }
-    });
+    };
+    await this.transaction(body, true);
     addCopyCounts(counts);
     if (owed) this.refresher?.ask();
   }
@@ -368,6 +426,7 @@ export class TimescaleSink implements Sink {
   async beginSwitch(): Promise<SinkSwitch> {
     const epoch = this.epoch;
     if (epoch === null) throw new Error('TimescaleSink switched before claimEpoch()');
+    this.opened = null;
     const client = await this.db().connect();
     try {
       await client.query(BEGIN_WRITE);

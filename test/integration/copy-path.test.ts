@@ -3,9 +3,10 @@
  * sink is driven directly with batches as the pipeline hands them over, so each
  * case says which path wrote and what the sink then holds.
  */
-import type pg from 'pg';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import pg from 'pg';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { parseLsn } from '../../src/checkpoint/lsn.js';
+import { LeadershipLostError } from '../../src/errors.js';
 import { createLogger } from '../../src/log.js';
 import { Batch, type Change } from '../../src/sinks/batch.js';
 import { copyIn } from '../../src/sinks/copy-in.js';
@@ -216,6 +217,74 @@ describe.skipIf(skip !== null)('the COPY path keeps the apply rule', () => {
       ]);
     },
   );
+
+  it('a batch of inserts after a write opens its transaction in the COPY message: two round trips', async () => {
+    const messages = vi.spyOn(pg.Client.prototype, 'query');
+    let first: number;
+    let second: number;
+    try {
+      await sink.write(batchOf('0/200', [ins('0/200', 0, trade(0)), ins('0/200', 1, trade(1))]));
+      first = messages.mock.calls.length;
+      messages.mockClear();
+      await sink.write(batchOf('0/300', [ins('0/300', 0, trade(2))]));
+      second = messages.mock.calls.length;
+    } finally {
+      messages.mockRestore();
+    }
+    // The first write reads the generation alone; the next assumes it: its COPY, then its COMMIT.
+    expect(first).toBeGreaterThan(2);
+    expect(second).toBe(2);
+    expect(await sinkRows(ctx.sink)).toEqual([
+      expected(trade(0), '0/200', 0),
+      expected(trade(1), '0/200', 1),
+      expected(trade(2), '0/300', 0),
+    ]);
+    expect((await sink.checkpoint())?.lsn).toBe(parseLsn('0/300'));
+  });
+
+  // New rows copy; a replay's COPY fails on its own rows, and the lost epoch must still win.
+  it.each(['new rows', 'a replay'])(
+    "a deposed leader's write opened in its COPY message (%s) fails with leadership_lost and changes nothing",
+    async (what) => {
+      await sink.write(batchOf('0/200', [ins('0/200', 0, trade(0))]));
+      await ctx.sink.query(
+        `UPDATE slotline.leaders SET epoch = epoch + 1, holder = 'another replica' WHERE slot = $1`,
+        [ctx.slot],
+      );
+      const next =
+        what === 'new rows'
+          ? batchOf('0/300', [ins('0/300', 0, trade(1))])
+          : batchOf('0/300', [
+              ins('0/300', 0, trade(0, { price: '7' })),
+              ins('0/300', 1, trade(1)),
+            ]);
+      const before = counts();
+      await expect(sink.write(next)).rejects.toThrow(LeadershipLostError);
+      expect(hotPathCounts.copied - before.copied).toBe(0);
+      expect(await sinkRows(ctx.sink)).toEqual([expected(trade(0), '0/200', 0)]);
+      expect((await sink.checkpoint())?.lsn).toBe(parseLsn('0/200'));
+    },
+  );
+
+  it('a generation changed since the last write: the write is rolled back and runs again under the new one', async () => {
+    await sink.write(batchOf('0/200', [ins('0/200', 0, trade(0))]));
+    await ctx.sink.query(
+      `UPDATE slotline.checkpoints SET generation = generation + 1 WHERE slot = $1`,
+      [ctx.slot],
+    );
+    const before = counts();
+    await sink.write(batchOf('0/300', [ins('0/300', 0, trade(1))]));
+    // Counted once: the rolled-back attempt's copy is not.
+    expect(hotPathCounts.copied - before.copied).toBe(1);
+    const r = await ctx.sink.query<{ trade_id: string; g: number }>(
+      `SELECT trade_id, source_generation AS g FROM analytics_trades ORDER BY trade_id`,
+    );
+    const g = r.rows[0]!.g;
+    expect(r.rows).toEqual([
+      { trade_id: 't-0', g },
+      { trade_id: 't-1', g: g + 1 },
+    ]);
+  });
 
   it('an input that throws fails its COPY with that error and leaves the connection usable', async () => {
     const client = await ctx.sink.connect();
