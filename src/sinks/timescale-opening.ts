@@ -23,6 +23,11 @@ import { ProtocolError } from '../errors.js';
 export const BEGIN_WRITE =
   'BEGIN; SET LOCAL timescaledb.max_tuples_decompressed_per_dml_transaction = 0';
 
+/** A write transaction's first statements: BEGIN_WRITE, then the epoch lock (checkEpoch reads its rows). */
+export function openingText(slot: string, sink: string): string {
+  return `${BEGIN_WRITE}; ${lockEpochText(slot, sink)}`;
+}
+
 /** What a transaction's epoch lock read: the sink's generation and checkpoint state. */
 export interface EpochAt {
   generation: number;
@@ -63,7 +68,7 @@ export class FoldedOpening {
     sink: string,
     private readonly epoch: string,
   ) {
-    this.text = `${BEGIN_WRITE}; ${lockEpochText(slot, sink)}`;
+    this.text = openingText(slot, sink);
   }
 
   /** The generation and state the lock read; null until settled. */

@@ -7,7 +7,6 @@ import {
   checkEpoch,
   claimEpoch,
   lockEpoch,
-  lockEpochText,
   readCheckpoint,
   recordSourceIdentity,
   resetCheckpoint,
@@ -40,6 +39,13 @@ import {
   newCopyCounts,
   writeHotTrades,
 } from './timescale-copy.js';
+import {
+  BEGIN_WRITE,
+  type EpochAt,
+  FoldedOpening,
+  openingText,
+  StaleOpening,
+} from './timescale-opening.js';
 import { writeTrades } from './timescale-trades.js';
 import { versionFields } from './version.js';
 
@@ -66,8 +72,6 @@ interface Features {
   /** ohlcv_1m and ohlcv_1h are continuous aggregates: old history rewritten must refresh them. */
   aggregates: boolean;
 }
-
-import { BEGIN_WRITE, type EpochAt, FoldedOpening, StaleOpening } from './timescale-opening.js';
 
 export { BEGIN_WRITE };
 
@@ -242,7 +246,7 @@ export class TimescaleSink implements Sink {
         opening = new FoldedOpening(assumed, this.opts.slot, this.name, epoch);
       } else {
         const begun = (await client.query(
-          `${BEGIN_WRITE}; ${lockEpochText(this.opts.slot, this.name)}`,
+          openingText(this.opts.slot, this.name),
         )) as unknown as pg.QueryResult[];
         at = checkEpoch(begun[begun.length - 1]!.rows as LockedEpoch[], this.opts.slot, epoch);
       }
