@@ -155,10 +155,25 @@ function putString(b: Buffer, o: number, s: string | null | undefined): number {
 const BATCH_HEADER = 61;
 
 /**
- * Per record, in order: key bytes, value bytes, body bytes (after the length
- * varint); reused between requests (grown, never shrunk past a request's need).
+ * The byte lengths measure() finds, in the order writeBatch() writes them: per
+ * record its key, value and body (after the length varint), then each header's
+ * name and value. Reused between requests (grown, never shrunk past a
+ * request's need).
  */
 let sizes = new Int32Array(3 * 1024);
+let noted = 0;
+let taken = 0;
+
+function note(n: number): void {
+  if (noted === sizes.length) {
+    const grown = new Int32Array(2 * sizes.length);
+    grown.set(sizes);
+    sizes = grown;
+  }
+  sizes[noted++] = n;
+}
+
+const take = (): number => sizes[taken++]!;
 
 /**
  * The produce request body kafkajs would send for `args` (`now`: the batches'
@@ -174,26 +189,23 @@ export function encodeProduceRequest(args: ProduceArgs, now = Date.now): Buffer 
   b.writeInt32BE(args.timeout, o + 2);
   b.writeInt32BE(args.topicData.length, o + 6);
   o += 10;
-  let n = 0;
+  taken = 0;
   for (const t of args.topicData) {
     o = putString(b, o, t.topic);
     b.writeInt32BE(t.partitions.length, o);
     o += 4;
-    for (const p of t.partitions) {
-      o = writeBatch(b, o, p, args, now(), n);
-      n += 3 * p.messages.length;
-    }
+    for (const p of t.partitions) o = writeBatch(b, o, p, args, now());
   }
   if (o !== size) throw new Error(`produce request encoded in ${o} bytes, sized ${size}`);
   return b;
 }
 
-/** The request's size, each record's sizes noted in `sizes`; null when not covered. */
+/** The request's size, its byte lengths noted in `sizes`; null when not covered. */
 function measure(args: ProduceArgs): number | null {
   if ((args.compression ?? 0) !== 0) return null;
   const tx = args.transactionalId ?? null;
   let size = 2 + (tx === null ? 0 : Buffer.byteLength(tx, 'utf8')) + 2 + 4 + 4;
-  let n = 0;
+  noted = 0;
   for (const t of args.topicData) {
     size += 2 + Buffer.byteLength(t.topic, 'utf8') + 4;
     for (const p of t.partitions) {
@@ -204,19 +216,17 @@ function measure(args: ProduceArgs): number | null {
         if (m.timestamp !== null && m.timestamp !== undefined) return null;
         const k = bytesOf(m.key);
         const v = bytesOf(m.value);
+        if (k === undefined || v === undefined) return null;
+        const bodyAt = noted + 2;
+        note(k);
+        note(v);
+        note(0);
         const h = headersSize(m.headers);
-        if (k === undefined || v === undefined || h === undefined) return null;
+        if (h === undefined) return null;
         // attributes and timestampDelta (0) take a byte each.
         const body =
           2 + varintSize(i) + varintSize(k) + Math.max(k, 0) + varintSize(v) + Math.max(v, 0) + h;
-        if (n + 3 > sizes.length) {
-          const grown = new Int32Array(2 * sizes.length);
-          grown.set(sizes);
-          sizes = grown;
-        }
-        sizes[n++] = k;
-        sizes[n++] = v;
-        sizes[n++] = body;
+        sizes[bodyAt] = body;
         records += varintSize(body) + body;
       }
       size += 4 + 4 + BATCH_HEADER + records;
@@ -225,7 +235,7 @@ function measure(args: ProduceArgs): number | null {
   return size;
 }
 
-/** Bytes of a record's headers (count included); undefined when not covered. */
+/** Bytes of a record's headers (count included), their lengths noted; undefined when not covered. */
 function headersSize(h: unknown): number | undefined {
   if (h === null || h === undefined) return varintSize(0);
   if (typeof h !== 'object') return undefined;
@@ -236,20 +246,21 @@ function headersSize(h: unknown): number | undefined {
     // kafkajs spreads an array into several headers and fails on a missing value.
     if (hv === undefined || hv < 0) return undefined;
     const kl = Buffer.byteLength(name, 'utf8');
+    note(kl);
+    note(hv);
     size += varintSize(kl) + kl + varintSize(hv) + hv;
     count++;
   }
   return size + varintSize(count);
 }
 
-/** One partition's record_set (its length, then the batch) at `o`; its records' sizes from sizes[n]. */
+/** One partition's record_set (its length, then the batch) at `o`; its byte lengths taken from `sizes`. */
 function writeBatch(
   b: Buffer,
   o: number,
   p: ProducePartition,
   args: ProduceArgs,
   ts: number,
-  n: number,
 ): number {
   const ms = p.messages;
   b.writeInt32BE(p.partition, o);
@@ -271,9 +282,9 @@ function writeBatch(
   o += 10;
   for (let i = 0; i < ms.length; i++) {
     const m = ms[i]!;
-    const k = sizes[n++]!;
-    const v = sizes[n++]!;
-    o = putVarint(b, o, sizes[n++]!);
+    const k = take();
+    const v = take();
+    o = putVarint(b, o, take());
     b[o++] = 0; // attributes
     b[o++] = 0; // timestampDelta
     o = putVarint(b, o, i);
@@ -292,11 +303,10 @@ function writeHeaders(b: Buffer, o: number, h: Record<string, unknown> | null | 
   const names = Object.keys(h);
   o = putVarint(b, o, names.length);
   for (const name of names) {
-    const kl = Buffer.byteLength(name, 'utf8');
+    const kl = take();
     o = putBytes(b, putVarint(b, o, kl), name, kl);
-    const hv = h[name];
-    const vl = bytesOf(hv)!;
-    o = putBytes(b, putVarint(b, o, vl), hv, vl);
+    const vl = take();
+    o = putBytes(b, putVarint(b, o, vl), h[name], vl);
   }
   return o;
 }

@@ -76,11 +76,8 @@ export async function writeHotTrades(
   opening: FoldedOpening | null = null,
 ): Promise<number> {
   const upsert: HotUpsert[] = [];
-  if (hot.length === 0) {
-    await opening?.alone(client);
-    return 0;
-  }
-  const copied = await copyHot(client, sql, hot, upsert, counts, true, opening);
+  const copied =
+    hot.length > 0 ? await copyHot(client, sql, hot, upsert, counts, true, opening) : 0;
   if (upsert.length > 0)
     await client.query(sql.tradeInsert, [JSON.stringify(upsert.map(tradeRow))]);
   return copied;

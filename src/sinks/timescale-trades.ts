@@ -2,6 +2,7 @@ import type pg from 'pg';
 import type { Segment } from './coalesce.js';
 import type { StaleSpan } from './ohlcv-refresh.js';
 import { type CopyCounts, writeHotTrades } from './timescale-copy.js';
+import type { FoldedOpening } from './timescale-opening.js';
 import { tradeRow, type statements } from './timescale-sql.js';
 import { versionFields } from './version.js';
 
@@ -43,7 +44,8 @@ export interface Removal {
  * theirs is in the sink yet, else one INSERT … ON CONFLICT, which TimescaleDB
  * checks against compressed batches through the bloom filter (timescale-copy.ts).
  * Every trade time touched goes into `stale` (see ohlcv-refresh.ts), what the
- * COPYs did into `counts`.
+ * COPYs did into `counts`. An `opening` rides in the COPY's message: the
+ * caller passes one only where that COPY is the transaction's first statement.
  */
 export async function writeTrades(
   client: pg.PoolClient,
@@ -51,6 +53,7 @@ export async function writeTrades(
   seg: Segment,
   stale: StaleSpan,
   counts: CopyCounts,
+  opening: FoldedOpening | null = null,
 ): Promise<void> {
   const json = (rows: unknown[]) => JSON.stringify(rows);
   const checked = seg.tradeUpserts.filter((u) => u.replace);
@@ -87,7 +90,7 @@ export async function writeTrades(
   }
   if (hot.length > 0) {
     for (const u of hot) stale.add(Number(u.trade.time));
-    await writeHotTrades(client, sql, hot, counts);
+    await writeHotTrades(client, sql, hot, counts, opening);
   }
 }
 

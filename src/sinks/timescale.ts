@@ -32,13 +32,7 @@ import {
 } from './ohlcv-refresh.js';
 import { letterRow, poolRow, statements } from './timescale-sql.js';
 import { SinkSwitch, switchStatements, type SwitchSql } from './timescale-switch.js';
-import {
-  addCopyCounts,
-  type CopyCounts,
-  type HotUpsert,
-  newCopyCounts,
-  writeHotTrades,
-} from './timescale-copy.js';
+import { addCopyCounts, type CopyCounts, newCopyCounts } from './timescale-copy.js';
 import {
   BEGIN_WRITE,
   type EpochAt,
@@ -88,21 +82,22 @@ type TransactionBody<T> = (
 ) => Promise<T>;
 
 /**
- * The hot trades of a batch that is nothing else (one segment of streamed
- * inserts or snapshot rows, the usual batch), or null.
+ * Whether writeSegment's first statement for `segments` is the hot path's
+ * COPY, the one statement that can carry a write's opening: one segment of
+ * streamed inserts or snapshot rows and nothing else (the usual batch).
  */
-function onlyHotTrades(segments: readonly Segment[]): HotUpsert[] | null {
-  if (segments.length !== 1) return null;
+function copyComesFirst(segments: readonly Segment[]): boolean {
+  if (segments.length !== 1) return false;
   const seg = segments[0]!;
-  const only =
+  return (
     seg.tradeUpserts.length > 0 &&
     seg.tradeDeletes.length === 0 &&
     seg.poolUpserts.length === 0 &&
     seg.poolDeletes.length === 0 &&
     seg.deadLetters.length === 0 &&
     seg.truncate === null &&
-    seg.tradeUpserts.every((u) => !u.replace);
-  return only ? seg.tradeUpserts : null;
+    seg.tradeUpserts.every((u) => !u.replace)
+  );
 }
 
 /**
@@ -286,15 +281,13 @@ export class TimescaleSink implements Sink {
       // no row of the id can be newer, so the per-id check is skipped.
       if (snapshotting)
         for (const seg of segments) for (const u of seg.tradeUpserts) u.replace = false;
-      const hot = opening !== null ? onlyHotTrades(segments) : null;
-      if (hot !== null) {
-        // The usual streamed batch: the COPY's message opens the transaction.
-        for (const u of hot) stale.add(Number(u.trade.time));
-        await writeHotTrades(client, f.sql, hot, counts, opening);
-      } else {
-        await opening?.alone(client);
-        for (const seg of segments) await this.writeSegment(client, f.sql, seg, stale, counts);
+      // The usual streamed batch opens its transaction in the COPY's message; any other first.
+      let head = opening;
+      if (head !== null && !copyComesFirst(segments)) {
+        await head.alone(client);
+        head = null;
       }
+      for (const seg of segments) await this.writeSegment(client, f.sql, seg, stale, counts, head);
       owed = this.owe(f, stale, tail);
       // A letter whose row a later change now settles is resolved in the same transaction.
       if (await this.lettersPending(client, batch))
@@ -359,6 +352,7 @@ export class TimescaleSink implements Sink {
     seg: Segment,
     stale: StaleSpan,
     counts: CopyCounts,
+    opening: FoldedOpening | null = null,
   ): Promise<void> {
     const json = (rows: unknown[]) => [JSON.stringify(rows)];
     if (seg.poolUpserts.length > 0) {
@@ -370,7 +364,7 @@ export class TimescaleSink implements Sink {
         json(seg.poolDeletes.map((d) => ({ i: d.poolId, ...versionFields(d.version) }))),
       );
     }
-    await writeTrades(client, sql, seg, stale, counts);
+    await writeTrades(client, sql, seg, stale, counts, opening);
     if (seg.deadLetters.length > 0) {
       await client.query(sql.deadLetters, [
         JSON.stringify(seg.deadLetters.map(letterRow)),
