@@ -33,13 +33,10 @@ import * as replicationWire from '../src/source/wire.js';
 import { PoolCache } from '../src/trades/pools.js';
 import { ChangeRouter } from '../src/trades/router.js';
 import { makePool } from '../test/harness/ponder.js';
+import { numberArg } from './args.js';
 
-const arg = (name: string, def: number): number => {
-  const i = process.argv.indexOf(name);
-  return i >= 0 ? Number(process.argv[i + 1]) : def;
-};
-const TRADES = arg('--trades', 300_000);
-const ROUNDS = arg('--rounds', 5);
+const TRADES = numberArg('--trades', 300_000);
+const ROUNDS = numberArg('--rounds', 5);
 const TX_ROWS = 1_000;
 const READ_BYTES = 64 * 1024;
 const POOLS = Array.from({ length: 5 }, (_, i) => makePool(i));

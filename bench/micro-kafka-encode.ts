@@ -20,13 +20,10 @@ import {
 import { encodeProduceRequest, type ProduceArgs } from '../src/sinks/kafka-produce.js';
 import { positiveMurmur2 } from '../src/sinks/kafka-partitioner.js';
 import { POOLS, tradeId } from './workload.js';
+import { numberArg } from './args.js';
 
-const arg = (name: string, def: number): number => {
-  const i = process.argv.indexOf(name);
-  return i >= 0 ? Number(process.argv[i + 1]) : def;
-};
-const RECORDS = arg('--records', 2000);
-const ROUNDS = arg('--rounds', 300);
+const RECORDS = numberArg('--records', 2000);
+const ROUNDS = numberArg('--rounds', 300);
 const PARTITIONS = 6;
 
 type Encoded = { buffer: Buffer };

@@ -23,14 +23,11 @@ import { TimescaleSink } from '../src/sinks/timescale.js';
 import type { Trade } from '../src/trades/map.js';
 import { startCluster } from '../test/harness/cluster.js';
 import { createDatabases, createSource, dbUrl, POOLS, tradeId } from './workload.js';
+import { argValue, numberArg } from './args.js';
 
-const arg = (name: string): string | undefined => {
-  const i = process.argv.indexOf(name);
-  return i >= 0 ? process.argv[i + 1] : undefined;
-};
-const ROWS = Number(arg('--rows') ?? 50);
-const WRITES = Number(arg('--writes') ?? 400);
-const AGAINST = arg('--against');
+const ROWS = numberArg('--rows', 50);
+const WRITES = numberArg('--writes', 400);
+const AGAINST = argValue('--against');
 const WARM = 4;
 const ROOT = resolve(import.meta.dirname, '..', '..', '..');
 const SLOT = 'micro_sink_write';
