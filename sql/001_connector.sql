@@ -124,3 +124,14 @@ CREATE TABLE IF NOT EXISTS slotline.ohlcv_refresh (
   created_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS ohlcv_refresh_slot_idx ON slotline.ohlcv_refresh (slot, id);
+
+-- Raises `message` with SQLSTATE `code`. A write whose COMMIT travels in the
+-- message that carries its rows calls it from statements that return a row
+-- only when a check fails (the leader epoch, a newer tombstone), so the COMMIT
+-- after them never runs unchecked (src/sinks/timescale-copy.ts).
+CREATE OR REPLACE FUNCTION slotline.refuse(code text, message text) RETURNS boolean
+  LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+  RAISE EXCEPTION USING ERRCODE = code, MESSAGE = message;
+END
+$$;

@@ -343,6 +343,33 @@ export function lockEpochText(slot: string, sink: string): string {
   return LOCK_EPOCH(escapedLiteral(slot), escapedLiteral(sink));
 }
 
+/** The SQLSTATE of expectEpochText's refusal. */
+export const EPOCH_REFUSED = 'SLE01';
+
+/**
+ * checkEpoch done by the server, for a message that commits after it: a
+ * statement that fails (EPOCH_REFUSED, via slotline.refuse) unless the slot's
+ * epoch is `epoch` and the sink's generation and state are `at`, so nothing
+ * later in the message runs. The caller still checks the lock's rows, which
+ * name what changed.
+ */
+export function expectEpochText(
+  slot: string,
+  sink: string,
+  epoch: string,
+  at: { generation: number; state: CheckpointState | null },
+): string {
+  if (!/^\d+$/.test(epoch)) throw new Error(`not a leader epoch: ${epoch}`);
+  const state = at.state === null ? 'NULL' : escapedLiteral(at.state);
+  return `SELECT slotline.refuse('${EPOCH_REFUSED}', 'the leader epoch, generation or checkpoint state changed')
+      WHERE NOT EXISTS (
+        SELECT 1 FROM slotline.leaders l
+          LEFT JOIN slotline.checkpoints c ON c.slot = l.slot AND c.sink = ${escapedLiteral(sink)}
+         WHERE l.slot = ${escapedLiteral(slot)} AND l.epoch = ${epoch}
+           AND coalesce(c.generation, 0) = ${Math.trunc(at.generation)}
+           AND c.state IS NOT DISTINCT FROM ${state})`;
+}
+
 /** lockEpoch's check of the rows its statement read. */
 export function checkEpoch(
   rows: readonly LockedEpoch[],

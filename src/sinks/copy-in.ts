@@ -211,6 +211,8 @@ export class CopyRows {
 export interface CopyInResult {
   /** Rows copied. */
   copied: number;
+  /** Whether the COPY completed: a later failure was a later statement's. */
+  copyComplete: boolean;
   /** The rows the statements after the COPY returned. */
   rows: (string | null)[][];
   /** The rows of each statement before the COPY that completed, in order, one entry per statement. */
@@ -227,8 +229,7 @@ export interface CopyInResult {
  * statement, and the message's later statements did not run).
  */
 export class CopyInQuery extends SubmittedQuery<CopyInResult> {
-  private readonly result: CopyInResult = { copied: 0, rows: [], before: [] };
-  private copySeen = false;
+  private readonly result: CopyInResult = { copied: 0, copyComplete: false, rows: [], before: [] };
   private statementRows: (string | null)[][] = [];
 
   constructor(
@@ -265,15 +266,15 @@ export class CopyInQuery extends SubmittedQuery<CopyInResult> {
     const n = /^COPY (\d+)/.exec(msg.text ?? '');
     if (n) {
       this.result.copied = Number(n[1]);
-      this.copySeen = true;
-    } else if (!this.copySeen) {
+      this.result.copyComplete = true;
+    } else if (!this.result.copyComplete) {
       this.result.before.push(this.statementRows);
       this.statementRows = [];
     }
   }
 
   override handleDataRow(msg: { fields: (string | null)[] }): void {
-    (this.copySeen ? this.result.rows : this.statementRows).push(msg.fields);
+    (this.result.copyComplete ? this.result.rows : this.statementRows).push(msg.fields);
   }
 }
 

@@ -1,10 +1,10 @@
 import type pg from 'pg';
 import { parseLsn } from '../checkpoint/lsn.js';
 import type { Trade } from '../trades/map.js';
-import { CopyInQuery, CopyRows, copyTextField } from './copy-in.js';
+import { type CopyInResult, CopyInQuery, CopyRows, copyTextField } from './copy-in.js';
 import type { FoldedOpening } from './timescale-opening.js';
 import type { statements } from './timescale-sql.js';
-import { tradeRow } from './timescale-sql.js';
+import { TOMBSTONE_REFUSED, tradeRow } from './timescale-sql.js';
 import { compareVersions, type RowVersion, versionFields } from './version.js';
 
 type Statements = ReturnType<typeof statements>;
@@ -90,6 +90,17 @@ export async function writeHotTrades(
  */
 export const copyTuning = { newerTombstonesMax: 1000 };
 
+/** A row the COPY could not spell, in a message that was to commit: it is sent again without the end. */
+class Unspelled extends Error {
+  constructor() {
+    super('slotline: a row needs the upsert; the write ends apart');
+  }
+}
+
+/** Whether `err` is the server's refusal `code` (slotline.refuse). */
+const refused = (err: Error | null, code: string) =>
+  (err as { code?: unknown } | null)?.code === code;
+
 /**
  * Copies what of `rows` it can spell, or hands rows to `upsert` as
  * writeHotTrades says. An `opening` heads the message and is settled as soon
@@ -97,6 +108,14 @@ export const copyTuning = { newerTombstonesMax: 1000 };
  * each chunk sent as soon as it is cut: the server inserts while the rest is
  * spelled. So the tombstone read, part of the message sent before, is bounded
  * by the oldest version of all `rows` (a superset of what the copied ones need).
+ *
+ * Where the opening brings the write's end (FoldedOpening.closeWith), the
+ * message also commits: instead of the read, the server checks the epoch and
+ * that no tombstone is newer than the oldest row (so none blocks a copied
+ * row; if one is, it is read after), then runs the end and the COMMIT. A failed check
+ * leaves the transaction at the savepoint's rollback as the client-side
+ * checks would, and the write goes on the usual way, ending apart; so does a
+ * row the COPY cannot spell, which fails the COPY (it would need the upsert).
  */
 async function copyHot(
   client: pg.PoolClient,
@@ -110,14 +129,92 @@ async function copyHot(
   let oldest = rows[0]!.version;
   for (const u of rows) if (compareVersions(u.version, oldest) < 0) oldest = u.version;
   const max = copyTuning.newerTombstonesMax;
+  const end = opening?.end() ?? null;
   const head = opening === null ? '' : `${opening.text}; `;
-  const message = `${head}SAVEPOINT slotline_copy; ${sql.tradeCopy}; ${sql.tradeTombstonesNewer(oldest, max + 1)}`;
+  // A message that commits has the server refuse any newer tombstone (read only if there is one).
+  const checks =
+    end === null
+      ? [sql.tradeTombstonesNewer(oldest, max + 1)]
+      : [opening!.expectText, sql.tradeTombstonesRefuse(oldest), ...end, 'COMMIT'];
+  const message = `${head}SAVEPOINT slotline_copy; ${sql.tradeCopy}; ${checks.join('; ')}`;
+  const { result, copy, unspelled, failure } = await sendCopy(client, message, rows, end !== null);
+  // Before anything else: nothing may follow an opening its lock did not vouch for.
+  opening?.settle(result.before, failure);
+  const copied = result.copied;
+  if (end !== null && failure === null) {
+    opening!.noteCommitted();
+    counts.copied += copied;
+    return copied;
+  }
+  const tombstoneRefused = refused(failure, TOMBSTONE_REFUSED);
+  if (failure !== null && !tombstoneRefused) {
+    const err = failure;
+    // What ended the write failed (or a check the client's own passed): the write fails.
+    if (end !== null && result.copyComplete) throw err;
+    // A lost connection fails the rollback too: the write fails and is retried as any is.
+    await client.query('ROLLBACK TO SAVEPOINT slotline_copy').catch(() => {
+      throw err;
+    });
+    if (err instanceof Unspelled) return copyHot(client, sql, rows, upsert, counts, again);
+    counts.conflicts++;
+    upsert.push(...rows);
+    return 0;
+  }
+  // The copy stands unless a tombstone blocks one of its rows (the server refused: none yet).
+  let newer = result.rows;
+  if (tombstoneRefused) {
+    await client.query('ROLLBACK TO SAVEPOINT slotline_copy');
+    newer = await tombstoneRows(client, sql.tradeTombstonesNewer(oldest, max + 1));
+  }
+  upsert.push(...unspelled);
+  if (newer.length > max && copy.length > 0) {
+    newer = await tombstoneRows(client, sql.tradeTombstonesOf(copy.map((u) => u.trade.tradeId)));
+  }
+  const blocked = blockedIds(copy, newer);
+  if (blocked.size === 0 && !tombstoneRefused) {
+    counts.copied += copied;
+    return copied;
+  }
+  if (!tombstoneRefused) await client.query('ROLLBACK TO SAVEPOINT slotline_copy');
+  counts.tombstones++;
+  if (!again) {
+    upsert.push(...copy);
+    return 0;
+  }
+  const keep: HotUpsert[] = [];
+  for (const u of copy) (blocked.has(u.trade.tradeId) ? upsert : keep).push(u);
+  // Spelled again (rare): the survivors, copied the same way, once more.
+  return keep.length > 0 ? copyHot(client, sql, keep, upsert, counts, false) : 0;
+}
+
+/** The rows of a tombstone read (id, generation, LSN, seq). */
+async function tombstoneRows(client: pg.PoolClient, text: string): Promise<(string | null)[][]> {
+  return (await client.query<(string | null)[]>({ text, rowMode: 'array' })).rows;
+}
+
+/**
+ * Sends `message` (one COPY of `rows` among its statements), spelling the rows
+ * as the server takes them: those it cannot spell are left out, or with
+ * `strict` fail the COPY (Unspelled). Returns what the message did.
+ */
+async function sendCopy(
+  client: pg.PoolClient,
+  message: string,
+  rows: readonly HotUpsert[],
+  strict: boolean,
+): Promise<{
+  result: Readonly<CopyInResult>;
+  copy: HotUpsert[];
+  unspelled: HotUpsert[];
+  failure: Error | null;
+}> {
   const copy: HotUpsert[] = [];
   const unspelled: HotUpsert[] = [];
   const q = new CopyInQuery(message, (send) => {
     const out = new CopyRows(send);
     for (const u of rows) {
       if (writeTradeCopyRow(u, out)) copy.push(u);
+      else if (strict) throw new Unspelled();
       else unspelled.push(u);
     }
     out.finish();
@@ -129,41 +226,7 @@ async function copyHot(
   } catch (err) {
     failure = err as Error;
   }
-  // Before anything else: nothing may follow an opening its lock did not vouch for.
-  opening?.settle(q.soFar.before, failure);
-  const copied = q.soFar.copied;
-  let newer = q.soFar.rows;
-  if (failure !== null) {
-    const err = failure;
-    // A lost connection fails the rollback too: the write fails and is retried as any is.
-    await client.query('ROLLBACK TO SAVEPOINT slotline_copy').catch(() => {
-      throw err;
-    });
-    counts.conflicts++;
-    upsert.push(...rows);
-    return 0;
-  }
-  upsert.push(...unspelled);
-  if (newer.length > max && copy.length > 0) {
-    const ids = copy.map((u) => u.trade.tradeId);
-    newer = (await client.query<string[]>({ text: sql.tradeTombstonesOf(ids), rowMode: 'array' }))
-      .rows;
-  }
-  const blocked = blockedIds(copy, newer);
-  if (blocked.size === 0) {
-    counts.copied += copied;
-    return copied;
-  }
-  await client.query('ROLLBACK TO SAVEPOINT slotline_copy');
-  counts.tombstones++;
-  if (!again) {
-    upsert.push(...copy);
-    return 0;
-  }
-  const keep: HotUpsert[] = [];
-  for (const u of copy) (blocked.has(u.trade.tradeId) ? upsert : keep).push(u);
-  // Spelled again (rare): the survivors, copied the same way, once more.
-  return keep.length > 0 ? copyHot(client, sql, keep, upsert, counts, false) : 0;
+  return { result: q.soFar, copy, unspelled, failure };
 }
 
 /**

@@ -69,3 +69,37 @@ describe('a write opening folded into its first message', () => {
     expect(p.settled).not.toBeNull();
   });
 });
+
+describe('a write that also ends in its opening message', () => {
+  it('ends apart unless closeWith gave its end, which may be asked again', () => {
+    const o = ours();
+    expect(o.end()).toBeNull();
+    let asked = 0;
+    o.closeWith(() => [`SELECT ${++asked}`]);
+    expect(o.end()).toEqual(['SELECT 1']);
+    expect(o.end()).toEqual(['SELECT 2']);
+  });
+
+  it('has the server refuse another epoch, generation or state than assumed, the slot quoted', () => {
+    const o = new FoldedOpening({ generation: 3, state: null }, "it's", 'timescale', '12');
+    expect(o.expectText).toContain("slotline.refuse('SLE01'");
+    expect(o.expectText).toContain("l.slot = E'it''s'");
+    expect(o.expectText).toContain('l.epoch = 12');
+    expect(o.expectText).toContain('coalesce(c.generation, 0) = 3');
+    expect(o.expectText).toContain('c.state IS NOT DISTINCT FROM NULL');
+    expect(ours().expectText).toContain("c.state IS NOT DISTINCT FROM E'streaming'");
+    expect(
+      () =>
+        new FoldedOpening({ generation: 1, state: null }, 's', 'timescale', '1; DROP').expectText,
+    ).toThrow(/not a leader epoch/);
+  });
+
+  it('is committed only once its lock was checked', () => {
+    const o = ours();
+    expect(() => o.noteCommitted()).toThrow(/before its lock was checked/);
+    expect(o.committed).toBe(false);
+    o.settle(before([['7', 'me', '3', 'streaming']]));
+    o.noteCommitted();
+    expect(o.committed).toBe(true);
+  });
+});

@@ -2,6 +2,7 @@ import type pg from 'pg';
 import {
   type CheckpointState,
   checkEpoch,
+  expectEpochText,
   type LockedEpoch,
   lockEpochText,
 } from '../checkpoint/store.js';
@@ -57,18 +58,55 @@ const OPENING_STATEMENTS = 3;
  *
  * The rule for whoever holds one: its first statement carries `text` at its
  * head and settles it, or it calls alone() first.
+ *
+ * The usual write can also end in that message (closeWith): its COMMIT then
+ * follows the server's own checks (expectText, and the COPY's tombstone
+ * check), which fail the message before the COMMIT where the client's would
+ * have refused it, so a streamed batch costs one round trip.
  */
 export class FoldedOpening {
   readonly text: string;
   private at: EpochAt | null = null;
+  private ending: (() => string[]) | null = null;
+  private done = false;
 
   constructor(
     readonly assumed: EpochAt,
     private readonly slot: string,
-    sink: string,
+    private readonly sink: string,
     private readonly epoch: string,
   ) {
     this.text = openingText(slot, sink);
+  }
+
+  /**
+   * Lets the message that carries the opening also end the write: `ending`
+   * gives the statements that follow its rows before the COMMIT (it may be
+   * asked again if that message fails, and must give the same).
+   */
+  closeWith(ending: () => string[]): void {
+    this.ending = ending;
+  }
+
+  /** The statements that end the write in the opening's message, or null when it ends apart. */
+  end(): string[] | null {
+    return this.ending?.() ?? null;
+  }
+
+  /** The server's check of the assumed epoch, generation and state, for a message that commits. */
+  get expectText(): string {
+    return expectEpochText(this.slot, this.sink, this.epoch, this.assumed);
+  }
+
+  /** Whether the opening's message committed the write (see closeWith). */
+  get committed(): boolean {
+    return this.done;
+  }
+
+  /** The message that ended the write committed it: settled, and nothing more is sent. */
+  noteCommitted(): void {
+    if (this.at === null) throw new Error('a folded write committed before its lock was checked');
+    this.done = true;
   }
 
   /** The generation and state the lock read; null until settled. */

@@ -146,6 +146,9 @@ function tradeStatements(schema: string, rawSchema: string, timescale: boolean) 
   };
 }
 
+/** The SQLSTATE of tradeTombstonesRefuse's refusal. */
+export const TOMBSTONE_REFUSED = 'SLT01';
+
 /** The COPY path's reads of tombstones (timescale-copy.ts): rows of id, generation, LSN, seq. */
 function copyTombstoneReads(tradeTombs: string) {
   const cols = 'd.trade_id, d.source_generation, d.source_lsn::text, d.source_seq';
@@ -161,6 +164,16 @@ function copyTombstoneReads(tradeTombs: string) {
     tradeTombstonesNewer: (since: RowVersion, limit: number) =>
       `SELECT ${cols} FROM ${tradeTombs} d
         WHERE ${v('d')} > (${since.gen}, '${formatLsn(since.lsn)}'::pg_lsn, ${since.seq}) LIMIT ${limit}`,
+    /**
+     * Fails (TOMBSTONE_REFUSED) if any tombstone is newer than `since`: in
+     * place of tradeTombstonesNewer for a COPY whose COMMIT follows in the
+     * same message, which commits only where that read would find none
+     * (streaming forward); the COPY's path reads them after a refusal.
+     */
+    tradeTombstonesRefuse: (since: RowVersion) =>
+      `SELECT slotline.refuse('${TOMBSTONE_REFUSED}', 'a tombstone is newer than the copied trades')
+         FROM ${tradeTombs} d
+        WHERE ${v('d')} > (${since.gen}, '${formatLsn(since.lsn)}'::pg_lsn, ${since.seq}) LIMIT 1`,
     /** The tombstones of `ids`, in the columns of tradeTombstonesNewer: where that one hits its limit. */
     tradeTombstonesOf: (ids: readonly string[]) =>
       `SELECT ${cols} FROM ${tradeTombs} d

@@ -65,6 +65,11 @@ interface Features {
   sql: SwitchSql;
   /** ohlcv_1m and ohlcv_1h are continuous aggregates: old history rewritten must refresh them. */
   aggregates: boolean;
+  /**
+   * slotline.refuse exists (a schema set up by this version): a streamed batch
+   * may commit in its COPY's message (FoldedOpening.closeWith).
+   */
+  refuse: boolean;
 }
 
 export { BEGIN_WRITE };
@@ -99,6 +104,8 @@ function copyComesFirst(segments: readonly Segment[]): boolean {
     seg.tradeUpserts.every((u) => !u.replace)
   );
 }
+
+const writesLetters = (batch: Batch) => batch.changes.some((c) => c.kind === 'dead_letter');
 
 /**
  * Writes batches into TimescaleDB (or plain PostgreSQL): one transaction per
@@ -169,6 +176,12 @@ export class TimescaleSink implements Sink {
         ...switchStatements(quoteIdent(this.opts.schema), this.opts.schema, timescale),
       },
       aggregates: await hasOhlcvAggregates(db, this.opts.schema),
+      refuse:
+        (
+          await db.query<{ present: boolean }>(
+            `SELECT to_regprocedure('slotline.refuse(text,text)') IS NOT NULL AS present`,
+          )
+        ).rows[0]?.present === true,
     };
     return this.features;
   }
@@ -213,7 +226,8 @@ export class TimescaleSink implements Sink {
    * and state the last one read, and `fn` is handed the opening to send at the
    * head of its first message (see FoldedOpening); if the lock then reads
    * another generation or state, the transaction is rolled back and `fn` runs
-   * again the plain way.
+   * again the plain way. Where `fn` let that message commit too (the usual
+   * streamed batch: FoldedOpening.closeWith), nothing is left to send.
    */
   private async transaction<T>(fn: TransactionBody<T>, fold = false): Promise<T> {
     try {
@@ -251,7 +265,9 @@ export class TimescaleSink implements Sink {
       // Never commit what no epoch lock checked.
       if (opening !== null && opening.settled === null)
         throw new Error('a folded opening was never sent: the write is rolled back');
-      await client.query([...tail, 'COMMIT'].join(';\n'));
+      if (opening?.committed !== true) await client.query([...tail, 'COMMIT'].join(';\n'));
+      else if (tail.length > 0)
+        throw new Error('statements were left for a write already committed');
       if (fold) this.opened = at;
       return result;
     } catch (err) {
@@ -287,27 +303,43 @@ export class TimescaleSink implements Sink {
         await head.alone(client);
         head = null;
       }
+      // What ends the write after its rows, in the message that commits it: the OHLCV
+      // refresh it owes (the rows' times are in `stale` by then) and its checkpoint.
+      const ending = (): string[] => {
+        const refresh = this.refreshOwed(f, stale);
+        owed = refresh !== null;
+        const end = refresh === null ? [] : [refresh];
+        if (batch.checkpoint !== null)
+          end.push(
+            advanceCheckpointText(this.opts.slot, this.name, batch.checkpoint, batch.commitTime),
+          );
+        return end;
+      };
+      // When nothing else is due, the usual batch also commits in the COPY's message.
+      const purgeDue =
+        batch.checkpoint !== null &&
+        Date.now() - this.lastPurge >= (this.opts.purgeIntervalMs ?? 60_000);
+      if (head !== null && f.refuse && !purgeDue && !this.lettersMayWait(batch))
+        head.closeWith(ending);
       for (const seg of segments) await this.writeSegment(client, f.sql, seg, stale, counts, head);
-      owed = this.owe(f, stale, tail);
+      if (head?.committed) return;
       // A letter whose row a later change now settles is resolved in the same transaction.
       if (await this.lettersPending(client, batch))
         await supersedeLetters(client, this.opts.slot, batch.changes);
-      if (batch.checkpoint === null) return;
-      if (Date.now() - this.lastPurge >= (this.opts.purgeIntervalMs ?? 60_000)) {
-        this.lastPurge = Date.now();
-        await advanceCheckpoint(
-          client,
-          this.opts.slot,
-          this.name,
-          batch.checkpoint,
-          batch.commitTime,
-        );
-        for (const q of f.sql.purge) await client.query(q, [gen, this.opts.slot]);
-      } else {
-        tail.push(
-          advanceCheckpointText(this.opts.slot, this.name, batch.checkpoint, batch.commitTime),
-        );
+      if (!purgeDue) {
+        tail.push(...ending());
+        return;
       }
+      owed = this.owe(f, stale, tail);
+      this.lastPurge = Date.now();
+      await advanceCheckpoint(
+        client,
+        this.opts.slot,
+        this.name,
+        batch.checkpoint!,
+        batch.commitTime,
+      );
+      for (const q of f.sql.purge) await client.query(q, [gen, this.opts.slot]);
     };
     await this.transaction(body, true);
     addCopyCounts(counts);
@@ -320,10 +352,20 @@ export class TimescaleSink implements Sink {
    * re-read. Returns whether it did.
    */
   private owe(f: Features, stale: StaleSpan, tail: string[]): boolean {
+    const refresh = this.refreshOwed(f, stale);
+    if (refresh !== null) tail.push(refresh);
+    return refresh !== null;
+  }
+
+  /** The statement that records the refresh a write owes (see owe), or null. */
+  private refreshOwed(f: Features, stale: StaleSpan): string | null {
     const span = f.aggregates ? stale.span() : null;
-    if (span === null) return false;
-    tail.push(recordRefreshText(this.opts.slot, span));
-    return true;
+    return span === null ? null : recordRefreshText(this.opts.slot, span);
+  }
+
+  /** Whether lettersPending may find letters or read the table: a write then ends apart. */
+  private lettersMayWait(batch: Batch): boolean {
+    return this.pendingLetters || this.lettersCheckDue() || writesLetters(batch);
   }
 
   /**
@@ -332,8 +374,7 @@ export class TimescaleSink implements Sink {
    * the hot path a statement per batch while there are none (the usual case).
    */
   private async lettersPending(client: pg.PoolClient, batch: Batch): Promise<boolean> {
-    const writesLetters = batch.changes.some((c) => c.kind === 'dead_letter');
-    if (Date.now() - this.lettersCheckedAt >= 60_000) {
+    if (this.lettersCheckDue()) {
       this.lettersCheckedAt = Date.now();
       const r = await client.query<{ e: boolean }>(
         `SELECT EXISTS (SELECT 1 FROM slotline.dead_letters
@@ -342,8 +383,12 @@ export class TimescaleSink implements Sink {
       );
       this.pendingLetters = r.rows[0]?.e === true;
     }
-    if (writesLetters) this.pendingLetters = true;
+    if (writesLetters(batch)) this.pendingLetters = true;
     return this.pendingLetters;
+  }
+
+  private lettersCheckDue(): boolean {
+    return Date.now() - this.lettersCheckedAt >= 60_000;
   }
 
   private async writeSegment(
