@@ -4,9 +4,10 @@ import { type PgConnection, SubmittedQuery } from '../source/copy-both.js';
 /**
  * `COPY … FROM STDIN` in text format, driven through pg's Submittable hook
  * (pg has no copy-in API of its own; see source/copy-both.ts for the copy-out
- * side). The rows are spelled when the server answers CopyInResponse, each
- * chunk written to the socket as soon as it is cut, so the server inserts one
- * while the next is spelled.
+ * side). The rows are spelled right behind the query, without waiting for
+ * the server's CopyInResponse, each chunk written to the socket as soon as it
+ * is cut: the server runs the statements ahead of the COPY meanwhile, then
+ * inserts one chunk while the next is spelled.
  */
 
 /** How large each CopyData message is (the server reads it in one piece). */
@@ -231,6 +232,9 @@ export interface CopyInResult {
 export class CopyInQuery extends SubmittedQuery<CopyInResult> {
   private readonly result: CopyInResult = { copied: 0, copyComplete: false, rows: [], before: [] };
   private statementRows: (string | null)[][] = [];
+  /** What the input threw: the reason of the COPY's failure. */
+  private inputFailure: Error | null = null;
+  private copyStarted = false;
 
   constructor(
     text: string,
@@ -248,18 +252,37 @@ export class CopyInQuery extends SubmittedQuery<CopyInResult> {
     return this.result;
   }
 
-  override handleCopyInResponse(connection: unknown): void {
-    const c = connection as PgConnection;
+  /**
+   * The input follows the query at once, without waiting for the server's
+   * CopyInResponse: the server reads it when it reaches the COPY (meanwhile
+   * running the statements before it), and drops it if the message failed
+   * before (the protocol drops CopyData, CopyDone and CopyFail outside a COPY).
+   */
+  override submit(connection: unknown): void {
+    super.submit(connection);
+    this.send(connection as PgConnection);
+  }
+
+  private send(c: PgConnection): void {
     // After an error the server ignores the CopyData and CopyDone still in flight.
     try {
       this.input((chunk) => c.sendCopyFromChunk(chunk));
     } catch (err) {
-      // The server ends the COPY with an error; `done` reports this one.
-      this.fail(err as Error);
+      // The server ends the COPY with an error, reported as this one (handleError).
+      this.inputFailure = err as Error;
       c.sendCopyFail(`slotline: ${(err as Error).message}`);
       return;
     }
     c.endCopyFrom();
+  }
+
+  override handleCopyInResponse(): void {
+    this.copyStarted = true;
+  }
+
+  /** The server's error, or the input's where the COPY it ended was reached. */
+  override handleError(err: Error): void {
+    super.handleError(this.copyStarted && this.inputFailure !== null ? this.inputFailure : err);
   }
 
   override handleCommandComplete(msg: { text?: string }): void {
@@ -280,7 +303,7 @@ export class CopyInQuery extends SubmittedQuery<CopyInResult> {
 
 /**
  * A COPY's input: a function that spells its chunks and sends each with `send`
- * (called once the server is ready for them; what it throws fails the COPY).
+ * (called as the query is sent; what it throws fails the COPY).
  */
 export type CopyInput = (send: (chunk: Buffer) => void) => void;
 

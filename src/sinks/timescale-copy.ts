@@ -104,9 +104,9 @@ const refused = (err: Error | null, code: string) =>
 /**
  * Copies what of `rows` it can spell, or hands rows to `upsert` as
  * writeHotTrades says. An `opening` heads the message and is settled as soon
- * as its results are back, whatever the COPY did. The rows are spelled once the server is ready for them,
- * each chunk sent as soon as it is cut: the server inserts while the rest is
- * spelled. So the tombstone read, part of the message sent before, is bounded
+ * as its results are back, whatever the COPY did. The rows are spelled as the
+ * message is sent, each chunk sent as soon as it is cut: the server inserts
+ * while the rest is spelled. So the tombstone read, part of the message sent before, is bounded
  * by the oldest version of all `rows` (a superset of what the copied ones need).
  *
  * Where the opening brings the write's end (FoldedOpening.closeWith), the

@@ -356,6 +356,32 @@ describe.skipIf(skip !== null)('the COPY path keeps the apply rule', () => {
     }
   });
 
+  // The input goes out right behind the query, before the server asks for it.
+  it.each([
+    ['sends its rows', false],
+    ['throws', true],
+  ])(
+    'a message that fails before its COPY, whose input %s, reports the failure that stopped it and leaves the connection usable',
+    async (_what, throws) => {
+      const client = await ctx.sink.connect();
+      try {
+        const copy = copyIn(
+          client,
+          `SELECT 1/0; COPY analytics_trades_tombstones (trade_id, source_generation, source_lsn, source_seq) FROM STDIN`,
+          (send) => {
+            send(Buffer.from('t-9\t1\t0/1\t0\n'));
+            if (throws) throw new Error('spelling broke');
+          },
+        );
+        await expect(copy).rejects.toThrow('division by zero');
+        const n = await client.query('SELECT count(*)::int AS n FROM analytics_trades_tombstones');
+        expect(n.rows[0].n).toBe(0);
+      } finally {
+        client.release();
+      }
+    },
+  );
+
   it('a mixed batch: inserts, an update, a delete and a re-insert apply as the upserts would', async () => {
     await sink.write(
       batchOf(
