@@ -326,14 +326,13 @@ export interface LockedEpoch {
   state: CheckpointState | null;
 }
 
-const LOCK_EPOCH = (
-  slot: string,
-  sink: string,
-) => `SELECT l.epoch::text, l.holder, c.generation, c.state
-       FROM slotline.leaders l
+/** The slot's leader row (l) beside the sink's checkpoint row (c), if any. */
+const EPOCH_ROW = (slot: string, sink: string) => `slotline.leaders l
        LEFT JOIN slotline.checkpoints c ON c.slot = l.slot AND c.sink = ${sink}
-      WHERE l.slot = ${slot}
-        FOR SHARE OF l`;
+      WHERE l.slot = ${slot}`;
+
+const LOCK_EPOCH = (slot: string, sink: string) =>
+  `SELECT l.epoch::text, l.holder, c.generation, c.state FROM ${EPOCH_ROW(slot, sink)} FOR SHARE OF l`;
 
 /**
  * lockEpoch's statement with its values inline, to share one simple-protocol
@@ -363,10 +362,8 @@ export function expectEpochText(
   const state = at.state === null ? 'NULL' : escapedLiteral(at.state);
   return `SELECT slotline.refuse('${EPOCH_REFUSED}', 'the leader epoch, generation or checkpoint state changed')
       WHERE NOT EXISTS (
-        SELECT 1 FROM slotline.leaders l
-          LEFT JOIN slotline.checkpoints c ON c.slot = l.slot AND c.sink = ${escapedLiteral(sink)}
-         WHERE l.slot = ${escapedLiteral(slot)} AND l.epoch = ${epoch}
-           AND coalesce(c.generation, 0) = ${Math.trunc(at.generation)}
+        SELECT 1 FROM ${EPOCH_ROW(escapedLiteral(slot), escapedLiteral(sink))}
+           AND l.epoch = ${epoch} AND coalesce(c.generation, 0) = ${Math.trunc(at.generation)}
            AND c.state IS NOT DISTINCT FROM ${state})`;
 }
 

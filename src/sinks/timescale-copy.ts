@@ -146,8 +146,9 @@ async function copyHot(
     counts.copied += copied;
     return copied;
   }
-  const tombstoneRefused = refused(failure, TOMBSTONE_REFUSED);
-  if (failure !== null && !tombstoneRefused) {
+  // A message that was to commit refused a newer tombstone: its copy is rolled back, then read.
+  const undone = refused(failure, TOMBSTONE_REFUSED);
+  if (failure !== null && !undone) {
     const err = failure;
     // What ended the write failed (or a check the client's own passed): the write fails.
     if (end !== null && result.copyComplete) throw err;
@@ -160,9 +161,9 @@ async function copyHot(
     upsert.push(...rows);
     return 0;
   }
-  // The copy stands unless a tombstone blocks one of its rows (the server refused: none yet).
+  // The copy stands unless a tombstone blocks one of its rows.
   let newer = result.rows;
-  if (tombstoneRefused) {
+  if (undone) {
     await client.query('ROLLBACK TO SAVEPOINT slotline_copy');
     newer = await tombstoneRows(client, sql.tradeTombstonesNewer(oldest, max + 1));
   }
@@ -171,11 +172,11 @@ async function copyHot(
     newer = await tombstoneRows(client, sql.tradeTombstonesOf(copy.map((u) => u.trade.tradeId)));
   }
   const blocked = blockedIds(copy, newer);
-  if (blocked.size === 0 && !tombstoneRefused) {
+  if (blocked.size === 0 && !undone) {
     counts.copied += copied;
     return copied;
   }
-  if (!tombstoneRefused) await client.query('ROLLBACK TO SAVEPOINT slotline_copy');
+  if (!undone) await client.query('ROLLBACK TO SAVEPOINT slotline_copy');
   counts.tombstones++;
   if (!again) {
     upsert.push(...copy);

@@ -152,6 +152,8 @@ export const TOMBSTONE_REFUSED = 'SLT01';
 /** The COPY path's reads of tombstones (timescale-copy.ts): rows of id, generation, LSN, seq. */
 function copyTombstoneReads(tradeTombs: string) {
   const cols = 'd.trade_id, d.source_generation, d.source_lsn::text, d.source_seq';
+  const newerThan = (since: RowVersion) =>
+    `${v('d')} > (${since.gen}, '${formatLsn(since.lsn)}'::pg_lsn, ${since.seq})`;
   return {
     /**
      * The tombstones newer than `since` (timescale-copy.ts), at most `limit` of
@@ -162,8 +164,7 @@ function copyTombstoneReads(tradeTombs: string) {
      * the version index makes it a range scan whatever the table's size.
      */
     tradeTombstonesNewer: (since: RowVersion, limit: number) =>
-      `SELECT ${cols} FROM ${tradeTombs} d
-        WHERE ${v('d')} > (${since.gen}, '${formatLsn(since.lsn)}'::pg_lsn, ${since.seq}) LIMIT ${limit}`,
+      `SELECT ${cols} FROM ${tradeTombs} d WHERE ${newerThan(since)} LIMIT ${limit}`,
     /**
      * Fails (TOMBSTONE_REFUSED) if any tombstone is newer than `since`: in
      * place of tradeTombstonesNewer for a COPY whose COMMIT follows in the
@@ -172,8 +173,7 @@ function copyTombstoneReads(tradeTombs: string) {
      */
     tradeTombstonesRefuse: (since: RowVersion) =>
       `SELECT slotline.refuse('${TOMBSTONE_REFUSED}', 'a tombstone is newer than the copied trades')
-         FROM ${tradeTombs} d
-        WHERE ${v('d')} > (${since.gen}, '${formatLsn(since.lsn)}'::pg_lsn, ${since.seq}) LIMIT 1`,
+         FROM ${tradeTombs} d WHERE ${newerThan(since)} LIMIT 1`,
     /** The tombstones of `ids`, in the columns of tradeTombstonesNewer: where that one hits its limit. */
     tradeTombstonesOf: (ids: readonly string[]) =>
       `SELECT ${cols} FROM ${tradeTombs} d

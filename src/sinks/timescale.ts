@@ -242,7 +242,7 @@ export class TimescaleSink implements Sink {
   private async attempt<T>(fn: TransactionBody<T>, fold: boolean): Promise<T> {
     const epoch = this.epoch;
     if (epoch === null) throw new Error('TimescaleSink written before claimEpoch()');
-    const assumed = fold && this.features !== null ? this.opened : null;
+    const assumed = fold ? this.opened : null;
     // Only a write that commits vouches for the next one's assumption.
     this.opened = null;
     const client = await this.db().connect();
@@ -306,9 +306,8 @@ export class TimescaleSink implements Sink {
       // What ends the write after its rows, in the message that commits it: the OHLCV
       // refresh it owes (the rows' times are in `stale` by then) and its checkpoint.
       const ending = (): string[] => {
-        const refresh = this.refreshOwed(f, stale);
-        owed = refresh !== null;
-        const end = refresh === null ? [] : [refresh];
+        const end: string[] = [];
+        owed = this.owe(f, stale, end);
         if (batch.checkpoint !== null)
           end.push(
             advanceCheckpointText(this.opts.slot, this.name, batch.checkpoint, batch.commitTime),
@@ -352,15 +351,10 @@ export class TimescaleSink implements Sink {
    * re-read. Returns whether it did.
    */
   private owe(f: Features, stale: StaleSpan, tail: string[]): boolean {
-    const refresh = this.refreshOwed(f, stale);
-    if (refresh !== null) tail.push(refresh);
-    return refresh !== null;
-  }
-
-  /** The statement that records the refresh a write owes (see owe), or null. */
-  private refreshOwed(f: Features, stale: StaleSpan): string | null {
     const span = f.aggregates ? stale.span() : null;
-    return span === null ? null : recordRefreshText(this.opts.slot, span);
+    if (span === null) return false;
+    tail.push(recordRefreshText(this.opts.slot, span));
+    return true;
   }
 
   /** Whether lettersPending may find letters or read the table: a write then ends apart. */
