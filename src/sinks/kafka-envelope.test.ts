@@ -67,7 +67,7 @@ function records(c: Change, opts: EnvelopeOptions = OPTS, recent = new RecentTra
 }
 
 const value = (r: KafkaRecord | undefined): Record<string, unknown> =>
-  JSON.parse(r?.value ?? 'null') as Record<string, unknown>;
+  JSON.parse(r?.value?.toString('utf8') ?? 'null') as Record<string, unknown>;
 
 describe('changeRecords', () => {
   it('a streamed trade insert: Debezium envelope, exact amounts, symbol and volume, keyed by pool', () => {
@@ -115,7 +115,7 @@ describe('changeRecords', () => {
       ts_ms: NOW,
     });
     // The 78-digit amounts are digit strings in the JSON text itself, never numbers.
-    expect(r.value).toContain(`"price":"${UINT256_MAX}"`);
+    expect(r.value?.toString()).toContain(`"price":"${UINT256_MAX}"`);
   });
 
   it('updates are op u; snapshot rows op r, stamped with the read time and no transaction', () => {
@@ -291,7 +291,7 @@ describe('chunkRecords', () => {
   const rec = (i: number, size: number): KafkaRecord => ({
     topic: 't',
     key: `k${i % 3}`,
-    value: 'x'.repeat(size),
+    value: Buffer.from('x'.repeat(size)),
     headers: { [LSN_HEADER]: `0/${i}` },
   });
 
@@ -314,8 +314,8 @@ describe('chunkRecords', () => {
   });
 
   it('counts bytes, not characters', () => {
-    const ascii = recordBytes({ topic: 't', key: 'k', value: 'aa', headers: {} });
-    const wide = recordBytes({ topic: 't', key: 'k', value: 'éé', headers: {} });
+    const ascii = recordBytes({ topic: 't', key: 'k', value: Buffer.from('aa'), headers: {} });
+    const wide = recordBytes({ topic: 't', key: 'k', value: Buffer.from('éé'), headers: {} });
     expect(wide - ascii).toBe(2);
   });
 });

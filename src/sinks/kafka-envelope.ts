@@ -53,8 +53,8 @@ export const SEQ_HEADER = 'slotline.seq';
 export interface KafkaRecord {
   topic: string;
   key: string;
-  /** null: a tombstone */
-  value: string | null;
+  /** The envelope's JSON as UTF-8 (a view of a shared chunk: never written to); null: a tombstone */
+  value: Buffer | null;
   headers: Record<string, string>;
   /** One copy goes to every partition of the topic (truncates, deletes of a trade whose pool is unknown). */
   everyPartition?: true;
@@ -109,84 +109,184 @@ export class RecentTradePools {
 }
 
 /*
- * The envelopes are written as JSON text directly, not built as objects and
- * then serialized: a catch-up makes one per change, and the objects were most
- * of the envelope's cost (and garbage). The output is byte for byte what
- * JSON.stringify gives for the same fields in the same order
- * (kafka-envelope.test.ts holds that reference and compares).
+ * The envelopes are written as JSON bytes directly, not built as objects and
+ * serialized, nor as strings: a catch-up makes one per change, and the
+ * objects, then the strings (a concatenation's parts, then its flattened
+ * copy, then its UTF-8 encoding in the produce request) were most of the
+ * envelope's cost and most of the connector's garbage with Kafka enabled.
+ * The output is byte for byte what JSON.stringify gives for the same fields
+ * in the same order (kafka-envelope-identity.test.ts holds that reference and
+ * compares).
  */
+
+/** Bytes of the chunks records are written into; a larger record gets a chunk of its own size. */
+const CHUNK_BYTES = 64 * 1024;
 
 /**
- * What JSON.stringify escapes in a string: quote, backslash, control
- * characters, and lone surrogates (any surrogate here: then it decides).
+ * Writes records' JSON into shared chunks and hands each record out as a view
+ * of its bytes. A chunk is never written twice: once full, the next record
+ * starts a new one, and the old one lives as long as the records viewing it
+ * (a batch's). Not reentrant: one record at a time.
  */
-// eslint-disable-next-line no-control-regex -- control characters are what is looked for
-const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
-/** A JSON string literal, as JSON.stringify writes it; most values need no escape. */
-const str = (v: string): string => (NEEDS_ESCAPE.test(v) ? JSON.stringify(v) : '"' + v + '"');
-const strOrNull = (v: string | null): string => (v === null ? 'null' : str(v));
-/** A JSON number as JSON.stringify writes it (null when not finite). */
-const num = (v: number): string => (Number.isFinite(v) ? String(v) : 'null');
-const intOrNull = (v: string | null): string => (v === null ? 'null' : num(Number(v)));
+class JsonBytes {
+  private buf = Buffer.allocUnsafe(CHUNK_BYTES);
+  private pos = 0;
+  private start = 0;
 
-function tradeRowJson(t: Trade): string {
-  // Original column names; chain_id and timestamp are validated int32 / unix seconds, exact as numbers.
-  return (
-    '{"id":' +
-    str(t.tradeId) +
-    ',"chain_id":' +
-    num(Number(t.chainId)) +
-    ',"price":' +
-    str(t.price) +
-    ',"quantity":' +
-    str(t.quantity) +
-    ',"timestamp":' +
-    num(Number(t.time)) +
-    ',"transaction_id":' +
-    strOrNull(t.transactionId) +
-    ',"side":' +
-    str(t.side) +
-    ',"pool_id":' +
-    str(t.poolId) +
-    ',"symbol":' +
-    strOrNull(t.symbol) +
-    ',"volume":' +
-    str(tradeVolume(t)) +
-    '}'
-  );
+  /** Starts a record. */
+  begin(): void {
+    this.start = this.pos;
+  }
+
+  /** The record begun last, as a view of its bytes. */
+  end(): Buffer {
+    return this.buf.subarray(this.start, this.pos);
+  }
+
+  /** Bytes as they are (fragments spelled once). */
+  bytes(b: Uint8Array): void {
+    this.reserve(b.length);
+    this.buf.set(b, this.pos);
+    this.pos += b.length;
+  }
+
+  /** Text that is ASCII and needs no escape (the fragments, numbers, LSNs). */
+  ascii(s: string): void {
+    const n = s.length;
+    this.reserve(n);
+    const buf = this.buf;
+    let pos = this.pos;
+    for (let i = 0; i < n; i++) buf[pos++] = s.charCodeAt(i);
+    this.pos = pos;
+  }
+
+  /**
+   * A JSON string literal, as JSON.stringify writes it: printable ASCII
+   * without a quote or backslash (most values) byte by byte, anything else
+   * through JSON.stringify (its escapes, lone surrogates) and UTF-8.
+   */
+  str(v: string): void {
+    const n = v.length;
+    this.reserve(n + 2);
+    const buf = this.buf;
+    let pos = this.pos;
+    buf[pos++] = 0x22;
+    for (let i = 0; i < n; i++) {
+      const c = v.charCodeAt(i);
+      if (c < 0x20 || c > 0x7e || c === 0x22 || c === 0x5c) return this.escaped(v);
+      buf[pos++] = c;
+    }
+    buf[pos++] = 0x22;
+    this.pos = pos;
+  }
+
+  strOrNull(v: string | null): void {
+    if (v === null) this.ascii('null');
+    else this.str(v);
+  }
+
+  /** A JSON number as JSON.stringify writes it (null when not finite). */
+  num(v: number): void {
+    this.ascii(Number.isFinite(v) ? String(v) : 'null');
+  }
+
+  intOrNull(v: string | null): void {
+    if (v === null) this.ascii('null');
+    else this.num(Number(v));
+  }
+
+  private escaped(v: string): void {
+    const json = JSON.stringify(v);
+    const n = Buffer.byteLength(json, 'utf8');
+    this.reserve(n);
+    this.pos += this.buf.write(json, this.pos, n, 'utf8');
+  }
+
+  /** Room for `n` more bytes, the record begun so far moved to a new chunk when this one is full. */
+  private reserve(n: number): void {
+    if (this.pos + n <= this.buf.length) return;
+    const sofar = this.pos - this.start;
+    const next = Buffer.allocUnsafe(Math.max(CHUNK_BYTES, 2 * (sofar + n)));
+    this.buf.copy(next, 0, this.start, this.pos);
+    this.buf = next;
+    this.start = 0;
+    this.pos = sofar;
+  }
 }
 
-function poolRowJson(p: Pool): string {
-  return (
-    '{"id":' +
-    str(p.id) +
-    ',"chain_id":' +
-    intOrNull(p.chainId) +
-    ',"coin":' +
-    strOrNull(p.coin) +
-    ',"order_book":' +
-    strOrNull(p.orderBook) +
-    ',"base_currency":' +
-    strOrNull(p.baseCurrency) +
-    ',"quote_currency":' +
-    strOrNull(p.quoteCurrency) +
-    ',"base_decimals":' +
-    intOrNull(p.baseDecimals) +
-    ',"quote_decimals":' +
-    intOrNull(p.quoteDecimals) +
-    ',"volume":' +
-    strOrNull(p.volume) +
-    ',"volume_in_quote":' +
-    strOrNull(p.volumeInQuote) +
-    ',"price":' +
-    strOrNull(p.price) +
-    ',"timestamp":' +
-    intOrNull(p.timestamp) +
-    '}'
-  );
+const out = new JsonBytes();
+
+/** A JSON string literal as text (keys: few, remembered). */
+const strText = (v: string): string => JSON.stringify(v);
+
+function writeTradeRow(w: JsonBytes, t: Trade): void {
+  // Original column names; chain_id and timestamp are validated int32 / unix seconds, exact as numbers.
+  w.ascii('{"id":');
+  w.str(t.tradeId);
+  w.ascii(',"chain_id":');
+  w.num(Number(t.chainId));
+  w.ascii(',"price":');
+  w.str(t.price);
+  w.ascii(',"quantity":');
+  w.str(t.quantity);
+  w.ascii(',"timestamp":');
+  w.num(Number(t.time));
+  w.ascii(',"transaction_id":');
+  w.strOrNull(t.transactionId);
+  w.ascii(',"side":');
+  w.str(t.side);
+  w.ascii(',"pool_id":');
+  w.str(t.poolId);
+  w.ascii(',"symbol":');
+  w.strOrNull(t.symbol);
+  w.ascii(',"volume":');
+  w.str(tradeVolume(t));
+  w.ascii('}');
+}
+
+function writePoolRow(w: JsonBytes, p: Pool): void {
+  w.ascii('{"id":');
+  w.str(p.id);
+  w.ascii(',"chain_id":');
+  w.intOrNull(p.chainId);
+  w.ascii(',"coin":');
+  w.strOrNull(p.coin);
+  w.ascii(',"order_book":');
+  w.strOrNull(p.orderBook);
+  w.ascii(',"base_currency":');
+  w.strOrNull(p.baseCurrency);
+  w.ascii(',"quote_currency":');
+  w.strOrNull(p.quoteCurrency);
+  w.ascii(',"base_decimals":');
+  w.intOrNull(p.baseDecimals);
+  w.ascii(',"quote_decimals":');
+  w.intOrNull(p.quoteDecimals);
+  w.ascii(',"volume":');
+  w.strOrNull(p.volume);
+  w.ascii(',"volume_in_quote":');
+  w.strOrNull(p.volumeInQuote);
+  w.ascii(',"price":');
+  w.strOrNull(p.price);
+  w.ascii(',"timestamp":');
+  w.intOrNull(p.timestamp);
+  w.ascii('}');
+}
+
+/** A deleted row's key: `{"id":…}`, with the trade's pool when known. */
+function writeKeyRow(w: JsonBytes, id: string, poolId?: string | null): void {
+  w.ascii('{"id":');
+  w.str(id);
+  if (poolId !== undefined) {
+    w.ascii(',"pool_id":');
+    w.strOrNull(poolId);
+  }
+  w.ascii('}');
 }
 
 const OPS = { insert: 'c', update: 'u', snapshot: 'r' } as const;
+
+/** Text of a JSON number as JSON.stringify writes it. */
+const numText = (v: number): string => (Number.isFinite(v) ? String(v) : 'null');
 
 /**
  * What one change's records share, computed once per source transaction or
@@ -202,9 +302,9 @@ class Shared {
   private txId = '';
   private sourceFor: EnvelopeOptions | null = null;
   private sourceSchema = '';
-  /** `"source":{…,"name":…,"ts_ms":` and `,"db":…,"schema":…,"table":` */
-  private head = '';
-  private tail = '';
+  /** `,"source":{…,"name":…,"ts_ms":` and `,"db":…,"schema":…,"table":`, as UTF-8 */
+  private head = Buffer.alloc(0);
+  private tail = Buffer.alloc(0);
   private readonly keys = { pool_id: new Map<string, string>(), id: new Map<string, string>() };
 
   lsnHeader(lsn: bigint): string {
@@ -212,47 +312,43 @@ class Shared {
     return this.lsnText;
   }
 
-  /** The envelope's JSON. */
-  envelope(c: Change, o: EnvelopeOptions, nowMs: number, e: EnvelopeParts): string {
+  /** Writes what comes after the row before and after: the source, the op, the time. */
+  close(
+    w: JsonBytes,
+    c: Change,
+    o: EnvelopeOptions,
+    nowMs: number,
+    table: string,
+    op: DebeziumOp,
+  ): void {
     this.setLsn(c.lsn);
     if (this.sourceFor !== o || this.sourceSchema !== o.schema) this.setSource(o);
-    let tsMs: string;
-    let txId: string;
+    w.bytes(this.head);
     if (c.tx) {
       if (this.txCommit !== c.tx.commitTime || this.txXid !== c.tx.xid) {
         this.txCommit = c.tx.commitTime;
         this.txXid = c.tx.xid;
-        this.txMs = num(commitTimeMs(c.tx.commitTime));
-        this.txId = num(c.tx.xid);
+        this.txMs = numText(commitTimeMs(c.tx.commitTime));
+        this.txId = numText(c.tx.xid);
       }
-      tsMs = this.txMs;
-      txId = this.txId;
+      w.ascii(this.txMs);
     } else {
       // Snapshot rows have no commit: Debezium stamps them with the time they were read.
-      tsMs = num(nowMs);
-      txId = 'null';
+      w.num(nowMs);
     }
-    return (
-      '{"before":' +
-      e.before +
-      ',"after":' +
-      e.after +
-      this.head +
-      tsMs +
-      (e.op === 'r' ? ',"snapshot":"true"' : ',"snapshot":"false"') +
-      this.tail +
-      e.table +
-      ',"txId":' +
-      txId +
-      // An LSN is 64 bits; a JSON number is exact up to 2^53 (8 PiB of WAL).
-      ',"lsn":' +
-      this.lsnJson +
-      '},"op":"' +
-      e.op +
-      '","ts_ms":' +
-      num(nowMs) +
-      '}'
-    );
+    w.ascii(op === 'r' ? ',"snapshot":"true"' : ',"snapshot":"false"');
+    w.bytes(this.tail);
+    w.ascii(table);
+    w.ascii(',"txId":');
+    w.ascii(c.tx ? this.txId : 'null');
+    // An LSN is 64 bits; a JSON number is exact up to 2^53 (8 PiB of WAL).
+    w.ascii(',"lsn":');
+    w.ascii(this.lsnJson);
+    w.ascii('},"op":"');
+    w.ascii(op);
+    w.ascii('","ts_ms":');
+    w.num(nowMs);
+    w.ascii('}');
   }
 
   /** `{"<field>":<id>}`, remembered: the keys of a batch are few (pools). */
@@ -261,7 +357,7 @@ class Shared {
     let k = keys.get(id);
     if (k === undefined) {
       if (keys.size >= 10_000) keys.clear();
-      k = '{"' + field + '":' + str(id) + '}';
+      k = '{"' + field + '":' + strText(id) + '}';
       keys.set(id, k);
     }
     return k;
@@ -271,34 +367,29 @@ class Shared {
     if (this.lsn === lsn) return;
     this.lsn = lsn;
     this.lsnText = formatLsn(lsn);
-    this.lsnJson = num(Number(lsn));
+    this.lsnJson = numText(Number(lsn));
   }
 
   private setSource(o: EnvelopeOptions): void {
     this.sourceFor = o;
     this.sourceSchema = o.schema;
-    this.head =
+    const head =
       ',"source":{"version":' +
-      str(o.version) +
+      strText(o.version) +
       ',"connector":"slotline","name":' +
-      str(o.name) +
+      strText(o.name) +
       ',"ts_ms":';
-    this.tail = ',"db":' + str(o.db) + ',"schema":' + str(o.schema) + ',"table":';
+    this.head = Buffer.from(head, 'utf8');
+    const tail = ',"db":' + strText(o.db) + ',"schema":' + strText(o.schema) + ',"table":';
+    this.tail = Buffer.from(tail, 'utf8');
   }
 }
 
-interface EnvelopeParts {
-  /** JSON of the table name */
-  table: string;
-  op: DebeziumOp;
-  /** JSON of the row before / after */
-  before: string;
-  after: string;
-}
-
 const shared = new Shared();
-const TRADES_TABLE_JSON = str(TRADES_TABLE_NAME);
-const POOLS_TABLE_JSON = str(POOLS_TABLE_NAME);
+
+/** The table's name as the `table` field's JSON. */
+const TRADES_TABLE_JSON = strText(TRADES_TABLE_NAME);
+const POOLS_TABLE_JSON = strText(POOLS_TABLE_NAME);
 
 /**
  * The records of one change, in the order they must be written. Updates
@@ -316,52 +407,56 @@ export function changeRecords(
     c.seq !== undefined
       ? { [LSN_HEADER]: lsn, [SEQ_HEADER]: String(c.seq) }
       : { [LSN_HEADER]: lsn };
-  const envelope = (table: string, op: DebeziumOp, before: string, after: string): string =>
-    shared.envelope(c, o, nowMs, { table, op, before, after });
-
+  const w = out;
+  w.begin();
   switch (c.kind) {
     case 'trade_upsert': {
       recent.remember(c.trade.tradeId, c.trade.poolId);
-      const value = envelope(TRADES_TABLE_JSON, OPS[c.op], 'null', tradeRowJson(c.trade));
-      return [
-        { topic: o.topics.trades, key: shared.key('pool_id', c.trade.poolId), value, headers },
-      ];
+      w.ascii('{"before":null,"after":');
+      writeTradeRow(w, c.trade);
+      shared.close(w, c, o, nowMs, TRADES_TABLE_JSON, OPS[c.op]);
+      const key = shared.key('pool_id', c.trade.poolId);
+      return [{ topic: o.topics.trades, key, value: w.end(), headers }];
     }
     case 'trade_delete': {
       const poolId = recent.poolOf(c.tradeId) ?? null;
       recent.forget(c.tradeId);
-      const before = '{"id":' + str(c.tradeId) + ',"pool_id":' + strOrNull(poolId) + '}';
-      const value = envelope(TRADES_TABLE_JSON, 'd', before, 'null');
+      w.ascii('{"before":');
+      writeKeyRow(w, c.tradeId, poolId);
+      w.ascii(',"after":null');
+      shared.close(w, c, o, nowMs, TRADES_TABLE_JSON, 'd');
+      const value = w.end();
       if (poolId !== null)
         return [{ topic: o.topics.trades, key: shared.key('pool_id', poolId), value, headers }];
-      return [
-        {
-          topic: o.topics.trades,
-          key: '{"id":' + str(c.tradeId) + '}',
-          value,
-          headers,
-          everyPartition: true,
-        },
-      ];
+      const key = '{"id":' + strText(c.tradeId) + '}';
+      return [{ topic: o.topics.trades, key, value, headers, everyPartition: true }];
     }
     case 'pool_upsert': {
-      const value = envelope(POOLS_TABLE_JSON, OPS[c.op], 'null', poolRowJson(c.pool));
-      return [{ topic: o.topics.pools, key: shared.key('id', c.pool.id), value, headers }];
+      w.ascii('{"before":null,"after":');
+      writePoolRow(w, c.pool);
+      shared.close(w, c, o, nowMs, POOLS_TABLE_JSON, OPS[c.op]);
+      return [{ topic: o.topics.pools, key: shared.key('id', c.pool.id), value: w.end(), headers }];
     }
     case 'pool_delete': {
+      w.ascii('{"before":');
+      writeKeyRow(w, c.poolId);
+      w.ascii(',"after":null');
+      shared.close(w, c, o, nowMs, POOLS_TABLE_JSON, 'd');
       const key = shared.key('id', c.poolId);
-      const value = envelope(POOLS_TABLE_JSON, 'd', '{"id":' + str(c.poolId) + '}', 'null');
-      const out: KafkaRecord[] = [{ topic: o.topics.pools, key, value, headers }];
-      if (o.tombstones) out.push({ topic: o.topics.pools, key, value: null, headers });
-      return out;
+      const records: KafkaRecord[] = [{ topic: o.topics.pools, key, value: w.end(), headers }];
+      if (o.tombstones) records.push({ topic: o.topics.pools, key, value: null, headers });
+      return records;
     }
     case 'truncate':
       return c.tables.map((t) => {
         const table = t === 'trades' ? TRADES_TABLE_NAME : POOLS_TABLE_NAME;
+        w.begin();
+        w.ascii('{"before":null,"after":null');
+        shared.close(w, c, o, nowMs, strText(table), 't');
         return {
           topic: t === 'trades' ? o.topics.trades : o.topics.pools,
           key: JSON.stringify({ table: `${o.schema}.${table}` }),
-          value: envelope(str(table), 't', 'null', 'null'),
+          value: w.end(),
           headers,
           everyPartition: true,
         };
@@ -377,8 +472,8 @@ export function changeRecords(
 
 /** What a record costs in a produce request, roughly: key, value, headers and per-record framing. */
 export function recordBytes(r: KafkaRecord): number {
-  let n = 32 + Buffer.byteLength(r.key) + (r.value === null ? 0 : Buffer.byteLength(r.value));
-  for (const [k, v] of Object.entries(r.headers)) n += 8 + k.length + v.length;
+  let n = 32 + Buffer.byteLength(r.key) + (r.value === null ? 0 : r.value.length);
+  for (const k in r.headers) n += 8 + k.length + r.headers[k]!.length;
   return n;
 }
 
