@@ -139,6 +139,10 @@ describe('encodeProduceRequest', () => {
     expect(encodeProduceRequest(base({ timestamp: '1700000000000' }))).toBeNull();
     expect(encodeProduceRequest(base({ headers: { h: ['a', 'b'] } }))).toBeNull();
     expect(encodeProduceRequest(base({ headers: { h: null } }))).toBeNull();
+    // kafkajs reads own keys only; an inherited one is left to it.
+    const inherited: unknown = Object.assign(Object.create({ up: 'x' }) as object, { own: 'y' });
+    expect(encodeProduceRequest(base({ headers: inherited }))).toBeNull();
+    expect(encodeProduceRequest(base({ headers: { own: 'y' } }))).not.toBeNull();
     expect(encodeProduceRequest(base({ key: 42 }))).toBeNull();
   });
 });
