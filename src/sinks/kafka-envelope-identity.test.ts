@@ -229,15 +229,19 @@ describe('changeRecords', () => {
     );
   });
 
+  /** Options of the fixed cases. */
+  const fixed = (over: Partial<EnvelopeOptions>): EnvelopeOptions => ({
+    topics: { trades: 't', pools: 'p' },
+    version: '1',
+    name: 'a',
+    db: 'd',
+    schema: 's1',
+    tombstones: false,
+    ...over,
+  });
+
   it('keeps every record whole across the shared chunks, one larger than a chunk among them', () => {
-    const o: EnvelopeOptions = {
-      topics: { trades: 't', pools: 'p' },
-      version: '1',
-      name: 'é',
-      db: 'd',
-      schema: 's',
-      tombstones: true,
-    };
+    const o = fixed({ name: 'é', tombstones: true });
     const changes: Change[] = Array.from({ length: 3_000 }, (_, i) => ({
       kind: 'pool_upsert',
       op: 'insert',
@@ -267,15 +271,8 @@ describe('changeRecords', () => {
   });
 
   it('follows a schema change and alternating options (the shared fragments are not stale)', () => {
-    const a: EnvelopeOptions = {
-      topics: { trades: 't', pools: 'p' },
-      version: '1',
-      name: 'a',
-      db: 'd',
-      schema: 's1',
-      tombstones: false,
-    };
-    const b: EnvelopeOptions = { ...a, name: 'b', db: 'other' };
+    const a = fixed({});
+    const b = fixed({ name: 'b', db: 'other' });
     const c: Change = {
       kind: 'pool_delete',
       lsn: 5n,
