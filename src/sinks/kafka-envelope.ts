@@ -119,6 +119,9 @@ export class RecentTradePools {
  * compares).
  */
 
+/** Text of a JSON number as JSON.stringify writes it (null when not finite). */
+const numText = (v: number): string => (Number.isFinite(v) ? String(v) : 'null');
+
 /** Bytes of the chunks records are written into; a larger record gets a chunk of its own size. */
 const CHUNK_BYTES = 64 * 1024;
 
@@ -185,9 +188,8 @@ class JsonBytes {
     else this.str(v);
   }
 
-  /** A JSON number as JSON.stringify writes it (null when not finite). */
   num(v: number): void {
-    this.ascii(Number.isFinite(v) ? String(v) : 'null');
+    this.ascii(numText(v));
   }
 
   intOrNull(v: string | null): void {
@@ -215,9 +217,6 @@ class JsonBytes {
 }
 
 const out = new JsonBytes();
-
-/** A JSON string literal as text (keys: few, remembered). */
-const strText = (v: string): string => JSON.stringify(v);
 
 function writeTradeRow(w: JsonBytes, t: Trade): void {
   // Original column names; chain_id and timestamp are validated int32 / unix seconds, exact as numbers.
@@ -284,9 +283,6 @@ function writeKeyRow(w: JsonBytes, id: string, poolId?: string | null): void {
 }
 
 const OPS = { insert: 'c', update: 'u', snapshot: 'r' } as const;
-
-/** Text of a JSON number as JSON.stringify writes it. */
-const numText = (v: number): string => (Number.isFinite(v) ? String(v) : 'null');
 
 /**
  * What one change's records share, computed once per source transaction or
@@ -357,7 +353,7 @@ class Shared {
     let k = keys.get(id);
     if (k === undefined) {
       if (keys.size >= 10_000) keys.clear();
-      k = '{"' + field + '":' + strText(id) + '}';
+      k = '{"' + field + '":' + JSON.stringify(id) + '}';
       keys.set(id, k);
     }
     return k;
@@ -375,12 +371,13 @@ class Shared {
     this.sourceSchema = o.schema;
     const head =
       ',"source":{"version":' +
-      strText(o.version) +
+      JSON.stringify(o.version) +
       ',"connector":"slotline","name":' +
-      strText(o.name) +
+      JSON.stringify(o.name) +
       ',"ts_ms":';
     this.head = Buffer.from(head, 'utf8');
-    const tail = ',"db":' + strText(o.db) + ',"schema":' + strText(o.schema) + ',"table":';
+    const tail =
+      ',"db":' + JSON.stringify(o.db) + ',"schema":' + JSON.stringify(o.schema) + ',"table":';
     this.tail = Buffer.from(tail, 'utf8');
   }
 }
@@ -388,8 +385,8 @@ class Shared {
 const shared = new Shared();
 
 /** The table's name as the `table` field's JSON. */
-const TRADES_TABLE_JSON = strText(TRADES_TABLE_NAME);
-const POOLS_TABLE_JSON = strText(POOLS_TABLE_NAME);
+const TRADES_TABLE_JSON = JSON.stringify(TRADES_TABLE_NAME);
+const POOLS_TABLE_JSON = JSON.stringify(POOLS_TABLE_NAME);
 
 /**
  * The records of one change, in the order they must be written. Updates
@@ -428,7 +425,7 @@ export function changeRecords(
       const value = w.end();
       if (poolId !== null)
         return [{ topic: o.topics.trades, key: shared.key('pool_id', poolId), value, headers }];
-      const key = '{"id":' + strText(c.tradeId) + '}';
+      const key = '{"id":' + JSON.stringify(c.tradeId) + '}';
       return [{ topic: o.topics.trades, key, value, headers, everyPartition: true }];
     }
     case 'pool_upsert': {
@@ -452,7 +449,7 @@ export function changeRecords(
         const table = t === 'trades' ? TRADES_TABLE_NAME : POOLS_TABLE_NAME;
         w.begin();
         w.ascii('{"before":null,"after":null');
-        shared.close(w, c, o, nowMs, strText(table), 't');
+        shared.close(w, c, o, nowMs, JSON.stringify(table), 't');
         return {
           topic: t === 'trades' ? o.topics.trades : o.topics.pools,
           key: JSON.stringify({ table: `${o.schema}.${table}` }),

@@ -156,8 +156,8 @@ const BATCH_HEADER = 61;
 
 /**
  * The byte lengths measure() finds, in the order writeBatch() writes them: per
- * record its key, value and body (after the length varint), then each header's
- * name and value. Reused between requests (grown, never shrunk past a
+ * record its key, value and body (after the length varint), its headers'
+ * count, then each header's name and value. Reused between requests (grown, never shrunk past a
  * request's need).
  */
 let sizes = new Int32Array(3 * 1024);
@@ -241,6 +241,8 @@ function headersSize(h: unknown): number | undefined {
   if (typeof h !== 'object') return undefined;
   let size = 0;
   let count = 0;
+  const countAt = noted;
+  note(0);
   // for…in, not Object.keys: no array per record. kafkajs reads own keys only: an
   // inherited one (never the sink's) leaves the request to kafkajs.
   for (const name in h) {
@@ -254,6 +256,7 @@ function headersSize(h: unknown): number | undefined {
     size += varintSize(kl) + kl + varintSize(hv) + hv;
     count++;
   }
+  sizes[countAt] = count;
   return size + varintSize(count);
 }
 
@@ -303,9 +306,7 @@ function writeBatch(
 
 function writeHeaders(b: Buffer, o: number, h: Record<string, unknown> | null | undefined): number {
   if (h === null || h === undefined) return putVarint(b, o, 0);
-  let count = 0;
-  for (const _name in h) count++;
-  o = putVarint(b, o, count);
+  o = putVarint(b, o, take());
   for (const name in h) {
     const kl = take();
     o = putBytes(b, putVarint(b, o, kl), name, kl);
